@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Queue push + pull + ack in batches of 100 (redpill), beside redis-benchmark's pipelined
+# LPUSH and LMOVE at -P 100, against the same freshly started Redis, without and with AOF.
+#
+# Usage: bench/queue.sh [messages]      (default 200000)
+# Prints markdown tables for docs/benchmarks.md. Needs redis-server and redis-benchmark.
+set -euo pipefail
+
+messages=${1:-200000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "bench/queue.sh: $tool not found; install redis-server and redis-tools" >&2; exit 1; }
+done
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "building the benchmark (release)..." >&2
+cargo build --release --quiet -p redpill --example queue_bench --manifest-path "$root/Cargo.toml"
+
+start_redis() { # $1 = no | everysec
+  local port dir
+  port=$(free_port)
+  dir="$work/$1"
+  mkdir -p "$dir"
+  if [ "$1" = no ]; then
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no --daemonize no --logfile "$dir/log" &
+  else
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly yes --appendfsync everysec --daemonize no --logfile "$dir/log" &
+  fi
+  pids+=($!)
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  echo "$port"
+}
+
+rps() { # redis-benchmark --csv output -> requests per second of the last line
+  tail -n 1 | awk -F'","' '{print $2}' | cut -d. -f1
+}
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(redis-server --version | awk '{print $3}'), $messages messages"
+for aof in no everysec; do
+  port=$(start_redis "$aof")
+  echo "running with appendonly=$aof on port $port..." >&2
+  lpush=$(redis-benchmark -p "$port" -c 1 -P 100 -n 1000000 -d 64 --csv -t lpush | rps)
+  # LMOVE needs a source that never runs dry: prefill it.
+  redis-cli -p "$port" eval "for i=1,1001000 do redis.call('RPUSH', KEYS[1], 'x') end" 1 lmsrc >/dev/null
+  lmove=$(redis-benchmark -p "$port" -c 1 -P 100 -n 1000000 --csv LMOVE lmsrc lmdst RIGHT LEFT | rps)
+  lpush50=$(redis-benchmark -p "$port" -c 50 -P 64 -n 2000000 -d 64 --csv -t lpush | rps)
+  redis-cli -p "$port" flushall >/dev/null
+  echo
+  echo "## appendonly $aof"
+  echo
+  echo "| redis-benchmark (ceiling, commands/s) | ops/s |"
+  echo "|---|---|"
+  echo "| LPUSH 64 B, -c 1 -P 100 | $lpush |"
+  echo "| LMOVE, -c 1 -P 100 | $lmove |"
+  echo "| LPUSH 64 B, -c 50 -P 64 | $lpush50 |"
+  echo
+  "$root/target/release/examples/queue_bench" --url "redis://127.0.0.1:$port" --messages "$messages" | tail -n +2
+done

@@ -1,0 +1,68 @@
+-- Take up to COUNT messages from the head of a queue into one consumer's in-flight set, atomically.
+--
+-- KEYS[1]  waiting list     P:{T}:q:N
+-- KEYS[2]  body hash        P:{T}:q:N:body
+-- KEYS[3]  attempts hash    P:{T}:q:N:att
+-- KEYS[4]  delayed zset     P:{T}:q:N:delay
+-- KEYS[5]  in-flight zset   P:{T}:q:N:fly:C
+-- KEYS[6]  consumers set    P:{T}:q:N:who
+-- KEYS[7]  pull counter     P:{T}:q:N:seq
+-- ARGV[1]  COUNT, at least 1
+-- ARGV[2]  consumer id C
+-- ARGV[3]  '1' to return the consumer's whole in-flight set first (after an ambiguous failure)
+--
+-- Returns a flat array: id, body, failed attempts, id, body, failed attempts, ...
+-- Retries whose backoff is over go to the head of the queue first, earliest due first.
+-- The in-flight set is scored by pull order, so a re-queue can restore the order exactly.
+
+local count = tonumber(ARGV[1])
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms, 'LIMIT', 0, 1000)
+if #due > 0 then
+  redis.call('ZREM', KEYS[4], unpack(due))
+  for i = #due, 1, -1 do
+    redis.call('LPUSH', KEYS[1], due[i])
+  end
+end
+
+local out = {}
+local function emit(ids)
+  for from = 1, #ids, 1000 do
+    local to = math.min(from + 999, #ids)
+    local bodies = redis.call('HMGET', KEYS[2], unpack(ids, from, to))
+    local attempts = redis.call('HMGET', KEYS[3], unpack(ids, from, to))
+    for i = 1, to - from + 1 do
+      local id = ids[from + i - 1]
+      if bodies[i] then
+        out[#out + 1] = id
+        out[#out + 1] = bodies[i]
+        out[#out + 1] = attempts[i] or '0'
+      else
+        -- No body: the message was acked or dead-lettered meanwhile; drop the stray id.
+        redis.call('ZREM', KEYS[5], id)
+      end
+    end
+  end
+end
+
+if ARGV[3] == '1' then
+  emit(redis.call('ZRANGE', KEYS[5], 0, -1))
+end
+
+local ids = redis.call('LPOP', KEYS[1], count)
+if ids then
+  local last = redis.call('INCRBY', KEYS[7], #ids)
+  local scored = {}
+  for i = 1, #ids do
+    scored[#scored + 1] = last - #ids + i
+    scored[#scored + 1] = ids[i]
+  end
+  for i = 1, #scored, 1000 do
+    redis.call('ZADD', KEYS[5], unpack(scored, i, math.min(i + 999, #scored)))
+  end
+  redis.call('SADD', KEYS[6], ARGV[2])
+  emit(ids)
+end
+return out

@@ -1,0 +1,304 @@
+//! The cloneable handle every redpill channel hangs off: connection, keys, heartbeat, bus.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::bus::Bus;
+use crate::config::{Config, DurabilityPolicy};
+use crate::error::{Error, Result};
+use crate::keys::Keys;
+
+/// A connection to one Redis deployment, shared by every queue, topic, lease and channel made
+/// from it. Clone it freely: clones share the connection and background tasks, which stop when
+/// the last clone is dropped or [`Client::close`] is called.
+///
+/// Each client is one *consumer*: it has a unique id and keeps a heartbeat key alive in Redis
+/// while it runs, so that other processes can tell when it died and re-queue what it held.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) keys: Keys,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) bus: Bus,
+    pub(crate) consumer_id: String,
+    pub(crate) shutdown: CancellationToken,
+    _stop_tasks: DropGuard,
+}
+
+impl Client {
+    /// Connects, checks the server's durability settings and starts the heartbeat.
+    ///
+    /// Fails with a retryable error when Redis cannot be reached; see [`Client::connect_lazy`]
+    /// for a client that connects on first use instead.
+    pub async fn connect(config: Config) -> Result<Client> {
+        let client = Self::connect_lazy(config)?;
+        client.ping().await?;
+        client.check_durability().await?;
+        Ok(client)
+    }
+
+    /// Builds a client without touching the network: the connection is made on first use,
+    /// and every call fails with a retryable error while Redis is unreachable.
+    /// Fails only when the URL cannot be parsed.
+    pub fn connect_lazy(config: Config) -> Result<Client> {
+        let redis_client = redis::Client::open(config.url.as_str())
+            .map_err(|err| Error::Invalid(format!("REDIS_URL {}: {err}", config.masked_url())))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(config.reconnect_max_delay)
+            // Few retries per reconnect: while Redis is down, calls fail fast (a 503 at the
+            // API) and the next call starts another reconnect.
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_lazy_with_config(redis_client.clone(), manager_config)?;
+        let shutdown = CancellationToken::new();
+        let keys = Keys::new(config.prefix.clone());
+        let consumer_id = new_consumer_id(&config.name);
+        let bus = Bus::start(
+            redis_client,
+            config.reconnect_max_delay,
+            config.response_timeout,
+            shutdown.child_token(),
+        );
+        let client = Client {
+            inner: Arc::new(Inner {
+                keys,
+                conn,
+                bus,
+                consumer_id,
+                _stop_tasks: shutdown.clone().drop_guard(),
+                shutdown,
+                config,
+            }),
+        };
+        client.spawn_heartbeat();
+        Ok(client)
+    }
+
+    /// The settings this client was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The key builder (prefix included).
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// This client's consumer id: `<name>-<host>-<pid>-<random>`.
+    pub fn consumer_id(&self) -> &str {
+        &self.inner.consumer_id
+    }
+
+    /// A clone of the multiplexed connection, for redpill's own modules.
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// Round trip to Redis; the readiness probe of every role.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Reads `appendonly`, `appendfsync` and `maxmemory-policy` and warns about (or, under
+    /// [`DurabilityPolicy::Refuse`], refuses) settings that can lose acknowledged writes.
+    /// Returns the list of problems found.
+    pub async fn check_durability(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .arg("appendfsync")
+            .arg("maxmemory-policy")
+            .query_async(&mut conn)
+            .await;
+        let pairs = match reply {
+            Ok(pairs) => pairs,
+            Err(err) if err.code() == Some("ERR") || err.code() == Some("NOPERM") => {
+                tracing::warn!(error = %err, "cannot read the Redis persistence settings (CONFIG GET refused); make sure appendonly is yes and maxmemory-policy is noeviction");
+                return Ok(Vec::new());
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let settings: std::collections::HashMap<String, String> = pairs
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [name, value] => Some((name.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
+        let problems = durability_problems(&settings);
+        for problem in &problems {
+            tracing::warn!(url = %self.inner.config.masked_url(), "{problem}");
+        }
+        if !problems.is_empty() && self.inner.config.durability == DurabilityPolicy::Refuse {
+            return Err(Error::UnsafeServer(problems.join("; ")));
+        }
+        Ok(problems)
+    }
+
+    /// Stops the heartbeat and background tasks and deletes this consumer's heartbeat key,
+    /// so that whatever it still holds in flight is re-queued by the next reaper pass.
+    /// Call [`crate::Queue::release`] first to hand in-flight messages back without
+    /// counting an attempt.
+    pub async fn close(&self) {
+        self.inner.shutdown.cancel();
+        let mut conn = self.conn();
+        let key = self.inner.keys.consumer(&self.inner.consumer_id);
+        let deleted: redis::RedisResult<i64> =
+            redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+        if let Err(err) = deleted {
+            tracing::debug!(error = %err, "could not delete the heartbeat key on close; it expires by itself");
+        }
+    }
+
+    /// True once [`Client::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shutdown.is_cancelled()
+    }
+
+    /// A token cancelled when the client closes; background tasks of channels select on it.
+    pub(crate) fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Renews `P:consumer:<id>` every third of the TTL from a task of its own, so that a busy
+    /// caller is never mistaken for a dead one. The task holds only a weak reference, so it
+    /// ends with the last clone of the client.
+    fn spawn_heartbeat(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let token = self.inner.shutdown.child_token();
+        let ttl = self.inner.config.consumer_ttl;
+        let key = self.inner.keys.consumer(&self.inner.consumer_id);
+        let period = (ttl / 3).max(Duration::from_millis(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing_since: Option<std::time::Instant> = None;
+            let mut warned = false;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = ticker.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let mut conn = inner.conn.clone();
+                drop(inner);
+                let renewed: redis::RedisResult<()> = redis::cmd("SET")
+                    .arg(&key)
+                    .arg(1)
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await;
+                match renewed {
+                    Ok(()) => {
+                        if warned {
+                            tracing::info!(consumer = %key, "heartbeat renewed again");
+                        }
+                        failing_since = None;
+                        warned = false;
+                    }
+                    Err(err) => {
+                        let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                        // Warn once per outage, when it has lasted long enough for other
+                        // processes to take this consumer for dead.
+                        if !warned && since.elapsed() >= ttl {
+                            tracing::warn!(error = %err, consumer = %key, "heartbeat not renewed for longer than its TTL: in-flight messages of this process may be re-queued to others");
+                            warned = true;
+                        } else {
+                            tracing::debug!(error = %err, consumer = %key, "heartbeat not renewed; retrying");
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+fn durability_problems(settings: &std::collections::HashMap<String, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    match settings.get("appendonly").map(String::as_str) {
+        Some("yes") => {}
+        Some(other) => problems.push(format!(
+            "appendonly is {other}: a Redis restart loses everything since the last snapshot; set appendonly yes"
+        )),
+        None => {}
+    }
+    if let Some("no") = settings.get("appendfsync").map(String::as_str) {
+        problems.push(
+            "appendfsync is no: a crash can lose about 30 s of acknowledged writes; use everysec or always"
+                .to_owned(),
+        );
+    }
+    match settings.get("maxmemory-policy").map(String::as_str) {
+        Some("noeviction") | None => {}
+        Some(other) => problems.push(format!(
+            "maxmemory-policy is {other}: Redis may silently evict queued messages; set noeviction"
+        )),
+    }
+    problems
+}
+
+fn new_consumer_id(name: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let random: u32 = rand::random();
+    format!("{name}-{host}-{}-{random:08x}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::durability_problems;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// AOF with noeviction is safe; each unsafe setting is named once.
+    #[test]
+    fn names_each_unsafe_setting() {
+        let safe = settings(&[
+            ("appendonly", "yes"),
+            ("appendfsync", "everysec"),
+            ("maxmemory-policy", "noeviction"),
+        ]);
+        assert!(durability_problems(&safe).is_empty());
+        let unsafe_ = settings(&[
+            ("appendonly", "no"),
+            ("appendfsync", "no"),
+            ("maxmemory-policy", "allkeys-lru"),
+        ]);
+        let problems = durability_problems(&unsafe_);
+        assert_eq!(problems.len(), 3);
+        assert!(problems[0].starts_with("appendonly is no"));
+        assert!(problems[1].starts_with("appendfsync is no"));
+        assert!(problems[2].starts_with("maxmemory-policy is allkeys-lru"));
+    }
+}

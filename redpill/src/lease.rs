@@ -1,0 +1,259 @@
+//! Leases with fencing epochs, and the fenced write that Redis itself rejects when stale.
+
+use std::time::Duration;
+
+use redis::{ToRedisArgs, Value};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::{debug_assert_one_slot, Tag};
+use crate::queue::Queue;
+use crate::scripts;
+
+/// A named lease under a tag: at most one holder at a time, each grant with a strictly
+/// larger epoch than the last (INCR), expiring unless renewed.
+#[derive(Clone)]
+pub struct Lease {
+    client: Client,
+    name: String,
+    key: String,
+    epoch_key: String,
+}
+
+/// One grant of a lease: who holds it and at which epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The fencing token: larger than every earlier grant's.
+    pub epoch: u64,
+    /// The holder named at acquire.
+    pub owner: String,
+}
+
+impl Grant {
+    fn token(&self) -> String {
+        format!("{} {}", self.epoch, self.owner)
+    }
+
+    fn parse(text: &str) -> Option<Grant> {
+        let (epoch, owner) = text.split_once(' ')?;
+        Some(Grant {
+            epoch: epoch.parse().ok()?,
+            owner: owner.to_owned(),
+        })
+    }
+}
+
+/// What acquiring found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lease is ours, with this grant.
+    Granted(Grant),
+    /// Another owner holds it, for about this much longer.
+    HeldBy(Grant, Duration),
+}
+
+impl Lease {
+    /// Lease `name` under `tag`. Writes fenced by it must touch keys of the same tag.
+    pub fn new(client: &Client, tag: &Tag, name: &str) -> Lease {
+        Lease {
+            client: client.clone(),
+            name: format!("{{{tag}}}:{name}"),
+            key: client.keys().lease(tag, name),
+            epoch_key: client.keys().lease_epoch(tag, name),
+        }
+    }
+
+    /// The lease's display name, `{tag}:name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Takes the lease for `owner` for `ttl` unless another owner holds it.
+    pub async fn acquire(&self, owner: &str, ttl: Duration) -> Result<Acquired> {
+        if owner.is_empty() || owner.contains(' ') {
+            return Err(Error::Invalid(format!(
+                "a lease owner must be non-empty and free of spaces: {owner:?}"
+            )));
+        }
+        let mut conn = self.client.conn();
+        let reply: Vec<Value> = scripts::run(
+            &mut conn,
+            &scripts::LEASE_ACQUIRE,
+            &[&self.key, &self.epoch_key],
+            (owner, ttl_ms(ttl)),
+        )
+        .await?;
+        let number = |value: &Value| -> Result<i64> {
+            redis::from_redis_value_ref(value).map_err(|err| Error::decode("lease reply", err))
+        };
+        match reply.as_slice() {
+            [granted, epoch] if number(granted)? == 1 => Ok(Acquired::Granted(Grant {
+                epoch: number(epoch)? as u64,
+                owner: owner.to_owned(),
+            })),
+            [_, holder, remaining] => {
+                let holder: String = redis::from_redis_value_ref(holder)
+                    .map_err(|err| Error::decode("lease holder", err))?;
+                let holder = Grant::parse(&holder)
+                    .ok_or_else(|| Error::decode("lease holder", holder.clone()))?;
+                Ok(Acquired::HeldBy(
+                    holder,
+                    Duration::from_millis(number(remaining)?.max(0) as u64),
+                ))
+            }
+            _ => Err(Error::decode("lease reply", format!("{reply:?}"))),
+        }
+    }
+
+    /// Extends `grant` by `ttl` from now. Returns false when the grant no longer holds the
+    /// lease (it expired or another grant took it): stop acting on it.
+    pub async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<bool> {
+        let mut conn = self.client.conn();
+        let renewed: i64 = scripts::run(
+            &mut conn,
+            &scripts::LEASE_RENEW,
+            &[&self.key],
+            (grant.token(), ttl_ms(ttl)),
+        )
+        .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives the lease up so another owner can take it at once. Returns false when `grant`
+    /// no longer held it.
+    pub async fn release(&self, grant: &Grant) -> Result<bool> {
+        let mut conn = self.client.conn();
+        let released: i64 = scripts::run(
+            &mut conn,
+            &scripts::LEASE_RELEASE,
+            &[&self.key],
+            grant.token(),
+        )
+        .await?;
+        Ok(released == 1)
+    }
+
+    /// The current holder and the time left, if any.
+    pub async fn holder(&self) -> Result<Option<(Grant, Duration)>> {
+        let mut conn = self.client.conn();
+        let (holder, remaining): (Option<String>, i64) = redis::pipe()
+            .get(&self.key)
+            .pttl(&self.key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(holder
+            .as_deref()
+            .and_then(Grant::parse)
+            .map(|grant| (grant, Duration::from_millis(remaining.max(0) as u64))))
+    }
+
+    /// A batch of writes that Redis applies only while `grant` holds this lease, all or none,
+    /// in one round trip.
+    pub fn fenced(&self, grant: &Grant) -> FencedWrite {
+        FencedWrite {
+            client: self.client.clone(),
+            lease: self.name.clone(),
+            epoch: grant.epoch,
+            keys: vec![self.key.clone()],
+            args: vec![grant.token().into_bytes()],
+            writes: 0,
+        }
+    }
+}
+
+/// Writes guarded by a lease grant, applied atomically by one Lua script that first checks
+/// the grant still holds the lease. Every key must share the lease's hash tag.
+pub struct FencedWrite {
+    client: Client,
+    lease: String,
+    epoch: u64,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+    writes: usize,
+}
+
+impl FencedWrite {
+    /// Adds `command key args...`. Allowed commands: SET, DEL, HSET, HDEL, HINCRBY,
+    /// HINCRBYFLOAT, RPUSH, LPUSH, LTRIM, XADD, ZADD, ZREM, SADD, SREM, INCRBY, PEXPIRE.
+    pub fn write(mut self, command: &str, key: &str, args: impl ToRedisArgs) -> Self {
+        let index = match self.keys.iter().position(|known| known == key) {
+            Some(index) => index + 1,
+            None => {
+                self.keys.push(key.to_owned());
+                self.keys.len()
+            }
+        };
+        let args = args.to_redis_args();
+        self.args.push(command.as_bytes().to_vec());
+        self.args.push(index.to_string().into_bytes());
+        self.args.push(args.len().to_string().into_bytes());
+        self.args.extend(args);
+        self.writes += 1;
+        self
+    }
+
+    /// Adds a PUBLISH (a wake-up hint or a live message) to run only if the writes apply.
+    pub fn publish(mut self, channel: &str, message: impl ToRedisArgs) -> Self {
+        let message = message.to_redis_args();
+        self.args.push(b"PUBLISH".to_vec());
+        self.args.push(b"0".to_vec());
+        self.args.push((message.len() + 1).to_string().into_bytes());
+        self.args.push(channel.as_bytes().to_vec());
+        self.args.extend(message);
+        self.writes += 1;
+        self
+    }
+
+    /// Pushes `(id, body)` messages onto `queue` (same tag as the lease) as part of the
+    /// batch. Unlike [`Queue::push_with_ids`] there is no bound and no duplicate check: the
+    /// fence is what makes the batch happen once.
+    pub fn push(self, queue: &Queue, messages: &[(&str, &[u8])]) -> Self {
+        if messages.is_empty() {
+            return self;
+        }
+        let (waiting, body, wake) = queue.push_keys();
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(messages.len() * 2);
+        let mut ids: Vec<&str> = Vec::with_capacity(messages.len());
+        for (id, payload) in messages {
+            fields.push(id.as_bytes());
+            fields.push(payload);
+            ids.push(id);
+        }
+        let wake = wake.to_owned();
+        self.write("HSET", body, fields)
+            .write("RPUSH", waiting, ids)
+            .publish(&wake, "1")
+    }
+
+    /// The number of writes added so far.
+    pub fn len(&self) -> usize {
+        self.writes
+    }
+
+    /// True when no write was added.
+    pub fn is_empty(&self) -> bool {
+        self.writes == 0
+    }
+
+    /// Applies the batch. Fails with [`Error::StaleEpoch`], having written nothing, when the
+    /// grant no longer holds the lease. Returns each write's reply, in order.
+    pub async fn commit(self) -> Result<Vec<Value>> {
+        debug_assert_one_slot("fenced write", &self.keys);
+        let mut conn = self.client.conn();
+        let reply: Vec<Value> =
+            scripts::run(&mut conn, &scripts::FENCED_WRITE, &self.keys, &self.args).await?;
+        let mut reply = reply.into_iter();
+        match reply.next() {
+            Some(Value::Int(1)) => Ok(reply.collect()),
+            Some(Value::Int(0)) => Err(Error::StaleEpoch {
+                lease: self.lease,
+                epoch: self.epoch,
+            }),
+            other => Err(Error::decode("fenced write reply", format!("{other:?}"))),
+        }
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}

@@ -1,0 +1,57 @@
+//! redpill: reliable messaging over Redis for the Gorgon mesh. It is the only crate that
+//! speaks Redis; it knows no role and no message type — bodies are bytes.
+//!
+//! What it gives:
+//! - [`Queue`]: many pushers, competing pullers. A pull moves a batch atomically into the
+//!   puller's in-flight set; `ack` by id; `nack` retries after a backoff and dead-letters after
+//!   the last attempt, keeping the error. When a puller's heartbeat key expires, the next
+//!   reaper pass puts its in-flight messages back at the head, in order.
+//! - [`Topic`]: persistent publish/subscribe on Redis streams. Every subscriber [`Group`]
+//!   receives every message, including those published while it had no live member; members
+//!   share the work. Retention is bounded per shard and a full shard refuses new entries
+//!   ([`Error::Full`]) instead of dropping unread ones.
+//! - [`Live`]: fire-and-forget PUBLISH/SUBSCRIBE. Redis pub/sub loses whatever is published
+//!   while a subscriber is disconnected, so nothing that must arrive goes this way; queues and
+//!   topics use PUBLISH only as a wake-up hint and poll as a fallback. Subscriptions are
+//!   re-made after every reconnect.
+//! - [`Requester`] / [`Responder`]: request/reply over a queue, with correlation ids and timeouts.
+//! - [`Lease`]: at most one holder, each grant with a larger epoch (INCR); a [`FencedWrite`]
+//!   is applied by a Lua script only while its grant still holds the lease.
+//!
+//! Invariants:
+//! - Every key is built in [`keys`], under one prefix, with a hash tag; every Lua script and
+//!   MULTI block touches one cluster slot (asserted in debug builds).
+//! - Nothing is ever popped in one command and pushed in another: every move between lists
+//!   is one script.
+//! - Liveness comes from TTL keys in Redis, never from comparing clocks of two machines.
+//!
+//! Layout: `client.rs` (connection, heartbeat), `bus.rs` (the subscriber connection),
+//! `queue.rs`, `topic.rs`, `live.rs`, `rpc.rs`, `lease.rs`, `keys.rs`, `scripts.rs` with
+//! `lua/`, `config.rs`, `error.rs`, `testing.rs` (feature `test-support`).
+
+#![warn(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+
+mod bus;
+mod client;
+mod config;
+mod error;
+pub mod keys;
+mod lease;
+mod live;
+mod queue;
+mod rpc;
+mod scripts;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod topic;
+
+pub use client::Client;
+pub use config::{mask_url, Config, DurabilityPolicy};
+pub use error::{Error, Result};
+pub use keys::{Keys, Tag};
+pub use lease::{Acquired, FencedWrite, Grant, Lease};
+pub use live::{Live, Subscription};
+pub use queue::{new_id, DeadLetter, Delivery, NackOutcome, Queue, QueueDepth, MAX_PULL};
+pub use rpc::{Request, Requester, Responder};
+pub use topic::{Entry, Group, GroupBacklog, ShardStats, StartFrom, Topic, DEFAULT_TOPIC_BOUND};

@@ -1,0 +1,549 @@
+//! Reliable queues: batch push, atomic batch pull into an in-flight set, ack, nack with
+//! backoff, dead letters, and re-queue of a dead consumer's messages at the head, in order.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use redis::Value;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::keys::{QueueKeys, Tag};
+use crate::scripts;
+
+/// The most messages one pull may take; larger requests are clamped.
+pub const MAX_PULL: usize = 1000;
+
+/// A queue: many pushers, competing pullers, each message held by one puller at a time.
+///
+/// Cheap to build; the state lives in Redis. Every method is one round trip (the reaper pass
+/// of [`Queue::pull_wait`] adds one every reap interval).
+#[derive(Clone)]
+pub struct Queue {
+    client: Client,
+    name: String,
+    keys: Arc<QueueKeys>,
+    in_flight_key: String,
+    wake_channel: String,
+    bound: u64,
+    state: Arc<Mutex<PullState>>,
+}
+
+#[derive(Default)]
+struct PullState {
+    /// Ids delivered to this handle and not yet acked or nacked.
+    held: HashSet<String>,
+    /// A pull failed after it may have run in Redis: the next pull also returns this
+    /// consumer's in-flight set, minus what `held` already has.
+    resync: bool,
+    last_reap: Option<Instant>,
+}
+
+/// One message handed to a puller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message id (given at push, or generated).
+    pub id: String,
+    /// The body as pushed.
+    pub body: Bytes,
+    /// Failed deliveries before this one (0 the first time).
+    pub attempts: u32,
+}
+
+/// What a nack did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NackOutcome {
+    /// Messages scheduled for another attempt after their backoff.
+    pub retried: u64,
+    /// Messages that reached the last attempt and went to the dead-letter list.
+    pub dead_lettered: u64,
+}
+
+/// A message that used up its attempts, with the last error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message id.
+    pub id: String,
+    /// The body as pushed.
+    pub body: Bytes,
+    /// Failed deliveries.
+    pub attempts: u32,
+    /// The error of the last failed attempt.
+    pub error: String,
+    /// When it was dead-lettered, in Unix milliseconds (Redis server time).
+    pub at_ms: u64,
+}
+
+/// How many messages a queue holds, by state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting to be pulled.
+    pub waiting: u64,
+    /// Every message not yet acked or dead-lettered (waiting, in flight and delayed).
+    pub held: u64,
+    /// Waiting out a retry backoff.
+    pub delayed: u64,
+    /// In the dead-letter list.
+    pub dead: u64,
+}
+
+impl Queue {
+    /// The queue `name` under hash tag `tag`. Everything it stores lives in the tag's slot.
+    pub fn new(client: &Client, tag: &Tag, name: &str) -> Queue {
+        let keys = QueueKeys::new(client.keys().queue(tag, name));
+        let in_flight_key = keys.in_flight(client.consumer_id());
+        let wake_channel = client.keys().wake(&keys.waiting);
+        Queue {
+            client: client.clone(),
+            name: format!("queue {{{tag}}}:{name}"),
+            keys: Arc::new(keys),
+            in_flight_key,
+            wake_channel,
+            bound: 0,
+            state: Arc::default(),
+        }
+    }
+
+    /// Refuse pushes that would make the queue hold more than `bound` messages
+    /// ([`Error::Full`], retryable). 0 (the default) means unbounded.
+    pub fn with_bound(mut self, bound: u64) -> Queue {
+        self.bound = bound;
+        self
+    }
+
+    /// The queue's display name, `queue {tag}:name`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Pushes bodies with fresh ids (UUIDv7, time-ordered) and returns the ids in order.
+    pub async fn push<B: AsRef<[u8]>>(&self, bodies: &[B]) -> Result<Vec<String>> {
+        let ids: Vec<String> = bodies.iter().map(|_| new_id()).collect();
+        let messages: Vec<(&str, &[u8])> = ids
+            .iter()
+            .zip(bodies)
+            .map(|(id, body)| (id.as_str(), body.as_ref()))
+            .collect();
+        self.push_with_ids(&messages).await?;
+        Ok(ids)
+    }
+
+    /// Pushes `(id, body)` pairs in order, in one round trip. An id that is still pending in
+    /// this queue is skipped, so retrying a push whose reply was lost never queues a message
+    /// twice. Returns how many were newly queued.
+    pub async fn push_with_ids(&self, messages: &[(&str, &[u8])]) -> Result<u64> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let mut args: Vec<&[u8]> = Vec::with_capacity(messages.len() * 2);
+        for (id, body) in messages {
+            if id.is_empty() {
+                return Err(Error::Invalid("a message id must not be empty".to_owned()));
+            }
+            args.push(id.as_bytes());
+            args.push(body);
+        }
+        let mut conn = self.client.conn();
+        let (added, held): (i64, u64) = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_PUSH,
+            &[&self.keys.waiting, &self.keys.body],
+            (self.bound, &self.wake_channel, args),
+        )
+        .await?;
+        if added < 0 {
+            return Err(Error::Full {
+                name: self.name.clone(),
+                len: held,
+                max: self.bound,
+            });
+        }
+        Ok(added as u64)
+    }
+
+    /// Takes up to `max` messages (at most [`MAX_PULL`]) from the head into this consumer's
+    /// in-flight set, atomically. Returns at once, possibly with nothing.
+    pub async fn pull(&self, max: usize) -> Result<Vec<Delivery>> {
+        let resync = self.state.lock().expect("queue state").resync;
+        let mut conn = self.client.conn();
+        let keys = [
+            &self.keys.waiting,
+            &self.keys.body,
+            &self.keys.attempts,
+            &self.keys.delayed,
+            &self.in_flight_key,
+            &self.keys.who,
+            &self.keys.seq,
+        ];
+        let reply: redis::RedisResult<Vec<Value>> = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_PULL,
+            &keys,
+            (
+                max.clamp(1, MAX_PULL),
+                self.client.consumer_id(),
+                if resync { "1" } else { "0" },
+            ),
+        )
+        .await;
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(err) => {
+                // The script may have run and its reply been lost: those messages sit in our
+                // in-flight set. Ask for the set with the next pull.
+                self.state.lock().expect("queue state").resync = true;
+                return Err(err.into());
+            }
+        };
+        let deliveries = decode_deliveries(reply)?;
+        let mut state = self.state.lock().expect("queue state");
+        state.resync = false;
+        Ok(deliveries
+            .into_iter()
+            .filter(|delivery| state.held.insert(delivery.id.clone()))
+            .collect())
+    }
+
+    /// Like [`Queue::pull`], but when the queue is empty waits up to `timeout` for messages,
+    /// woken by pushes (and polling every poll interval in case a wake-up is lost).
+    /// Also re-queues the in-flight messages of dead consumers once per reap interval.
+    pub async fn pull_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let wake = self.client.inner.bus.wake(&self.wake_channel).await;
+        loop {
+            self.reap_if_due().await?;
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let deliveries = self.pull(max).await?;
+            if !deliveries.is_empty() {
+                return Ok(deliveries);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let nap = (deadline - now).min(self.client.config().poll_interval);
+            let token = self.client.shutdown_token();
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(nap) => {}
+                _ = token.cancelled() => return Err(Error::Closed),
+            }
+        }
+    }
+
+    /// Acknowledges messages this consumer holds. Returns the ids that were no longer held
+    /// (already acked, or re-queued because this consumer was taken for dead); their bodies
+    /// are left for whoever holds them now.
+    pub async fn ack<S: AsRef<str>>(&self, ids: &[S]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        let mut conn = self.client.conn();
+        let missing: Vec<String> = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_ACK,
+            &[&self.in_flight_key, &self.keys.body, &self.keys.attempts],
+            &ids,
+        )
+        .await?;
+        self.forget(&ids);
+        Ok(missing)
+    }
+
+    /// Gives messages back after a failure: each is retried after a backoff that doubles per
+    /// failed attempt, or dead-lettered with `error` when it reaches the attempt limit.
+    pub async fn nack<S: AsRef<str>>(&self, ids: &[S], error: &str) -> Result<NackOutcome> {
+        if ids.is_empty() {
+            return Ok(NackOutcome::default());
+        }
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        let config = self.client.config();
+        let mut conn = self.client.conn();
+        let (retried, dead_lettered): (u64, u64) = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_NACK,
+            &[
+                &self.in_flight_key,
+                &self.keys.body,
+                &self.keys.attempts,
+                &self.keys.delayed,
+                &self.keys.dead,
+            ],
+            (
+                config.max_attempts,
+                config.retry_backoff.as_millis() as u64,
+                config.retry_backoff_max.as_millis() as u64,
+                error,
+                &ids,
+            ),
+        )
+        .await?;
+        self.forget(&ids);
+        Ok(NackOutcome {
+            retried,
+            dead_lettered,
+        })
+    }
+
+    /// Hands back everything this consumer holds, at the head and in order, without counting
+    /// an attempt: the graceful-shutdown path. Returns how many were handed back.
+    pub async fn release(&self) -> Result<u64> {
+        let consumer = self.client.consumer_id().to_owned();
+        let (requeued, _) = self.requeue(&consumer, false).await?;
+        self.state.lock().expect("queue state").held.clear();
+        Ok(requeued)
+    }
+
+    /// Re-queues the in-flight messages of every consumer of this queue whose heartbeat has
+    /// expired, at the head and in pull order, counting one failed attempt each (a message
+    /// that keeps killing its consumer ends in the dead-letter list). Returns how many
+    /// messages were re-queued.
+    pub async fn reap(&self) -> Result<u64> {
+        let mut conn = self.client.conn();
+        let consumers: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&self.keys.who)
+            .query_async(&mut conn)
+            .await?;
+        if consumers.is_empty() {
+            return Ok(0);
+        }
+        let mut check = redis::pipe();
+        for consumer in &consumers {
+            check.exists(self.client.keys().consumer(consumer));
+        }
+        let alive: Vec<bool> = check.query_async(&mut conn).await?;
+        let mut requeued = 0;
+        for (consumer, alive) in consumers.iter().zip(alive) {
+            if !alive {
+                let (back, dead) = self.requeue(consumer, true).await?;
+                if back + dead > 0 {
+                    tracing::warn!(queue = %self.name, %consumer, requeued = back, dead_lettered = dead, "consumer died holding messages; re-queued them at the head");
+                }
+                requeued += back;
+            }
+        }
+        Ok(requeued)
+    }
+
+    /// How many messages the queue holds, by state.
+    pub async fn depth(&self) -> Result<QueueDepth> {
+        let mut conn = self.client.conn();
+        let (waiting, held, delayed, dead): (u64, u64, u64, u64) = redis::pipe()
+            .llen(&self.keys.waiting)
+            .hlen(&self.keys.body)
+            .zcard(&self.keys.delayed)
+            .llen(&self.keys.dead)
+            .query_async(&mut conn)
+            .await?;
+        Ok(QueueDepth {
+            waiting,
+            held,
+            delayed,
+            dead,
+        })
+    }
+
+    /// Up to `count` dead letters from position `start` (0 = the oldest).
+    pub async fn dead_letters(&self, start: u64, count: u64) -> Result<Vec<DeadLetter>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.client.conn();
+        let records: Vec<Vec<u8>> = redis::cmd("LRANGE")
+            .arg(&self.keys.dead)
+            .arg(start)
+            .arg(start + count - 1)
+            .query_async(&mut conn)
+            .await?;
+        records
+            .iter()
+            .map(|record| decode_dead_letter(record))
+            .collect()
+    }
+
+    /// Moves up to `count` dead letters, oldest first, back to the tail of the queue with a
+    /// fresh attempt count. Returns their ids.
+    pub async fn replay_dead(&self, count: u64) -> Result<Vec<String>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.client.conn();
+        let ids: Vec<String> = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_REPLAY_DEAD,
+            &[
+                &self.keys.dead,
+                &self.keys.waiting,
+                &self.keys.body,
+                &self.keys.attempts,
+            ],
+            (count, &self.wake_channel),
+        )
+        .await?;
+        Ok(ids)
+    }
+
+    /// The keys a fenced write needs to push onto this queue: waiting list, body hash and
+    /// wake channel.
+    pub(crate) fn push_keys(&self) -> (&str, &str, &str) {
+        (&self.keys.waiting, &self.keys.body, &self.wake_channel)
+    }
+
+    async fn requeue(&self, consumer: &str, count_attempt: bool) -> Result<(u64, u64)> {
+        let config = self.client.config();
+        let mut conn = self.client.conn();
+        let reason = format!("consumer {consumer} stopped heartbeating while holding the message");
+        let outcome: (u64, u64) = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_REQUEUE,
+            &[
+                &self.keys.in_flight(consumer),
+                &self.keys.waiting,
+                &self.keys.body,
+                &self.keys.attempts,
+                &self.keys.dead,
+                &self.keys.who,
+            ],
+            (
+                consumer,
+                if count_attempt { "1" } else { "0" },
+                config.max_attempts,
+                reason,
+                &self.wake_channel,
+            ),
+        )
+        .await?;
+        Ok(outcome)
+    }
+
+    async fn reap_if_due(&self) -> Result<()> {
+        let interval = self.client.config().reap_interval;
+        let due = {
+            let mut state = self.state.lock().expect("queue state");
+            let due = state.last_reap.is_none_or(|at| at.elapsed() >= interval);
+            if due {
+                state.last_reap = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.reap().await?;
+        }
+        Ok(())
+    }
+
+    fn forget(&self, ids: &[&str]) {
+        let mut state = self.state.lock().expect("queue state");
+        for id in ids {
+            state.held.remove(*id);
+        }
+    }
+}
+
+/// A fresh message id: a UUIDv7 in simple (32 hex digit) form, ordered by creation time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+fn decode_deliveries(reply: Vec<Value>) -> Result<Vec<Delivery>> {
+    if !reply.len().is_multiple_of(3) {
+        return Err(Error::decode(
+            "pulled messages",
+            "reply is not id/body/attempts triples",
+        ));
+    }
+    let mut deliveries = Vec::with_capacity(reply.len() / 3);
+    let mut values = reply.into_iter();
+    while let (Some(id), Some(body), Some(attempts)) = (values.next(), values.next(), values.next())
+    {
+        let id: String =
+            redis::from_redis_value(id).map_err(|err| Error::decode("message id", err))?;
+        let body: Vec<u8> =
+            redis::from_redis_value(body).map_err(|err| Error::decode("message body", err))?;
+        let attempts: u32 =
+            redis::from_redis_value(attempts).map_err(|err| Error::decode("attempt count", err))?;
+        deliveries.push(Delivery {
+            id,
+            body: Bytes::from(body),
+            attempts,
+        });
+    }
+    Ok(deliveries)
+}
+
+/// Parses `v1\n<id len>\n<error len>\n<attempts>\n<unix ms>\n<id><error><body>`.
+fn decode_dead_letter(record: &[u8]) -> Result<DeadLetter> {
+    let bad = |detail: &str| Error::decode("dead letter", detail);
+    let mut fields = Vec::with_capacity(5);
+    let mut pos = 0;
+    for _ in 0..5 {
+        let newline = record[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(|| bad("truncated header"))?;
+        fields.push(
+            std::str::from_utf8(&record[pos..pos + newline])
+                .map_err(|_| bad("header is not UTF-8"))?,
+        );
+        pos += newline + 1;
+    }
+    if fields[0] != "v1" {
+        return Err(bad("unknown record version"));
+    }
+    let number = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| bad("header field is not a number"))
+    };
+    let id_len = number(fields[1])? as usize;
+    let error_len = number(fields[2])? as usize;
+    let attempts = number(fields[3])? as u32;
+    let at_ms = number(fields[4])?;
+    if record.len() < pos + id_len + error_len {
+        return Err(bad("shorter than its header says"));
+    }
+    let id = String::from_utf8_lossy(&record[pos..pos + id_len]).into_owned();
+    let error =
+        String::from_utf8_lossy(&record[pos + id_len..pos + id_len + error_len]).into_owned();
+    let body = Bytes::copy_from_slice(&record[pos + id_len + error_len..]);
+    Ok(DeadLetter {
+        id,
+        body,
+        attempts,
+        error,
+        at_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dead-letter record written by the Lua scripts reads back field for field.
+    #[test]
+    fn dead_letter_record_round_trips() {
+        let record = b"v1\n3\n5\n3\n1700000000123\nabcboom!{\"x\":1}\n";
+        let letter = decode_dead_letter(record).unwrap();
+        assert_eq!(letter.id, "abc");
+        assert_eq!(letter.error, "boom!");
+        assert_eq!(letter.attempts, 3);
+        assert_eq!(letter.at_ms, 1_700_000_000_123);
+        assert_eq!(&letter.body[..], b"{\"x\":1}\n");
+        assert!(decode_dead_letter(b"v1\n3\n").is_err());
+        assert!(decode_dead_letter(b"v1\n99\n0\n1\n1\nabc").is_err());
+    }
+
+    /// Ids are 32 hex digits and sort by creation time.
+    #[test]
+    fn ids_are_time_ordered() {
+        let first = new_id();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = new_id();
+        assert_eq!(first.len(), 32);
+        assert!(first < second);
+    }
+}

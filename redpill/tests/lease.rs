@@ -1,0 +1,166 @@
+//! Leases and fenced writes against a real redis-server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::client;
+use redpill::testing::TestRedis;
+use redpill::{Acquired, Error, Grant, Lease, Queue, Tag};
+
+fn granted(acquired: Acquired) -> Grant {
+    match acquired {
+        Acquired::Granted(grant) => grant,
+        Acquired::HeldBy(holder, _) => panic!("expected a grant, held by {holder:?}"),
+    }
+}
+
+/// One holder at a time; after expiry another owner takes over with a larger epoch; a write
+/// with the old epoch is rejected inside Redis and changes nothing.
+#[tokio::test]
+async fn one_holder_takeover_and_fencing() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let tag = Tag::partition(7);
+    let lease = Lease::new(&client, &tag, "owner");
+    let state = client.keys().tagged(&tag, "state");
+
+    let first = granted(
+        lease
+            .acquire("proc-a", Duration::from_millis(300))
+            .await
+            .unwrap(),
+    );
+    match lease
+        .acquire("proc-b", Duration::from_millis(300))
+        .await
+        .unwrap()
+    {
+        Acquired::HeldBy(holder, left) => {
+            assert_eq!(holder, first);
+            assert!(left <= Duration::from_millis(300));
+        }
+        other => panic!("second owner got {other:?}"),
+    }
+    lease
+        .fenced(&first)
+        .write("SET", &state, "written by a")
+        .commit()
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Expired and not yet taken: the old holder can no longer write either.
+    let err = lease
+        .fenced(&first)
+        .write("SET", &state, "late a")
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::StaleEpoch { epoch, .. } if epoch == first.epoch),
+        "{err:?}"
+    );
+
+    let second = granted(
+        lease
+            .acquire("proc-b", Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(second.epoch > first.epoch);
+    assert_eq!(lease.holder().await.unwrap().unwrap().0, second);
+    let err = lease
+        .fenced(&first)
+        .write("SET", &state, "zombie a")
+        .write("HSET", &client.keys().tagged(&tag, "attrs"), ("count", 99))
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert!(!lease.renew(&first, Duration::from_secs(5)).await.unwrap());
+    assert!(!lease.release(&first).await.unwrap());
+    assert_eq!(
+        redis.command(&["GET", "t:{p7}:state"]),
+        "$12\r\nwritten by a\r\n"
+    );
+    assert_eq!(redis.command(&["EXISTS", "t:{p7}:attrs"]), ":0\r\n");
+
+    lease
+        .fenced(&second)
+        .write("SET", &state, "written by b")
+        .commit()
+        .await
+        .unwrap();
+    assert!(lease.renew(&second, Duration::from_secs(5)).await.unwrap());
+    assert!(lease.release(&second).await.unwrap());
+    let third = granted(
+        lease
+            .acquire("proc-a", Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert!(third.epoch > second.epoch);
+}
+
+/// A fenced write applies all its writes in order, including a push onto a queue of the
+/// same tag, and returns each reply.
+#[tokio::test]
+async fn fenced_write_applies_everything_at_once() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let tag = Tag::partition(9);
+    let lease = Lease::new(&client, &tag, "owner");
+    let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
+    let queue = Queue::new(&client, &tag, "out");
+    let replies = lease
+        .fenced(&grant)
+        .write(
+            "HSET",
+            &client.keys().tagged(&tag, "node:a"),
+            ("count", 3, "mean", "1.5"),
+        )
+        .write("INCRBY", &client.keys().tagged(&tag, "seq:a"), 3)
+        .push(
+            &queue,
+            &[("m1", b"one".as_slice()), ("m2", b"two".as_slice())],
+        )
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(replies.len(), 5);
+    assert_eq!(replies[0], redis::Value::Int(2));
+    assert_eq!(replies[1], redis::Value::Int(3));
+    let pulled = queue.pull(10).await.unwrap();
+    assert_eq!(
+        pulled.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["m1", "m2"]
+    );
+
+    // A command outside the allowed list is refused and nothing in the batch is written.
+    let err = lease
+        .fenced(&grant)
+        .write("SET", &client.keys().tagged(&tag, "x"), 1)
+        .write(
+            "FLUSHALL",
+            &client.keys().tagged(&tag, "x"),
+            Vec::<String>::new(),
+        )
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not allowed"), "{err}");
+    assert_eq!(redis.command(&["EXISTS", "t:{p9}:x"]), ":0\r\n");
+}
+
+/// An owner name with a space would corrupt the holder record, so it is refused.
+#[tokio::test]
+async fn owner_names_are_checked() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let lease = Lease::new(&client, &Tag::partition(1), "owner");
+    assert!(matches!(
+        lease.acquire("two words", Duration::from_secs(1)).await,
+        Err(Error::Invalid(_))
+    ));
+}

@@ -1,0 +1,335 @@
+//! Queue behaviour against a real redis-server.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{bodies, client, eventually, texts};
+use redpill::testing::TestRedis;
+use redpill::{Error, Queue, Tag};
+
+/// Messages come out in the order they were pushed, across several pushes and pulls.
+#[tokio::test]
+async fn fifo_order_across_batches() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let queue = Queue::new(&client, &Tag::partition(3), "in");
+    queue.push(&bodies(0..250)).await.unwrap();
+    queue.push(&bodies(250..300)).await.unwrap();
+
+    let mut seen = Vec::new();
+    loop {
+        let batch = queue.pull(64).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 64);
+        queue
+            .ack(&batch.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        seen.extend(texts(&batch));
+    }
+    assert_eq!(seen, bodies(0..300));
+    let depth = queue.depth().await.unwrap();
+    assert_eq!(
+        (depth.waiting, depth.held, depth.delayed, depth.dead),
+        (0, 0, 0, 0)
+    );
+}
+
+/// Competing pullers get disjoint messages, and together every one of them, each in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_pullers_split_the_work() {
+    let redis = TestRedis::start();
+    let pusher = client(&redis).await;
+    let queue = Queue::new(&pusher, &Tag::named("work"), "jobs");
+    queue.push(&bodies(0..2000)).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let puller = Queue::new(&client(&redis).await, &Tag::named("work"), "jobs");
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = puller
+                    .pull_wait(50, Duration::from_millis(300))
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                let ids: Vec<_> = batch.iter().map(|d| d.id.clone()).collect();
+                assert!(puller.ack(&ids).await.unwrap().is_empty());
+                got.extend(texts(&batch));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut pullers_with_work = 0;
+    for task in tasks {
+        let got = task.await.unwrap();
+        // Each puller sees its share in queue order.
+        let positions: Vec<usize> = got.iter().map(|b| b[1..].parse().unwrap()).collect();
+        assert!(
+            positions.windows(2).all(|w| w[0] < w[1]),
+            "a puller saw its share out of order"
+        );
+        pullers_with_work += usize::from(!got.is_empty());
+        all.extend(got);
+    }
+    assert_eq!(all.len(), 2000, "every message delivered exactly once");
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), 2000, "no message delivered twice");
+    assert!(pullers_with_work >= 2, "the work was shared");
+}
+
+/// Not a test on its own: the entry point of the child process that
+/// `killed_puller_messages_come_back_in_order` starts and kills.
+#[tokio::test]
+async fn child_puller_process() {
+    let Ok(url) = std::env::var("REDPILL_CHILD_REDIS") else {
+        return;
+    };
+    let config = redpill::Config::default()
+        .set_url(url)
+        .set_consumer_ttl(Duration::from_secs(1));
+    let client = common::client_with(config).await;
+    let queue = Queue::new(&client, &Tag::named("work"), "jobs");
+    let batch = queue.pull(10).await.unwrap();
+    println!("PULLED {}", texts(&batch).join(","));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+/// A puller process killed with SIGKILL after pulling a batch: its messages go to another
+/// puller, at the head of the queue and in their order; none lost, none duplicated.
+#[tokio::test]
+async fn killed_puller_messages_come_back_in_order() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let queue = Queue::new(&client, &Tag::named("work"), "jobs");
+    queue.push(&bodies(0..25)).await.unwrap();
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_puller_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("REDPILL_CHILD_REDIS", redis.url())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let pulled = stdout
+        .lines()
+        .map(Result::unwrap)
+        .find_map(|line| line.split_once("PULLED ").map(|(_, ids)| ids.to_owned()))
+        .expect("the child reports its batch");
+    assert_eq!(pulled, bodies(0..10).join(","));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Meanwhile the others flow on.
+    let first = queue.pull(5).await.unwrap();
+    assert_eq!(texts(&first), bodies(10..15));
+    queue
+        .ack(&first.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+
+    // Once the child's heartbeat (1 s TTL) expires, a reaper pass puts its ten back.
+    eventually(
+        Duration::from_secs(5),
+        "the dead puller's messages re-queued",
+        || {
+            let queue = queue.clone();
+            async move {
+                let requeued = queue.reap().await.unwrap();
+                (requeued > 0).then_some(requeued)
+            }
+        },
+    )
+    .await;
+    let rest = queue.pull(100).await.unwrap();
+    queue
+        .ack(&rest.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let mut expected = bodies(0..10);
+    expected.extend(bodies(15..25));
+    // The dead puller's ten come back at the head, in order, before 15..25.
+    assert_eq!(texts(&rest), expected);
+    assert!(
+        rest[..10].iter().all(|d| d.attempts == 1),
+        "one failed attempt counted"
+    );
+    assert!(rest[10..].iter().all(|d| d.attempts == 0));
+    assert_eq!(queue.depth().await.unwrap().held, 0);
+}
+
+/// nack → retried after the backoff → dead-lettered on the last attempt, keeping the error;
+/// other messages keep flowing while a retry waits out its backoff.
+#[tokio::test]
+async fn nack_retries_then_dead_letters_with_the_error() {
+    let redis = TestRedis::start();
+    let client = common::client_with(redis.config().set_max_attempts(3)).await;
+    let queue = Queue::new(&client, &Tag::partition(0), "in");
+    let ids = queue.push(&["poison", "fine"]).await.unwrap();
+
+    for attempt in 0..3u32 {
+        let batch = eventually(Duration::from_secs(3), "the poison message again", || {
+            let queue = queue.clone();
+            async move {
+                let batch = queue.pull(1).await.unwrap();
+                (!batch.is_empty()).then_some(batch)
+            }
+        })
+        .await;
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].id, ids[0]);
+        assert_eq!(batch[0].attempts, attempt);
+        let outcome = queue
+            .nack(&[&batch[0].id], &format!("boom {attempt}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (outcome.retried, outcome.dead_lettered),
+            if attempt < 2 { (1, 0) } else { (0, 1) }
+        );
+        if attempt == 0 {
+            // While the poison message waits out its backoff, the next one is not held up.
+            assert_eq!(queue.depth().await.unwrap().delayed, 1);
+            let batch = queue.pull(10).await.unwrap();
+            assert_eq!(texts(&batch), ["fine"]);
+            queue.ack(&[&batch[0].id]).await.unwrap();
+        }
+    }
+    let dead = queue.dead_letters(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, ids[0]);
+    assert_eq!(&dead[0].body[..], b"poison");
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].error, "boom 2");
+    assert!(dead[0].at_ms > 1_700_000_000_000);
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.dead, depth.held, depth.delayed), (1, 0, 0));
+
+    // A replayed dead letter is deliverable again with a fresh attempt count.
+    assert_eq!(queue.replay_dead(10).await.unwrap(), vec![ids[0].clone()]);
+    let batch = queue.pull(10).await.unwrap();
+    assert_eq!(
+        (texts(&batch), batch[0].attempts),
+        (vec!["poison".to_owned()], 0)
+    );
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.dead, depth.held), (0, 1));
+}
+
+/// Pushing an id that is still pending is a no-op, so a retried push never duplicates.
+#[tokio::test]
+async fn push_is_idempotent_by_id_while_pending() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let queue = Queue::new(&client, &Tag::partition(1), "in");
+    let batch: [(&str, &[u8]); 2] = [("a", b"1"), ("b", b"2")];
+    assert_eq!(queue.push_with_ids(&batch).await.unwrap(), 2);
+    assert_eq!(queue.push_with_ids(&batch).await.unwrap(), 0);
+    let pulled = queue.pull(10).await.unwrap();
+    assert_eq!(
+        pulled.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    // Still in flight, so still pending: no duplicate.
+    assert_eq!(queue.push_with_ids(&batch[..1]).await.unwrap(), 0);
+    assert_eq!(queue.ack(&["a", "b"]).await.unwrap(), Vec::<String>::new());
+    // Acking again reports them as no longer held.
+    assert_eq!(queue.ack(&["a"]).await.unwrap(), vec!["a".to_owned()]);
+    assert!(matches!(
+        queue.push_with_ids(&[("", b"x".as_slice())]).await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+/// A bounded queue refuses a batch that would pass the bound, whole, with a retryable error.
+#[tokio::test]
+async fn bounded_queue_pushes_back() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let queue = Queue::new(&client, &Tag::partition(2), "in").with_bound(10);
+    queue.push(&bodies(0..8)).await.unwrap();
+    let err = queue.push(&bodies(8..11)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Full {
+                len: 8,
+                max: 10,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(
+        queue.depth().await.unwrap().waiting,
+        8,
+        "nothing of the refused batch was queued"
+    );
+    let batch = queue.pull(5).await.unwrap();
+    // In flight still counts against the bound until acked.
+    assert!(queue.push(&bodies(8..11)).await.is_err());
+    queue
+        .ack(&batch.iter().map(|d| d.id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    queue.push(&bodies(8..11)).await.unwrap();
+    assert_eq!(queue.depth().await.unwrap().held, 6);
+}
+
+/// release() hands in-flight messages back at the head, in order, without counting an attempt.
+#[tokio::test]
+async fn release_hands_messages_back_without_an_attempt() {
+    let redis = TestRedis::start();
+    let first = client(&redis).await;
+    let second = client(&redis).await;
+    let queue = Queue::new(&first, &Tag::partition(4), "in");
+    queue.push(&bodies(0..6)).await.unwrap();
+    assert_eq!(texts(&queue.pull(4).await.unwrap()), bodies(0..4));
+    assert_eq!(queue.release().await.unwrap(), 4);
+    first.close().await;
+
+    let other = Queue::new(&second, &Tag::partition(4), "in");
+    let batch = other.pull(10).await.unwrap();
+    assert_eq!(texts(&batch), bodies(0..6));
+    assert!(batch.iter().all(|d| d.attempts == 0));
+}
+
+/// A waiting puller is woken by a push well before its timeout.
+#[tokio::test]
+async fn pull_wait_wakes_on_push() {
+    let redis = TestRedis::start();
+    let client =
+        common::client_with(redis.config().set_poll_interval(Duration::from_secs(10))).await;
+    let queue = Queue::new(&client, &Tag::partition(5), "in");
+    let pusher = queue.clone();
+    let started = tokio::time::Instant::now();
+    let push = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        pusher.push(&["hello"]).await.unwrap();
+    });
+    let batch = queue.pull_wait(10, Duration::from_secs(8)).await.unwrap();
+    push.await.unwrap();
+    assert_eq!(texts(&batch), ["hello"]);
+    // Woken by the PUBLISH hint, not by the 10 s poll.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

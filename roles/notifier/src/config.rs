@@ -1,0 +1,32 @@
+//! The notifier role's configuration: flags, each with an environment variable.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use clap::Parser;
+use runtime::{RedisArgs, Secret};
+
+/// Everything notifier reads at start-up; built once in `main` and passed to [`crate::run`].
+#[derive(Parser, Debug)]
+#[command(
+    name = "notifier",
+    version,
+    about = "Gorgon notifier: streams live node outputs to socket.io clients"
+)]
+pub struct Config {
+    /// Redis and the settings shared by every role.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// The address the socket.io server listens on.
+    #[arg(long, env = "GORGON_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// The port the socket.io server listens on.
+    #[arg(long, env = "GORGON_NOTIFIER_PORT", default_value_t = 8081)]
+    pub port: u16,
+
+    /// API tokens and what each may do: `token1=admin,token2=rw:<topology>,token3=ro:<topology>`.
+    /// Unset, the API is open and only 127.0.0.1 is bound. Masked in logs.
+    #[arg(long, env = "GORGON_API_TOKENS")]
+    pub api_tokens: Option<Secret>,
+}

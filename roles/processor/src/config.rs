@@ -1,0 +1,37 @@
+//! The processor role's configuration: flags, each with an environment variable.
+
+use clap::builder::RangedU64ValueParser;
+use clap::Parser;
+use runtime::RedisArgs;
+
+/// Everything processor reads at start-up; built once in `main` and passed to [`crate::run`].
+#[derive(Parser, Debug)]
+#[command(
+    name = "processor",
+    version,
+    about = "Gorgon processor: runs node functions on the partitions it owns"
+)]
+pub struct Config {
+    /// Redis and the settings shared by every role.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// How long, in milliseconds, a partition's lease lasts without renewal; a dead
+    /// processor's partitions are taken over within this plus one second. At least 1000.
+    #[arg(
+        long,
+        env = "GORGON_LEASE_MS",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1000..)
+    )]
+    pub lease_ms: u64,
+
+    /// The most messages pulled from a partition's queue and committed together.
+    #[arg(
+        long,
+        env = "GORGON_BATCH_SIZE",
+        default_value_t = 100,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=redpill::MAX_PULL as u64)
+    )]
+    pub batch_size: usize,
+}

@@ -1,0 +1,49 @@
+//! protocol: the vocabulary of the Gorgon mesh — the shapes of the messages roles exchange,
+//! the slugs that name topologies and nodes, and the names of the queues and topics they go
+//! through. It does no I/O: roles send and receive these through redpill.
+//!
+//! Layout: [`roles`] (the name of each role). The node model, the message envelope and the
+//! output event come with the issues that need them.
+
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+
+/// The name of each role: its directory, package, binary, Procfile process type, tracing
+/// `service` field and redpill consumer name are all this one string.
+pub mod roles {
+    /// The REST API.
+    pub const WEB_FACE: &str = "web_face";
+    /// The topology store and MongoDB archive.
+    pub const STORE: &str = "store";
+    /// Runs node functions on the partitions it owns.
+    pub const PROCESSOR: &str = "processor";
+    /// The socket.io server streaming node outputs.
+    pub const NOTIFIER: &str = "notifier";
+    /// The stats monitor.
+    pub const STATS: &str = "stats";
+    /// The load generator and verifier; a client of the mesh rather than a role of it.
+    pub const SIMULATOR: &str = "simulator";
+
+    /// The five roles of a deployment, in Procfile order.
+    pub const ALL: [&str; 5] = [WEB_FACE, STORE, PROCESSOR, NOTIFIER, STATS];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roles;
+
+    /// Role names are distinct snake_case words, usable as crate, binary and process names.
+    #[test]
+    fn role_names_are_distinct_snake_case() {
+        let mut names = roles::ALL.to_vec();
+        names.push(roles::SIMULATOR);
+        for name in &names {
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), roles::ALL.len() + 1);
+    }
+}

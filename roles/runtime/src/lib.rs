@@ -1,0 +1,23 @@
+//! runtime: start-up plumbing shared by every Gorgon role binary, and nothing else.
+//!
+//! Each role's `main.rs` calls, in order: [`init_tracing`], its own `Config::parse()` (which
+//! flattens [`RedisArgs`]), [`shutdown_token`], then `<role>::run(config, token)`, and `run`
+//! calls [`connect`]. Anything a single role needs lives in that role; message shapes and
+//! names live in `protocol`; everything that speaks Redis lives in `redpill`.
+//!
+//! Layout: `redis_args.rs` (the Redis flags every role shares), `sensitive.rs` (values whose
+//! `Debug` hides secrets), `logging.rs`, `shutdown.rs`, `connect.rs`.
+
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+
+mod connect;
+mod logging;
+mod redis_args;
+mod sensitive;
+mod shutdown;
+
+pub use connect::connect;
+pub use logging::init_tracing;
+pub use redis_args::RedisArgs;
+pub use sensitive::{ConnectionUrl, Secret};
+pub use shutdown::shutdown_token;

@@ -1,0 +1,15 @@
+//! The store binary: the topology store and MongoDB archive, until SIGTERM or Ctrl-C.
+//!
+//! Run with: `cargo run --release --bin store`
+
+use clap::Parser as _;
+use protocol::roles::STORE;
+use store::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _role_span = runtime::init_tracing(STORE);
+    let config = Config::parse();
+    let token = runtime::shutdown_token();
+    store::run(config, token).await
+}

@@ -1,0 +1,32 @@
+//! The web_face role's configuration: flags, each with an environment variable.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use clap::Parser;
+use runtime::{RedisArgs, Secret};
+
+/// Everything web_face reads at start-up; built once in `main` and passed to [`crate::run`].
+#[derive(Parser, Debug)]
+#[command(
+    name = "web_face",
+    version,
+    about = "Gorgon REST API: topologies, nodes, injects, outputs and history"
+)]
+pub struct Config {
+    /// Redis and the settings shared by every role.
+    #[command(flatten)]
+    pub redis: RedisArgs,
+
+    /// The address the REST API listens on.
+    #[arg(long, env = "GORGON_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// The port the REST API listens on.
+    #[arg(long, env = "GORGON_WEB_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// API tokens and what each may do: `token1=admin,token2=rw:<topology>,token3=ro:<topology>`.
+    /// Unset, the API is open and only 127.0.0.1 is bound. Masked in logs.
+    #[arg(long, env = "GORGON_API_TOKENS")]
+    pub api_tokens: Option<Secret>,
+}

@@ -1,0 +1,138 @@
+//! mesh-tests: the integration harness of Gorgon. The scenarios in `tests/*.rs` start a real
+//! Redis (redpill's `TestRedis`), later a MongoDB-wire server, and the roles, and watch what
+//! the roles do from the outside.
+//!
+//! Layout: `lib.rs` ([`role_binary`], [`eventually`]).
+
+#![cfg_attr(not(test), warn(clippy::print_stdout))]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// How often [`eventually`] checks.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The path of role binary `name` (one of `protocol::roles::ALL`), built by cargo for the
+/// profile this test runs under: `target/<profile>/<name>`, beside the `deps/` directory
+/// that holds the test executable.
+///
+/// Cargo builds the binaries of other packages for no integration test, so the first call in
+/// a test process runs `cargo build` for every role binary (a no-op when they are up to date),
+/// which keeps the binaries as fresh as the test.
+///
+/// # Panics
+///
+/// If the build fails, or the binary is still not there afterwards.
+pub fn role_binary(name: &str) -> PathBuf {
+    let profile_dir = profile_dir();
+    build_role_binaries(&profile_dir);
+    let binary = profile_dir.join(name);
+    assert!(
+        binary.is_file(),
+        "no role binary at {}; run `cargo build --workspace` first",
+        binary.display()
+    );
+    binary
+}
+
+/// Calls `check` every 20 ms until it returns `Some`, and returns that value.
+///
+/// # Panics
+///
+/// If `check` has not returned `Some` within `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the condition did not hold within {timeout:?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// `target/<profile>`: the parent of the `deps/` directory the test executable runs from.
+fn profile_dir() -> PathBuf {
+    let executable = std::env::current_exe().expect("locate the test executable");
+    let exe_dir = executable
+        .parent()
+        .expect("the test executable is in a directory");
+    let profile_dir = if exe_dir.file_name().is_some_and(|name| name == "deps") {
+        exe_dir.parent().expect("deps/ is inside target/<profile>/")
+    } else {
+        exe_dir
+    };
+    profile_dir.to_path_buf()
+}
+
+/// Runs `cargo build` once per test process for the binaries of all roles, into the target
+/// directory and profile of the running test.
+fn build_role_binaries(profile_dir: &Path) {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("mesh-tests is inside the workspace");
+        let mut build = Command::new(cargo);
+        build.current_dir(workspace).arg("build").arg("--bins");
+        for role in protocol::roles::ALL {
+            build.args(["-p", role]);
+        }
+        match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                build.args(["--profile", profile]);
+            }
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            build.env("CARGO_TARGET_DIR", target_dir);
+        }
+        let output = build
+            .output()
+            .expect("run cargo to build the role binaries");
+        assert!(
+            output.status.success(),
+            "building the role binaries failed ({}); run `cargo build --workspace` first:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::eventually;
+
+    /// `eventually` returns the first `Some`, after as many checks as it takes.
+    #[tokio::test]
+    async fn eventually_returns_the_first_some() {
+        let calls = AtomicU32::new(0);
+        let value = eventually(Duration::from_secs(5), || async {
+            let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            (call == 3).then_some(call)
+        })
+        .await;
+        assert_eq!(value, 3);
+    }
+
+    /// `eventually` gives up at its deadline.
+    #[tokio::test]
+    #[should_panic(expected = "did not hold within")]
+    async fn eventually_panics_after_the_deadline() {
+        eventually(Duration::from_millis(100), || async { None::<()> }).await;
+    }
+}

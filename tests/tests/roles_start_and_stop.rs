@@ -1,0 +1,225 @@
+//! Each role binary starts against a real Redis, logs its configuration with secrets masked,
+//! and stops cleanly on SIGTERM or SIGINT, also when Redis never became reachable.
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mesh_tests::{eventually, role_binary};
+use protocol::roles::{NOTIFIER, PROCESSOR, STATS, STORE, WEB_FACE};
+use redpill::testing::{free_port, TestRedis};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+/// How long a role may take to start, or to stop after a signal.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// How long a role may take to find Redis unreachable: redpill's client retries a refused
+/// connection for a few seconds before it reports the failure.
+const UNREACHABLE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Starting an HTTP role with an API token: the token must not appear in its log.
+const API_TOKENS: &str = "topsecret=admin";
+/// Starting the store with a MongoDB password: the password must not appear in its log.
+const MONGODB_URI: &str = "mongodb://u:hunter2@127.0.0.1:1/gorgon";
+
+/// web_face starts, logs its config without the API token, and stops on SIGTERM.
+#[tokio::test]
+async fn web_face_starts_and_stops() {
+    http_role_starts_and_stops(WEB_FACE).await;
+}
+
+/// notifier starts, logs its config without the API token, and stops on SIGTERM.
+#[tokio::test]
+async fn notifier_starts_and_stops() {
+    http_role_starts_and_stops(NOTIFIER).await;
+}
+
+/// stats starts, logs its config without the API token, and stops on SIGTERM.
+#[tokio::test]
+async fn stats_starts_and_stops() {
+    http_role_starts_and_stops(STATS).await;
+}
+
+/// store starts, logs its config without the MongoDB password, and stops on SIGTERM.
+#[tokio::test]
+async fn store_starts_and_stops() {
+    let redis = TestRedis::start();
+    let role = RoleProcess::spawn(
+        STORE,
+        &[("REDIS_URL", &redis.url()), ("MONGODB_URI", MONGODB_URI)],
+    );
+    let output = role.starts_and_stops_on("TERM").await;
+    assert!(
+        !output.contains("hunter2"),
+        "the MongoDB password leaked:\n{output}"
+    );
+    assert!(
+        output.contains("mongodb://u:***@127.0.0.1:1/gorgon"),
+        "{output}"
+    );
+}
+
+/// processor starts against a Redis that wants a password, logs its config without that
+/// password, and stops on SIGTERM.
+#[tokio::test]
+async fn processor_starts_and_stops() {
+    let redis = TestRedis::start();
+    let reply = redis.command(&["CONFIG", "SET", "requirepass", "hunter3"]);
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let url = format!("redis://:hunter3@127.0.0.1:{}", redis.port());
+    let role = RoleProcess::spawn(PROCESSOR, &[("REDIS_URL", &url)]);
+    let output = role.starts_and_stops_on("TERM").await;
+    assert!(
+        !output.contains("hunter3"),
+        "the Redis password leaked:\n{output}"
+    );
+    assert!(output.contains("lease_ms: 5000"), "{output}");
+}
+
+/// A role started while Redis is down says so, keeps retrying, and still stops cleanly.
+#[tokio::test]
+async fn role_waiting_for_redis_stops_on_sigterm() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let mut role = RoleProcess::spawn(STORE, &[("REDIS_URL", &url)]);
+    let warning = format!("Redis at {url} is unreachable");
+    role.wait_for_output(&warning, UNREACHABLE_DEADLINE).await;
+    role.signal("TERM");
+    let (status, output) = role.wait_for_exit().await;
+    assert!(status.success(), "exited with {status}:\n{output}");
+    assert!(
+        output.contains("stopped before connecting to Redis"),
+        "{output}"
+    );
+    assert!(!output.contains("starting"), "{output}");
+}
+
+/// Ctrl-C (SIGINT) stops a running role as cleanly as SIGTERM.
+#[tokio::test]
+async fn role_stops_on_sigint() {
+    let redis = TestRedis::start();
+    let role = RoleProcess::spawn(NOTIFIER, &[("REDIS_URL", &redis.url())]);
+    let output = role.starts_and_stops_on("INT").await;
+    assert!(output.contains("SIGINT"), "{output}");
+}
+
+/// Starts `role` with an API token, checks it is masked, and stops it with SIGTERM.
+async fn http_role_starts_and_stops(role: &str) {
+    let redis = TestRedis::start();
+    let process = RoleProcess::spawn(
+        role,
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("GORGON_API_TOKENS", API_TOKENS),
+        ],
+    );
+    let output = process.starts_and_stops_on("TERM").await;
+    assert!(
+        !output.contains("topsecret"),
+        "the API token leaked:\n{output}"
+    );
+    assert!(output.contains("api_tokens: Some(***)"), "{output}");
+}
+
+/// A role binary running as a child process, its stdout and stderr gathered into one string.
+struct RoleProcess {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    /// The tasks copying stdout and stderr; they end when the child closes its pipes.
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl RoleProcess {
+    /// Starts role binary `role` with only `env` in its environment and `RUST_LOG=info`.
+    fn spawn(role: &str, env: &[(&str, &str)]) -> RoleProcess {
+        let mut child = Command::new(role_binary(role))
+            .env_clear()
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start the {role} binary: {err}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            tokio::spawn(gather(child.stdout.take().unwrap(), Arc::clone(&output))),
+            tokio::spawn(gather(child.stderr.take().unwrap(), Arc::clone(&output))),
+        ];
+        RoleProcess {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    /// Everything the process wrote so far.
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the output contains `text`.
+    async fn wait_for_output(&self, text: &str, timeout: Duration) {
+        eventually(timeout, || {
+            std::future::ready(self.output().contains(text).then_some(()))
+        })
+        .await;
+    }
+
+    /// Sends `SIG<signal>` with kill(1): the workspace forbids the unsafe code `libc::kill` needs.
+    fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .id()
+            .expect("the role is still running")
+            .to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed: {status}");
+    }
+
+    /// Waits for the process to exit and its pipes to drain; returns its status and output.
+    async fn wait_for_exit(&mut self) -> (ExitStatus, String) {
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("did not exit within {DEADLINE:?}:\n{}", self.output()))
+            .expect("wait for the role");
+        for reader in self.readers.drain(..) {
+            reader.await.expect("copy the role's output");
+        }
+        (status, self.output())
+    }
+
+    /// Waits for `starting`, sends `SIG<signal>`, and checks the role exits 0 after `stopped`;
+    /// returns the output.
+    async fn starts_and_stops_on(mut self, signal: &str) -> String {
+        self.wait_for_output("starting", DEADLINE).await;
+        self.signal(signal);
+        let (status, output) = self.wait_for_exit().await;
+        assert!(status.success(), "exited with {status}:\n{output}");
+        assert!(output.contains("stopped"), "{output}");
+        output
+    }
+}
+
+impl Drop for RoleProcess {
+    /// Shows what the role wrote when a test fails while it runs; the child is killed on drop.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("output of the role so far:\n{}", self.output());
+        }
+    }
+}
+
+/// Copies `pipe` into `output`, line by line, until the process closes it.
+async fn gather(pipe: impl AsyncRead + Unpin, output: Arc<Mutex<String>>) {
+    let mut lines = BufReader::new(pipe).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let mut output = output.lock().unwrap();
+        output.push_str(&line);
+        output.push('\n');
+    }
+}
