@@ -9,9 +9,10 @@ set -euo pipefail
 messages=${1:-200000}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pidfile in "$work"/*/redis.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -30,12 +31,10 @@ start_redis() { # $1 = no | everysec
   port=$(free_port)
   dir="$work/$1"
   mkdir -p "$dir"
-  if [ "$1" = no ]; then
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly no --daemonize no --logfile "$dir/log" &
-  else
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' --appendonly yes --appendfsync everysec --daemonize no --logfile "$dir/log" &
-  fi
-  pids+=($!)
+  local aof=(--appendonly no)
+  [ "$1" = everysec ] && aof=(--appendonly yes --appendfsync everysec)
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save '' "${aof[@]}" \
+    --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/log" >/dev/null
   for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.05; done
   echo "$port"
 }
