@@ -2,6 +2,9 @@
 # Queue push + pull + ack in batches of 100 (redpill), beside redis-benchmark's pipelined
 # LPUSH and LMOVE at -P 100, against the same freshly started Redis, without and with AOF.
 #
+# The peer, BullMQ (bench/peer-bullmq, pinned with a lockfile), runs on the same server right
+# after, when node and npm are on the PATH.
+#
 # Usage: bench/queue.sh [messages]      (default 200000)
 # Prints markdown tables for docs/benchmarks.md. Needs redis-server and redis-benchmark.
 set -euo pipefail
@@ -22,6 +25,15 @@ for tool in redis-server redis-benchmark redis-cli; do
 done
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+peer=yes
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "node/npm not found: skipping the BullMQ peer" >&2
+  peer=no
+elif [ ! -d "$root/bench/peer-bullmq/node_modules" ]; then
+  echo "installing the BullMQ peer (npm ci)..." >&2
+  npm ci --prefix "$root/bench/peer-bullmq" --no-audit --no-fund >/dev/null
+fi
 
 echo "building the benchmark (release)..." >&2
 cargo build --release --quiet -p redpill --example queue_bench --manifest-path "$root/Cargo.toml"
@@ -62,5 +74,12 @@ for aof in no everysec; do
   echo "| LMOVE, -c 1 -P 100 | $lmove |"
   echo "| LPUSH 64 B, -c 50 -P 64 | $lpush50 |"
   echo
+  echo "redpill queue_bench..." >&2
   "$root/target/release/examples/queue_bench" --url "redis://127.0.0.1:$port" --messages "$messages" | tail -n +2
+  if [ "$peer" = yes ]; then
+    redis-cli -p "$port" flushall >/dev/null
+    echo "BullMQ..." >&2
+    echo
+    node "$root/bench/peer-bullmq/bench.js" "$port" "$messages"
+  fi
 done

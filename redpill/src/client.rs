@@ -172,6 +172,43 @@ impl Client {
         self.inner.shutdown.clone()
     }
 
+    /// Calls `attempt` until it returns something or `timeout` passes. Between attempts it
+    /// sleeps until a PUBLISH on `wake_channel` (subscribed on first use), at most one poll
+    /// interval, since a wake-up hint can be lost. The wake-up is armed before each attempt,
+    /// so one published while the attempt runs is not missed.
+    pub(crate) async fn wait_for<T, F, Fut>(
+        &self,
+        wake_channel: &str,
+        timeout: Duration,
+        mut attempt: F,
+    ) -> Result<Vec<T>>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let wake = self.inner.bus.wake(wake_channel).await;
+        loop {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = attempt().await?;
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(found);
+            }
+            let nap = (deadline - now).min(self.inner.config.poll_interval);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(nap) => {}
+                _ = self.inner.shutdown.cancelled() => return Err(Error::Closed),
+            }
+        }
+    }
+
     /// Renews `P:consumer:<id>` every third of the TTL from a task of its own, so that a busy
     /// caller is never mistaken for a dead one. The task holds only a weak reference, so it
     /// ends with the last clone of the client.

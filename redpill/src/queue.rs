@@ -210,29 +210,12 @@ impl Queue {
     /// woken by pushes (and polling every poll interval in case a wake-up is lost).
     /// Also re-queues the in-flight messages of dead consumers once per reap interval.
     pub async fn pull_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let wake = self.client.inner.bus.wake(&self.wake_channel).await;
-        loop {
-            self.reap_if_due().await?;
-            let notified = wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let deliveries = self.pull(max).await?;
-            if !deliveries.is_empty() {
-                return Ok(deliveries);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            let nap = (deadline - now).min(self.client.config().poll_interval);
-            let token = self.client.shutdown_token();
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(nap) => {}
-                _ = token.cancelled() => return Err(Error::Closed),
-            }
-        }
+        self.client
+            .wait_for(&self.wake_channel, timeout, || async {
+                self.reap_if_due().await?;
+                self.pull(max).await
+            })
+            .await
     }
 
     /// Acknowledges messages this consumer holds. Returns the ids that were no longer held

@@ -253,30 +253,13 @@ impl Group {
     /// Like [`Group::read`], but waits up to `timeout` for entries when there are none, and
     /// reclaims the pending entries of dead members once per reap interval.
     pub async fn read_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Entry>> {
-        let client = &self.topic.client;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let wake = client.inner.bus.wake(&self.topic.wake_channel).await;
-        loop {
-            self.reap_if_due().await?;
-            let notified = wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let entries = self.read(max).await?;
-            if !entries.is_empty() {
-                return Ok(entries);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            let nap = (deadline - now).min(client.config().poll_interval);
-            let token = client.shutdown_token();
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep(nap) => {}
-                _ = token.cancelled() => return Err(Error::Closed),
-            }
-        }
+        self.topic
+            .client
+            .wait_for(&self.topic.wake_channel, timeout, || async {
+                self.reap_if_due().await?;
+                self.read(max).await
+            })
+            .await
     }
 
     /// Acknowledges entries for this group, in one round trip. Acking twice is harmless.

@@ -7,7 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{bodies, client, eventually, texts};
+use common::{bodies, client, texts};
+use redpill::testing::eventually;
 use redpill::testing::TestRedis;
 use redpill::{Error, Queue, Tag};
 

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{client, eventually};
+use common::client;
+use redpill::testing::eventually;
 use redpill::testing::TestRedis;
 use redpill::{Live, Queue, Tag};
 

@@ -2,18 +2,15 @@
 //! Redis (redpill's `TestRedis`), later a MongoDB-wire server, and the roles, and watch what
 //! the roles do from the outside.
 //!
-//! Layout: `lib.rs` ([`role_binary`], [`eventually`]).
+//! Layout: `lib.rs` ([`role_binary`]; [`eventually`] is redpill's, re-exported).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::Duration;
 
-/// How often [`eventually`] checks.
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+pub use redpill::testing::eventually;
 
 /// The path of role binary `name` (one of `protocol::roles::ALL`), built by cargo for the
 /// profile this test runs under: `target/<profile>/<name>`, beside the `deps/` directory
@@ -36,29 +33,6 @@ pub fn role_binary(name: &str) -> PathBuf {
         binary.display()
     );
     binary
-}
-
-/// Calls `check` every 20 ms until it returns `Some`, and returns that value.
-///
-/// # Panics
-///
-/// If `check` has not returned `Some` within `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the condition did not hold within {timeout:?}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
 }
 
 /// `target/<profile>`: the parent of the `deps/` directory the test executable runs from.
@@ -121,7 +95,7 @@ mod tests {
     #[tokio::test]
     async fn eventually_returns_the_first_some() {
         let calls = AtomicU32::new(0);
-        let value = eventually(Duration::from_secs(5), || async {
+        let value = eventually(Duration::from_secs(5), "the third call", || async {
             let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
             (call == 3).then_some(call)
         })
@@ -131,8 +105,11 @@ mod tests {
 
     /// `eventually` gives up at its deadline.
     #[tokio::test]
-    #[should_panic(expected = "did not hold within")]
+    #[should_panic(expected = "timed out after 100ms waiting for nothing")]
     async fn eventually_panics_after_the_deadline() {
-        eventually(Duration::from_millis(100), || async { None::<()> }).await;
+        eventually(Duration::from_millis(100), "nothing", || async {
+            None::<()>
+        })
+        .await;
     }
 }

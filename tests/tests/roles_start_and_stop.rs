@@ -161,7 +161,7 @@ impl RoleProcess {
 
     /// Waits until the output contains `text`.
     async fn wait_for_output(&self, text: &str, timeout: Duration) {
-        eventually(timeout, || {
+        eventually(timeout, &format!("{text:?} in the output"), || {
             std::future::ready(self.output().contains(text).then_some(()))
         })
         .await;

@@ -2,9 +2,6 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::time::Duration;
-
 use redpill::testing::TestRedis;
 use redpill::{Client, Config};
 
@@ -17,25 +14,6 @@ pub async fn client_with(config: Config) -> Client {
     Client::connect(config.set_prefix("t"))
         .await
         .expect("connect to the test redis-server")
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics after `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 pub fn bodies(range: std::ops::Range<usize>) -> Vec<String> {
