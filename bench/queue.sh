@@ -16,7 +16,8 @@ cleanup() {
   for pidfile in "$work"/*/redis.pid; do
     [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
   done
-  rm -rf "$work"
+  sleep 0.3 # let Redis finish its last AOF write before the folder goes
+  rm -rf "$work" 2>/dev/null || true
 }
 trap cleanup EXIT
 
