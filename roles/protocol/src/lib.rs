@@ -1,11 +1,28 @@
 //! protocol: the vocabulary of the Gorgon mesh — the shapes of the messages roles exchange,
-//! the slugs that name topologies and nodes, and the names of the queues and topics they go
-//! through. It does no I/O: roles send and receive these through redpill.
+//! the slugs that name topologies and nodes, the partition a node belongs to, and the names
+//! of the queues and topics messages go through. It does no I/O: roles send and receive
+//! these through redpill.
 //!
-//! Layout: [`roles`] (the name of each role). The node model, the message envelope and the
-//! output event come with the issues that need them.
+//! Layout: [`roles`] (the name of each role), `slug.rs`, `partition.rs` (the node → partition
+//! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
+//! `output.rs` (the output event), `time.rs` (timestamps), `names.rs`.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
+
+mod envelope;
+pub mod names;
+mod node;
+mod output;
+mod partition;
+mod slug;
+mod time;
+
+pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
+pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
+pub use output::OutputEvent;
+pub use partition::{partition_of, DEFAULT_PARTITIONS};
+pub use slug::{validate_slug, Slug, SlugError, MAX_SLUG_LEN};
+pub use time::Timestamp;
 
 /// The name of each role: its directory, package, binary, Procfile process type, tracing
 /// `service` field and redpill consumer name are all this one string.

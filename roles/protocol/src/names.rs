@@ -1,0 +1,30 @@
+//! The names of the queues, topics and channels roles exchange messages through.
+//!
+//! Queue and lease names are used under a partition's tag (redpill `Tag::partition(p)`), so
+//! everything one partition touches lives in one Redis Cluster slot.
+
+/// Each partition's input queue: injected and forwarded messages, and node changes.
+pub const INPUT_QUEUE: &str = "in";
+
+/// Each partition's outbox: messages committed for other partitions, forwarded in order.
+pub const OUTBOX: &str = "outbox";
+
+/// The lease that makes a processor a partition's owner.
+pub const PARTITION_LEASE: &str = "owner";
+
+/// The partition-sharded topic of every output event, which the store archives.
+pub const OUTPUT_TOPIC: &str = "outputs";
+
+/// The subscriber group of the archive on [`OUTPUT_TOPIC`].
+pub const ARCHIVE_GROUP: &str = "archive";
+
+/// The topic every role publishes its stats to, once a second.
+pub const STATS_TOPIC: &str = "stats";
+
+/// The request/reply service of the store.
+pub const STORE_SERVICE: &str = "store";
+
+/// The live channel carrying the output events of one topology, for the notifier.
+pub fn live_outputs(topology: &str) -> String {
+    format!("out.{topology}")
+}
