@@ -11,7 +11,8 @@
 -- ARGV[2]  consumer id C
 -- ARGV[3]  '1' to return the consumer's whole in-flight set first (after an ambiguous failure)
 --
--- Returns a flat array: id, body, failed attempts, id, body, failed attempts, ...
+-- Returns a flat array: the number of messages that come from the in-flight set (ARGV[3]),
+-- then id, body, failed attempts, id, body, failed attempts, ... (those first).
 -- Retries whose backoff is over go to the head of the queue first, earliest due first.
 -- The in-flight set is scored by pull order, so a re-queue can restore the order exactly.
 
@@ -27,7 +28,7 @@ if #due > 0 then
   end
 end
 
-local out = {}
+local out = {0}
 local function emit(ids)
   for from = 1, #ids, 1000 do
     local to = math.min(from + 999, #ids)
@@ -49,6 +50,7 @@ end
 
 if ARGV[3] == '1' then
   emit(redis.call('ZRANGE', KEYS[5], 0, -1))
+  out[1] = (#out - 1) / 3
 end
 
 local ids = redis.call('LPOP', KEYS[1], count)

@@ -1,41 +1,56 @@
--- Put everything one consumer holds in flight back at the head of the queue, in pull order.
--- Used for a consumer whose heartbeat expired (counting an attempt) and for a consumer that
--- hands its messages back on shutdown (not counting one).
+-- Put everything some consumers hold in flight back at the head of the queue, in pull order
+-- across all of them. Used for consumers whose heartbeat expired and for the previous
+-- holders of a partition taken over (counting an attempt), and for a consumer that hands
+-- its messages back on shutdown (not counting one).
 --
--- KEYS[1]  in-flight zset   P:{T}:q:N:fly:C
--- KEYS[2]  waiting list     P:{T}:q:N
--- KEYS[3]  body hash        P:{T}:q:N:body
--- KEYS[4]  attempts hash    P:{T}:q:N:att
--- KEYS[5]  dead-letter list P:{T}:q:N:dlq
--- KEYS[6]  consumers set    P:{T}:q:N:who
--- ARGV[1]  consumer id C
--- ARGV[2]  '1' to count a failed attempt for each message, '0' not to
--- ARGV[3]  max attempts
--- ARGV[4]  error text for messages that reach max attempts this way
--- ARGV[5]  wake channel
+-- KEYS[1]  waiting list     P:{T}:q:N
+-- KEYS[2]  body hash        P:{T}:q:N:body
+-- KEYS[3]  attempts hash    P:{T}:q:N:att
+-- KEYS[4]  dead-letter list P:{T}:q:N:dlq
+-- KEYS[5]  consumers set    P:{T}:q:N:who
+-- KEYS[6..]  the in-flight zsets P:{T}:q:N:fly:C of the consumers, in the order of ARGV[5..]
+-- ARGV[1]  '1' to count a failed attempt for each message, '0' not to
+-- ARGV[2]  max attempts
+-- ARGV[3]  error text for messages that reach max attempts this way
+-- ARGV[4]  wake channel
+-- ARGV[5..]  the consumer ids
 --
 -- Returns {requeued, dead_lettered}.
 
-local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
+local count_attempt = ARGV[1] == '1'
+local max_attempts = tonumber(ARGV[2])
+local err = ARGV[3]
+
+-- Gather (score, id) from every in-flight set: scores are one pull counter per queue, so
+-- sorting by them restores the order the messages were pulled in.
+local held = {}
+for k = 6, #KEYS do
+  local flat = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
+  for i = 1, #flat, 2 do
+    held[#held + 1] = {tonumber(flat[i + 1]), flat[i]}
+  end
+  redis.call('DEL', KEYS[k])
+  redis.call('SREM', KEYS[5], ARGV[k - 1])
+end
+table.sort(held, function(a, b) return a[1] < b[1] end)
+
 local back = {}
 local dead = 0
-if #ids > 0 then
+if #held > 0 then
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  local max_attempts = tonumber(ARGV[3])
-  local err = ARGV[4]
-  for i = 1, #ids do
-    local id = ids[i]
-    local body = redis.call('HGET', KEYS[3], id)
+  for _, entry in ipairs(held) do
+    local id = entry[2]
+    local body = redis.call('HGET', KEYS[2], id)
     if body then
       local attempts = 0
-      if ARGV[2] == '1' then
-        attempts = redis.call('HINCRBY', KEYS[4], id, 1)
+      if count_attempt then
+        attempts = redis.call('HINCRBY', KEYS[3], id, 1)
       end
-      if ARGV[2] == '1' and attempts >= max_attempts then
-        redis.call('RPUSH', KEYS[5], 'v1\n' .. #id .. '\n' .. #err .. '\n' .. attempts .. '\n' .. now_ms .. '\n' .. id .. err .. body)
+      if count_attempt and attempts >= max_attempts then
+        redis.call('RPUSH', KEYS[4], 'v1\n' .. #id .. '\n' .. #err .. '\n' .. attempts .. '\n' .. now_ms .. '\n' .. id .. err .. body)
+        redis.call('HDEL', KEYS[2], id)
         redis.call('HDEL', KEYS[3], id)
-        redis.call('HDEL', KEYS[4], id)
         dead = dead + 1
       else
         back[#back + 1] = id
@@ -44,12 +59,10 @@ if #ids > 0 then
   end
   -- LPUSH the last first, so the first pulled ends up at the head.
   for i = #back, 1, -1 do
-    redis.call('LPUSH', KEYS[2], back[i])
+    redis.call('LPUSH', KEYS[1], back[i])
   end
-  redis.call('DEL', KEYS[1])
 end
-redis.call('SREM', KEYS[6], ARGV[1])
 if #back > 0 then
-  redis.call('PUBLISH', ARGV[5], '1')
+  redis.call('PUBLISH', ARGV[4], '1')
 end
 return {#back, dead}

@@ -110,6 +110,24 @@ impl Client {
         Ok(())
     }
 
+    /// Records `value` for setting `name` (key `P:setting:<name>`) if none is recorded yet,
+    /// and returns the recorded value: a deployment-wide setting fixed by whoever starts
+    /// first, such as the partition count.
+    pub async fn fixed_setting(&self, name: &str, value: &str) -> Result<String> {
+        let key = self.inner.keys.plain(&format!("setting:{name}"));
+        let mut conn = self.conn();
+        let (_, recorded): (redis::Value, String) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(value)
+            .arg("NX")
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        Ok(recorded)
+    }
+
     /// Reads `appendonly`, `appendfsync` and `maxmemory-policy` and warns about (or, under
     /// [`DurabilityPolicy::Refuse`], refuses) settings that can lose acknowledged writes.
     /// Returns the list of problems found.

@@ -37,6 +37,13 @@ pub enum Error {
         /// The epoch the writer held.
         epoch: u64,
     },
+    /// A fenced batch acknowledged a message this client no longer holds in flight (it was
+    /// re-queued after the client was taken for dead); nothing of the batch was written.
+    #[error("message {id} is no longer held by this consumer; the batch was not applied")]
+    NotHeld {
+        /// The first message found missing.
+        id: String,
+    },
     /// Redis answered something redpill cannot read.
     #[error("cannot decode {what}: {detail}")]
     Decode {
@@ -72,6 +79,7 @@ impl Error {
             Error::Redis(err) => redis_error_is_retryable(err),
             Error::Timeout { .. } | Error::Full { .. } => true,
             Error::StaleEpoch { .. }
+            | Error::NotHeld { .. }
             | Error::Decode { .. }
             | Error::UnsafeServer(_)
             | Error::Invalid(_)

@@ -157,6 +157,7 @@ impl Lease {
             keys: vec![self.key.clone()],
             args: vec![grant.token().into_bytes()],
             writes: 0,
+            acked: Vec::new(),
         }
     }
 }
@@ -170,6 +171,8 @@ pub struct FencedWrite {
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
     writes: usize,
+    /// Queues and ids acked by the batch, forgotten by their handles once it commits.
+    acked: Vec<(Queue, Vec<String>)>,
 }
 
 impl FencedWrite {
@@ -225,6 +228,42 @@ impl FencedWrite {
             .publish(&wake, "1")
     }
 
+    /// Acknowledges `ids`, held in flight by this client in `queue` (same tag as the lease),
+    /// as part of the batch — and makes the whole batch conditional on every one of them
+    /// still being held: if any was re-queued meanwhile (this client was taken for dead),
+    /// nothing is written and `commit` fails with [`Error::NotHeld`].
+    pub fn ack<S: AsRef<str>>(mut self, queue: &Queue, ids: &[S]) -> Self {
+        if ids.is_empty() {
+            return self;
+        }
+        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
+        self.acked.push((
+            queue.clone(),
+            ids.iter().map(|id| (*id).to_owned()).collect(),
+        ));
+        let keys = queue.ack_keys();
+        self.write("REQUIRE", keys.in_flight, &ids)
+            .write("ZREM", keys.in_flight, &ids)
+            .write("HDEL", keys.body, &ids)
+            .write("HDEL", keys.attempts, &ids)
+    }
+
+    /// Adds a dead letter for message `id` of `queue` (same tag as the lease), recorded like
+    /// those [`Queue::nack`] writes, with this machine's clock as its time. Pair it with
+    /// [`FencedWrite::ack`] of the same id.
+    pub fn dead_letter(
+        self,
+        queue: &Queue,
+        id: &str,
+        body: &[u8],
+        attempts: u32,
+        error: &str,
+    ) -> Self {
+        let record = crate::queue::encode_dead_letter(id, body, attempts, error, unix_ms());
+        let dead = queue.ack_keys().dead.clone();
+        self.write("RPUSH", &dead, record)
+    }
+
     /// The number of writes added so far.
     pub fn len(&self) -> usize {
         self.writes
@@ -244,14 +283,32 @@ impl FencedWrite {
             scripts::run(&mut conn, &scripts::FENCED_WRITE, &self.keys, &self.args).await?;
         let mut reply = reply.into_iter();
         match reply.next() {
-            Some(Value::Int(1)) => Ok(reply.collect()),
+            Some(Value::Int(1)) => {
+                for (queue, ids) in &self.acked {
+                    queue.forget(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+                }
+                Ok(reply.collect())
+            }
             Some(Value::Int(0)) => Err(Error::StaleEpoch {
                 lease: self.lease,
                 epoch: self.epoch,
             }),
+            Some(Value::Int(2)) => Err(Error::NotHeld {
+                id: reply
+                    .next()
+                    .and_then(|id| redis::from_redis_value::<String>(id).ok())
+                    .unwrap_or_default(),
+            }),
             other => Err(Error::decode("fenced write reply", format!("{other:?}"))),
         }
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn ttl_ms(ttl: Duration) -> u64 {

@@ -52,6 +52,8 @@ pub use error::{Error, Result};
 pub use keys::{Keys, Tag};
 pub use lease::{Acquired, FencedWrite, Grant, Lease};
 pub use live::{Live, Subscription};
-pub use queue::{new_id, DeadLetter, Delivery, NackOutcome, Queue, QueueDepth, MAX_PULL};
+pub use queue::{
+    new_id, DeadLetter, Delivery, NackOutcome, Queue, QueueBatch, QueueDepth, MAX_PULL,
+};
 pub use rpc::{Request, Requester, Responder};
 pub use topic::{Entry, Group, GroupBacklog, ShardStats, StartFrom, Topic, DEFAULT_TOPIC_BOUND};

@@ -163,6 +163,38 @@ impl Queue {
         Ok(added as u64)
     }
 
+    /// Pushes batches onto several queues in one round trip, each batch as
+    /// [`Queue::push_with_ids`] would (pending ids skipped, so a retry is safe). Queues are
+    /// usually of different tags; bounds are not applied. Returns how many were newly queued
+    /// per batch.
+    pub async fn push_many(client: &Client, batches: &[QueueBatch<'_>]) -> Result<Vec<u64>> {
+        let invocations: Vec<(Vec<String>, Vec<Vec<u8>>)> = batches
+            .iter()
+            .filter(|(_, messages)| !messages.is_empty())
+            .map(|(queue, messages)| {
+                let mut args = vec![b"0".to_vec(), queue.wake_channel.as_bytes().to_vec()];
+                for (id, body) in messages {
+                    args.push(id.as_bytes().to_vec());
+                    args.push(body.to_vec());
+                }
+                (
+                    vec![queue.keys.waiting.clone(), queue.keys.body.clone()],
+                    args,
+                )
+            })
+            .collect();
+        if invocations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = client.conn();
+        let replies: Vec<(i64, u64)> =
+            scripts::run_many(&mut conn, &scripts::QUEUE_PUSH, &invocations).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(added, _)| added.max(0) as u64)
+            .collect())
+    }
+
     /// Takes up to `max` messages (at most [`MAX_PULL`]) from the head into this consumer's
     /// in-flight set, atomically. Returns at once, possibly with nothing.
     pub async fn pull(&self, max: usize) -> Result<Vec<Delivery>> {
@@ -197,12 +229,20 @@ impl Queue {
                 return Err(err.into());
             }
         };
-        let deliveries = decode_deliveries(reply)?;
+        let (resynced, deliveries) = decode_deliveries(reply)?;
         let mut state = self.state.lock().expect("queue state");
         state.resync = false;
+        // Of the in-flight set returned after a lost reply, keep only what the caller never
+        // got; everything freshly pulled is new to the caller even if its id was held before
+        // (a message re-queued and pulled again).
         Ok(deliveries
             .into_iter()
-            .filter(|delivery| state.held.insert(delivery.id.clone()))
+            .enumerate()
+            .filter(|(index, delivery)| {
+                let fresh = state.held.insert(delivery.id.clone());
+                fresh || *index >= resynced
+            })
+            .map(|(_, delivery)| delivery)
             .collect())
     }
 
@@ -277,7 +317,7 @@ impl Queue {
     /// an attempt: the graceful-shutdown path. Returns how many were handed back.
     pub async fn release(&self) -> Result<u64> {
         let consumer = self.client.consumer_id().to_owned();
-        let (requeued, _) = self.requeue(&consumer, false).await?;
+        let (requeued, _) = self.requeue(&[consumer], false, "").await?;
         self.state.lock().expect("queue state").held.clear();
         Ok(requeued)
     }
@@ -300,15 +340,49 @@ impl Queue {
             check.exists(self.client.keys().consumer(consumer));
         }
         let alive: Vec<bool> = check.query_async(&mut conn).await?;
-        let mut requeued = 0;
-        for (consumer, alive) in consumers.iter().zip(alive) {
-            if !alive {
-                let (back, dead) = self.requeue(consumer, true).await?;
-                if back + dead > 0 {
-                    tracing::warn!(queue = %self.name, %consumer, requeued = back, dead_lettered = dead, "consumer died holding messages; re-queued them at the head");
-                }
-                requeued += back;
-            }
+        let dead: Vec<String> = consumers
+            .into_iter()
+            .zip(alive)
+            .filter_map(|(consumer, alive)| (!alive).then_some(consumer))
+            .collect();
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        let reason = format!(
+            "consumer {} stopped heartbeating while holding the message",
+            dead.join(", ")
+        );
+        let (requeued, dead_lettered) = self.requeue(&dead, true, &reason).await?;
+        if requeued + dead_lettered > 0 {
+            tracing::warn!(queue = %self.name, consumers = ?dead, requeued, dead_lettered, "consumers died holding messages; re-queued them at the head");
+        }
+        Ok(requeued)
+    }
+
+    /// Re-queues what every *other* consumer holds in flight, at the head and in pull order,
+    /// counting one failed attempt each, whether or not their heartbeats have expired: for a
+    /// new owner of a queue whose previous owner lost its lease, so that the previous
+    /// owner's messages are processed again before anything newer. Returns how many.
+    pub async fn take_over(&self) -> Result<u64> {
+        let mut conn = self.client.conn();
+        let consumers: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&self.keys.who)
+            .query_async(&mut conn)
+            .await?;
+        let others: Vec<String> = consumers
+            .into_iter()
+            .filter(|consumer| consumer != self.client.consumer_id())
+            .collect();
+        if others.is_empty() {
+            return Ok(0);
+        }
+        let reason = format!(
+            "its previous owner ({}) lost the queue while holding the message",
+            others.join(", ")
+        );
+        let (requeued, dead_lettered) = self.requeue(&others, true, &reason).await?;
+        if requeued + dead_lettered > 0 {
+            tracing::info!(queue = %self.name, previous = ?others, requeued, dead_lettered, "took over in-flight messages of the previous owner");
         }
         Ok(requeued)
     }
@@ -371,33 +445,52 @@ impl Queue {
         Ok(ids)
     }
 
+    /// The keys a fenced write needs to acknowledge messages of this client.
+    pub(crate) fn ack_keys(&self) -> AckKeys<'_> {
+        AckKeys {
+            in_flight: &self.in_flight_key,
+            body: &self.keys.body,
+            attempts: &self.keys.attempts,
+            dead: &self.keys.dead,
+        }
+    }
+
     /// The keys a fenced write needs to push onto this queue: waiting list, body hash and
     /// wake channel.
     pub(crate) fn push_keys(&self) -> (&str, &str, &str) {
         (&self.keys.waiting, &self.keys.body, &self.wake_channel)
     }
 
-    async fn requeue(&self, consumer: &str, count_attempt: bool) -> Result<(u64, u64)> {
+    async fn requeue(
+        &self,
+        consumers: &[String],
+        count_attempt: bool,
+        reason: &str,
+    ) -> Result<(u64, u64)> {
         let config = self.client.config();
+        let mut keys = vec![
+            self.keys.waiting.clone(),
+            self.keys.body.clone(),
+            self.keys.attempts.clone(),
+            self.keys.dead.clone(),
+            self.keys.who.clone(),
+        ];
+        keys.extend(
+            consumers
+                .iter()
+                .map(|consumer| self.keys.in_flight(consumer)),
+        );
         let mut conn = self.client.conn();
-        let reason = format!("consumer {consumer} stopped heartbeating while holding the message");
         let outcome: (u64, u64) = scripts::run(
             &mut conn,
             &scripts::QUEUE_REQUEUE,
-            &[
-                &self.keys.in_flight(consumer),
-                &self.keys.waiting,
-                &self.keys.body,
-                &self.keys.attempts,
-                &self.keys.dead,
-                &self.keys.who,
-            ],
+            &keys,
             (
-                consumer,
                 if count_attempt { "1" } else { "0" },
                 config.max_attempts,
                 reason,
                 &self.wake_channel,
+                consumers,
             ),
         )
         .await?;
@@ -420,7 +513,8 @@ impl Queue {
         Ok(())
     }
 
-    fn forget(&self, ids: &[&str]) {
+    /// Stops tracking `ids` as delivered to the caller (after a fenced batch acked them).
+    pub(crate) fn forget(&self, ids: &[&str]) {
         let mut state = self.state.lock().expect("queue state");
         for id in ids {
             state.held.remove(*id);
@@ -428,20 +522,56 @@ impl Queue {
     }
 }
 
+/// One queue's share of [`Queue::push_many`]: `(id, body)` pairs in order.
+pub type QueueBatch<'a> = (&'a Queue, Vec<(&'a str, &'a [u8])>);
+
+/// See [`Queue::ack_keys`].
+pub(crate) struct AckKeys<'a> {
+    pub(crate) in_flight: &'a String,
+    pub(crate) body: &'a String,
+    pub(crate) attempts: &'a String,
+    pub(crate) dead: &'a String,
+}
+
+/// The dead-letter record the Lua scripts write, for writers outside them.
+pub(crate) fn encode_dead_letter(
+    id: &str,
+    body: &[u8],
+    attempts: u32,
+    error: &str,
+    at_ms: u64,
+) -> Vec<u8> {
+    let mut record = format!(
+        "v1\n{}\n{}\n{attempts}\n{at_ms}\n{id}{error}",
+        id.len(),
+        error.len()
+    )
+    .into_bytes();
+    record.extend_from_slice(body);
+    record
+}
+
 /// A fresh message id: a UUIDv7 in simple (32 hex digit) form, ordered by creation time.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
-fn decode_deliveries(reply: Vec<Value>) -> Result<Vec<Delivery>> {
-    if !reply.len().is_multiple_of(3) {
+/// Decodes a pull reply: how many came from the in-flight set, then the deliveries.
+fn decode_deliveries(reply: Vec<Value>) -> Result<(usize, Vec<Delivery>)> {
+    let mut values = reply.into_iter();
+    let resynced: usize = values
+        .next()
+        .map(redis::from_redis_value)
+        .transpose()
+        .map_err(|err| Error::decode("pulled messages", err))?
+        .unwrap_or(0);
+    if !values.len().is_multiple_of(3) {
         return Err(Error::decode(
             "pulled messages",
             "reply is not id/body/attempts triples",
         ));
     }
-    let mut deliveries = Vec::with_capacity(reply.len() / 3);
-    let mut values = reply.into_iter();
+    let mut deliveries = Vec::with_capacity(values.len() / 3);
     while let (Some(id), Some(body), Some(attempts)) = (values.next(), values.next(), values.next())
     {
         let id: String =
@@ -456,7 +586,7 @@ fn decode_deliveries(reply: Vec<Value>) -> Result<Vec<Delivery>> {
             attempts,
         });
     }
-    Ok(deliveries)
+    Ok((resynced, deliveries))
 }
 
 /// Parses `v1\n<id len>\n<error len>\n<attempts>\n<unix ms>\n<id><error><body>`.
@@ -506,9 +636,14 @@ fn decode_dead_letter(record: &[u8]) -> Result<DeadLetter> {
 mod tests {
     use super::*;
 
-    /// The dead-letter record written by the Lua scripts reads back field for field.
+    /// The dead-letter record written by the Lua scripts reads back field for field, and the
+    /// Rust encoder writes the same bytes.
     #[test]
     fn dead_letter_record_round_trips() {
+        assert_eq!(
+            encode_dead_letter("abc", b"{\"x\":1}\n", 3, "boom!", 1_700_000_000_123),
+            b"v1\n3\n5\n3\n1700000000123\nabcboom!{\"x\":1}\n"
+        );
         let record = b"v1\n3\n5\n3\n1700000000123\nabcboom!{\"x\":1}\n";
         let letter = decode_dead_letter(record).unwrap();
         assert_eq!(letter.id, "abc");

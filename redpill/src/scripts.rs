@@ -26,6 +26,42 @@ script!(LEASE_RENEW, "lease_renew.lua");
 script!(LEASE_RELEASE, "lease_release.lua");
 script!(FENCED_WRITE, "fenced_write.lua");
 
+/// Runs several invocations of `script` in one pipeline (one round trip), loading the script
+/// and trying once more if the server does not know it (after a restart). Every invocation
+/// must be safe to run twice. Each invocation's keys must share one slot (asserted in debug
+/// builds); different invocations may use different slots.
+pub(crate) async fn run_many<T: FromRedisValue>(
+    conn: &mut ConnectionManager,
+    script: &Script,
+    invocations: &[(Vec<String>, Vec<Vec<u8>>)],
+) -> redis::RedisResult<Vec<T>> {
+    let mut pipe = redis::pipe();
+    let prepared: Vec<_> = invocations
+        .iter()
+        .map(|(keys, args)| {
+            debug_assert_one_slot("script", keys);
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation
+        })
+        .collect();
+    for invocation in &prepared {
+        pipe.invoke_script(invocation);
+    }
+    match pipe.query_async(conn).await {
+        Err(err) if err.code() == Some("NOSCRIPT") => {
+            script.prepare_invoke().load_async(conn).await?;
+            pipe.query_async(conn).await
+        }
+        other => other,
+    }
+}
+
 /// Runs `script` with `keys` and `args` (EVALSHA, loading it on NOSCRIPT). `args` may be a
 /// tuple or a list; each element becomes one or more ARGV entries.
 ///

@@ -164,3 +164,66 @@ async fn owner_names_are_checked() {
         Err(Error::Invalid(_))
     ));
 }
+
+/// A fenced batch acks its inputs only if this client still holds every one of them; a
+/// dead letter written in a batch reads back like one from nack.
+#[tokio::test]
+async fn fenced_ack_requires_the_messages_to_be_held() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let other = common::client_with(redis.config()).await;
+    let tag = Tag::partition(5);
+    let lease = Lease::new(&client, &tag, "owner");
+    let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
+    let queue = Queue::new(&client, &tag, "in");
+    queue
+        .push_with_ids(&[("a", b"1".as_slice()), ("b", b"2".as_slice())])
+        .await
+        .unwrap();
+    let held = queue.pull(10).await.unwrap();
+    assert_eq!(held.len(), 2);
+
+    // Another consumer takes "b" over: the batch acking both must not apply at all.
+    let thief = Queue::new(&other, &tag, "in");
+    assert_eq!(thief.take_over().await.unwrap(), 2);
+    let err = lease
+        .fenced(&grant)
+        .write("SET", &client.keys().tagged(&tag, "state"), "applied")
+        .ack(&queue, &["a", "b"])
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotHeld { ref id } if id == "a"),
+        "{err:?}"
+    );
+    assert_eq!(redis.command(&["EXISTS", "t:{p5}:state"]), ":0\r\n");
+
+    // Re-queued, they come back to the next puller, even one that held them before.
+    let again = queue.pull(10).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|d| (d.id.as_str(), d.attempts))
+            .collect::<Vec<_>>(),
+        [("a", 1), ("b", 1)]
+    );
+    lease
+        .fenced(&grant)
+        .ack(&queue, &["a", "b"])
+        .dead_letter(&queue, "b", b"2", 2, "node_deleted")
+        .commit()
+        .await
+        .unwrap();
+    let depth = thief.depth().await.unwrap();
+    assert_eq!((depth.held, depth.dead), (0, 1));
+    let dead = queue.dead_letters(0, 10).await.unwrap();
+    assert_eq!(
+        (
+            dead[0].id.as_str(),
+            &dead[0].body[..],
+            dead[0].error.as_str()
+        ),
+        ("b", &b"2"[..], "node_deleted")
+    );
+}

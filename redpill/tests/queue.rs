@@ -334,3 +334,96 @@ async fn pull_wait_wakes_on_push() {
         started.elapsed()
     );
 }
+
+/// A new owner takes over what the previous holders of the queue have in flight, at the head
+/// and in pull order across them, one attempt counted, alive or not.
+#[tokio::test]
+async fn take_over_requeues_other_holders_in_pull_order() {
+    let redis = TestRedis::start();
+    let first = client(&redis).await;
+    let second = client(&redis).await;
+    let owner = client(&redis).await;
+    let tag = Tag::partition(6);
+    Queue::new(&first, &tag, "in")
+        .push(&bodies(0..10))
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&Queue::new(&first, &tag, "in").pull(3).await.unwrap()),
+        bodies(0..3)
+    );
+    assert_eq!(
+        texts(&Queue::new(&second, &tag, "in").pull(2).await.unwrap()),
+        bodies(3..5)
+    );
+    assert_eq!(
+        texts(&Queue::new(&first, &tag, "in").pull(1).await.unwrap()),
+        bodies(5..6)
+    );
+
+    let queue = Queue::new(&owner, &tag, "in");
+    assert_eq!(queue.take_over().await.unwrap(), 6);
+    let batch = queue.pull(100).await.unwrap();
+    assert_eq!(texts(&batch), bodies(0..10));
+    assert_eq!(
+        batch.iter().map(|d| d.attempts).collect::<Vec<_>>(),
+        [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+    );
+    // The previous holders' acks now report the messages as no longer theirs.
+    let first_ids: Vec<&str> = batch[..3].iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(
+        Queue::new(&first, &tag, "in")
+            .ack(&first_ids)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(queue.take_over().await.unwrap(), 0, "its own messages stay");
+}
+
+/// Batches for several queues go out in one call; pending ids are skipped as in a single push.
+#[tokio::test]
+async fn push_many_reaches_every_queue() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let a = Queue::new(&client, &Tag::partition(1), "in");
+    let b = Queue::new(&client, &Tag::partition(2), "in");
+    let added = Queue::push_many(
+        &client,
+        &[
+            (&a, vec![("x", b"1".as_slice()), ("y", b"2".as_slice())]),
+            (&b, vec![("z", b"3".as_slice())]),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(added, [2, 1]);
+    let again = Queue::push_many(&client, &[(&a, vec![("x", b"1".as_slice())])])
+        .await
+        .unwrap();
+    assert_eq!(again, [0]);
+    assert_eq!(texts(&a.pull(10).await.unwrap()), ["1", "2"]);
+    assert_eq!(texts(&b.pull(10).await.unwrap()), ["3"]);
+    // After a restart of Redis's script cache the batch still goes through.
+    assert!(redis.command(&["SCRIPT", "FLUSH"]).starts_with("+OK"));
+    Queue::push_many(&client, &[(&a, vec![("w", b"4".as_slice())])])
+        .await
+        .unwrap();
+    assert_eq!(texts(&a.pull(10).await.unwrap()), ["4"]);
+}
+
+/// The first process to record a setting fixes it; later ones read it back.
+#[tokio::test]
+async fn fixed_setting_is_set_once() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    assert_eq!(
+        client.fixed_setting("partitions", "64").await.unwrap(),
+        "64"
+    );
+    assert_eq!(
+        client.fixed_setting("partitions", "32").await.unwrap(),
+        "64"
+    );
+}
