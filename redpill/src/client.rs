@@ -110,6 +110,34 @@ impl Client {
         Ok(())
     }
 
+    /// Every field of each hash in `keys`, in one round trip (an empty map for a missing key).
+    /// For state a writer keeps in hashes under its tag.
+    pub async fn read_hashes(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<std::collections::HashMap<String, String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.hgetall(key);
+        }
+        let mut conn = self.conn();
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+
+    /// The members of the set at `key`, sorted.
+    pub async fn read_set(&self, key: &str) -> Result<Vec<String>> {
+        let mut conn = self.conn();
+        let mut members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(key)
+            .query_async(&mut conn)
+            .await?;
+        members.sort();
+        Ok(members)
+    }
+
     /// Records `value` for setting `name` (key `P:setting:<name>`) if none is recorded yet,
     /// and returns the recorded value: a deployment-wide setting fixed by whoever starts
     /// first, such as the partition count.

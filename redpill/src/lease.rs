@@ -7,6 +7,7 @@ use redis::{ToRedisArgs, Value};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::keys::{debug_assert_one_slot, Tag};
+use crate::outbox::Outbox;
 use crate::queue::Queue;
 use crate::scripts;
 
@@ -262,6 +263,20 @@ impl FencedWrite {
         let record = crate::queue::encode_dead_letter(id, body, attempts, error, unix_ms());
         let dead = queue.ack_keys().dead.clone();
         self.write("RPUSH", &dead, record)
+    }
+
+    /// Appends `(id, body)` messages for `queue` (any tag) to `outbox` (the lease's tag), to be
+    /// delivered by [`Outbox::deliver`] after the batch commits.
+    pub fn append(self, outbox: &Outbox, queue: &Queue, messages: &[(&str, &[u8])]) -> Self {
+        if messages.is_empty() {
+            return self;
+        }
+        let records: Vec<Vec<u8>> = messages
+            .iter()
+            .map(|(id, body)| crate::outbox::encode(queue, id, body))
+            .collect();
+        let key = outbox.key().to_owned();
+        self.write("RPUSH", &key, records)
     }
 
     /// The number of writes added so far.

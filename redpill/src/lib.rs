@@ -16,7 +16,9 @@
 //!   re-made after every reconnect.
 //! - [`Requester`] / [`Responder`]: request/reply over a queue, with correlation ids and timeouts.
 //! - [`Lease`]: at most one holder, each grant with a larger epoch (INCR); a [`FencedWrite`]
-//!   is applied by a Lua script only while its grant still holds the lease.
+//!   is applied by a Lua script only while its grant still holds the lease. An [`Outbox`]
+//!   carries messages a fenced batch committed for queues of other tags to those queues.
+//! - [`Members`]: which clients of a named group are alive.
 //!
 //! Invariants:
 //! - Every key is built in [`keys`], under one prefix, with a hash tag; every Lua script and
@@ -26,7 +28,7 @@
 //! - Liveness comes from TTL keys in Redis, never from comparing clocks of two machines.
 //!
 //! Layout: `client.rs` (connection, heartbeat), `bus.rs` (the subscriber connection),
-//! `queue.rs`, `topic.rs`, `live.rs`, `rpc.rs`, `lease.rs`, `keys.rs`, `scripts.rs` with
+//! `queue.rs`, `topic.rs`, `live.rs`, `rpc.rs`, `lease.rs`, `outbox.rs`, `members.rs`, `keys.rs`, `scripts.rs` with
 //! `lua/`, `config.rs`, `error.rs`, `testing.rs` (feature `test-support`).
 
 #![warn(missing_docs)]
@@ -39,6 +41,8 @@ mod error;
 pub mod keys;
 mod lease;
 mod live;
+mod members;
+mod outbox;
 mod queue;
 mod rpc;
 mod scripts;
@@ -52,6 +56,8 @@ pub use error::{Error, Result};
 pub use keys::{Keys, Tag};
 pub use lease::{Acquired, FencedWrite, Grant, Lease};
 pub use live::{Live, Subscription};
+pub use members::Members;
+pub use outbox::{Outbox, MAX_DELIVER};
 pub use queue::{
     new_id, DeadLetter, Delivery, NackOutcome, Queue, QueueBatch, QueueDepth, MAX_PULL,
 };

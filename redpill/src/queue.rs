@@ -24,6 +24,8 @@ pub const MAX_PULL: usize = 1000;
 pub struct Queue {
     client: Client,
     name: String,
+    /// The tag and the short name, to address this queue from an outbox entry.
+    address: Arc<(String, String)>,
     keys: Arc<QueueKeys>,
     in_flight_key: String,
     wake_channel: String,
@@ -98,6 +100,7 @@ impl Queue {
         Queue {
             client: client.clone(),
             name: format!("queue {{{tag}}}:{name}"),
+            address: Arc::new((tag.as_str().to_owned(), name.to_owned())),
             keys: Arc::new(keys),
             in_flight_key,
             wake_channel,
@@ -443,6 +446,11 @@ impl Queue {
         )
         .await?;
         Ok(ids)
+    }
+
+    /// The tag and short name.
+    pub(crate) fn address(&self) -> (&str, &str) {
+        (&self.address.0, &self.address.1)
     }
 
     /// The keys a fenced write needs to acknowledge messages of this client.

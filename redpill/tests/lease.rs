@@ -227,3 +227,85 @@ async fn fenced_ack_requires_the_messages_to_be_held() {
         ("b", &b"2"[..], "node_deleted")
     );
 }
+
+/// Messages appended to an outbox in a fenced batch reach their queues in order on delivery;
+/// a stale grant cannot trim the outbox, and the new holder delivers what is left.
+#[tokio::test]
+async fn outbox_delivers_in_order_once_committed() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let tag = Tag::partition(1);
+    let lease = Lease::new(&client, &tag, "owner");
+    let grant = granted(
+        lease
+            .acquire("proc-a", Duration::from_millis(300))
+            .await
+            .unwrap(),
+    );
+    let outbox = redpill::Outbox::new(&client, &tag, "out");
+    let to_two = Queue::new(&client, &Tag::partition(2), "in");
+    let to_three = Queue::new(&client, &Tag::partition(3), "in");
+    lease
+        .fenced(&grant)
+        .append(
+            &outbox,
+            &to_two,
+            &[("m1", b"1".as_slice()), ("m2", b"2".as_slice())],
+        )
+        .append(&outbox, &to_three, &[("m3", b"3".as_slice())])
+        .append(&outbox, &to_two, &[("m4", b"4".as_slice())])
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(outbox.len().await.unwrap(), 4);
+    assert_eq!(outbox.deliver(&lease, &grant).await.unwrap(), 4);
+    assert!(outbox.is_empty().await.unwrap());
+    let ids = |batch: Vec<redpill::Delivery>| batch.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(ids(to_two.pull(10).await.unwrap()), ["m1", "m2", "m4"]);
+    assert_eq!(ids(to_three.pull(10).await.unwrap()), ["m3"]);
+
+    // Another batch, then the grant expires before delivery: nothing is trimmed.
+    lease
+        .fenced(&grant)
+        .append(&outbox, &to_three, &[("m5", b"5".as_slice())])
+        .commit()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = outbox.deliver(&lease, &grant).await.unwrap_err();
+    assert!(matches!(err, Error::StaleEpoch { .. }), "{err:?}");
+    assert_eq!(outbox.len().await.unwrap(), 1, "kept for the next holder");
+    let next = granted(
+        lease
+            .acquire("proc-b", Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(outbox.deliver(&lease, &next).await.unwrap(), 1);
+    // The stale holder's push already queued m5; the repeat was skipped as still pending.
+    assert_eq!(ids(to_three.pull(10).await.unwrap()), ["m5"]);
+}
+
+/// Members whose heartbeat stopped drop out of the group.
+#[tokio::test]
+async fn members_alive_by_heartbeat() {
+    let redis = TestRedis::start();
+    let first = client(&redis).await;
+    let second = client(&redis).await;
+    let group = redpill::Members::new(&first, "processors");
+    group.join().await.unwrap();
+    redpill::Members::new(&second, "processors")
+        .join()
+        .await
+        .unwrap();
+    let mut both = vec![
+        first.consumer_id().to_owned(),
+        second.consumer_id().to_owned(),
+    ];
+    both.sort();
+    assert_eq!(group.alive().await.unwrap(), both);
+    second.close().await;
+    assert_eq!(group.alive().await.unwrap(), [first.consumer_id()]);
+    group.leave().await.unwrap();
+    assert!(group.alive().await.unwrap().is_empty());
+}

@@ -1,0 +1,74 @@
+//! Membership: which clients of a named group are alive, by their heartbeat keys.
+
+use crate::client::Client;
+use crate::error::Result;
+
+/// A named group of clients (e.g. the processors of a deployment).
+#[derive(Clone)]
+pub struct Members {
+    client: Client,
+    key: String,
+}
+
+impl Members {
+    /// Group `name`.
+    pub fn new(client: &Client, name: &str) -> Members {
+        Members {
+            client: client.clone(),
+            key: client.keys().plain(&format!("members:{name}")),
+        }
+    }
+
+    /// Adds this client (its consumer id) to the group.
+    pub async fn join(&self) -> Result<()> {
+        let mut conn = self.client.conn();
+        let _: i64 = redis::cmd("SADD")
+            .arg(&self.key)
+            .arg(self.client.consumer_id())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes this client from the group.
+    pub async fn leave(&self) -> Result<()> {
+        let mut conn = self.client.conn();
+        let _: i64 = redis::cmd("SREM")
+            .arg(&self.key)
+            .arg(self.client.consumer_id())
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The members whose heartbeat key exists, sorted; members found dead are removed.
+    pub async fn alive(&self) -> Result<Vec<String>> {
+        let mut conn = self.client.conn();
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(&self.key)
+            .query_async(&mut conn)
+            .await?;
+        if members.is_empty() {
+            return Ok(members);
+        }
+        let mut check = redis::pipe();
+        for member in &members {
+            check.exists(self.client.keys().consumer(member));
+        }
+        let alive: Vec<bool> = check.query_async(&mut conn).await?;
+        let (mut live, dead): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            .zip(alive)
+            .partition(|(_, alive)| *alive);
+        if !dead.is_empty() {
+            let dead: Vec<String> = dead.into_iter().map(|(member, _)| member).collect();
+            let _: i64 = redis::cmd("SREM")
+                .arg(&self.key)
+                .arg(&dead)
+                .query_async(&mut conn)
+                .await?;
+        }
+        live.sort();
+        Ok(live.into_iter().map(|(member, _)| member).collect())
+    }
+}
