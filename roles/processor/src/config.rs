@@ -34,4 +34,13 @@ pub struct Config {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=redpill::MAX_PULL as u64)
     )]
     pub batch_size: usize,
+
+    /// Deliveries of a message whose function fails before it is dead-lettered. At least 1.
+    #[arg(
+        long,
+        env = "GORGON_MAX_ATTEMPTS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_attempts: u32,
 }

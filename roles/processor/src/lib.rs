@@ -1,38 +1,90 @@
 //! processor: runs node functions on the partitions it owns.
 //!
-//! It will hold a fenced lease per owned partition and consume, through redpill, the queue of
-//! each partition it owns. For each batch it commits atomically, fenced by the lease: attribute
-//! writes, latched outputs, per-node `seq`, appends to the partition-sharded output topic, the
-//! outbox of messages bound for other partitions, and the acks of the inputs. It then forwards
-//! the outbox to the downstream partition queues, dead-letters what fails `max_attempts` times,
-//! and publishes its stats on the stats topic.
+//! It holds a fenced lease per owned partition (`ownership.rs`) and consumes, through
+//! redpill, each owned partition's input queue (`partition.rs`). For each batch it runs the
+//! node functions in queue order (`batch.rs`) and commits atomically, fenced by the lease, in
+//! the partition's own hash slot: node states (attributes, latched output, per-node `seq`,
+//! status, per-edge high-water marks), appends to the partition-sharded output topic, pushes
+//! to its own queue, the outbox of messages bound for other partitions, dead letters, and the
+//! acks of the inputs. It then delivers the outbox to the downstream partition queues and
+//! publishes the outputs on each topology's live channel.
 //!
-//! In this version it only connects to Redis, logs its configuration and waits for SIGTERM or
-//! Ctrl-C; it owns no partition yet. That work arrives with its own issue, and with it the
-//! function registry that lets users build their own processor binary from this library.
+//! Users build their own processor binary from this library to add functions: build a
+//! [`Registry`], register their [`Function`]s, and call [`run_with`].
 //!
-//! Layout: `config.rs` (flags and environment), `lib.rs` ([`run`]).
+//! Layout: `config.rs`, `function.rs` (the function interface), `registry.rs`, `builtins/`,
+//! `state.rs` (a node's cached and stored state), `batch.rs` (running a batch: no I/O),
+//! `partition.rs` (one owned partition's loop), `ownership.rs` (leases and fair shares).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
+pub mod batch;
+pub mod builtins;
 pub mod config;
+pub mod function;
+mod ownership;
+mod partition;
+pub mod registry;
+pub mod state;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
 use protocol::roles::PROCESSOR;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use function::{Function, FunctionError, Input, NodeContext, Param, ParamKind};
+pub use registry::Registry;
 
-/// Runs processor until `token` is cancelled: connects to Redis (waiting for it while it is
-/// unreachable), logs the effective configuration, waits, then closes the connection.
+/// Runs the processor with the built-in functions until `token` is cancelled.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
-    let redpill_config = config.redis.redpill_config(PROCESSOR);
+    run_with(config, Registry::builtins(), token).await
+}
+
+/// Runs the processor with `registry` until `token` is cancelled: connects to Redis (waiting
+/// for it while it is unreachable), checks the partition count, takes a fair share of the
+/// partitions and works them; on cancel, hands every partition over after its current batch.
+pub async fn run_with(
+    config: Config,
+    registry: Registry,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let lease_time = Duration::from_millis(config.lease_ms);
+    // The heartbeat lives as long as a lease, so a dead processor's partitions and its share
+    // are freed together.
+    let redpill_config = config
+        .redis
+        .redpill_config(PROCESSOR)
+        .set_consumer_ttl(lease_time)
+        .set_max_attempts(config.max_attempts);
     let Some(client) = runtime::connect(PROCESSOR, redpill_config, &token).await? else {
         tracing::info!("stopped before connecting to Redis");
         return Ok(());
     };
-    tracing::info!(config = ?config, "starting");
-    token.cancelled().await;
+    runtime::check_partitions(&client, config.redis.partitions).await?;
+    let failpoint = std::env::var("GORGON_FAILPOINT").unwrap_or_default();
+    let settings = Arc::new(partition::Settings {
+        partitions: config.redis.partitions,
+        batch_size: config.batch_size,
+        max_attempts: config.max_attempts,
+        abort_after_commit: failpoint == "after_commit",
+    });
+    tracing::info!(config = ?config, functions = registry.len(), "starting");
+    if settings.abort_after_commit {
+        tracing::warn!("failpoint after_commit is set: this process aborts after its first commit with forwards (test use only)");
+    }
+    let outcome = ownership::run(
+        client.clone(),
+        Arc::new(registry),
+        settings,
+        lease_time,
+        token,
+    )
+    .await
+    .context("partition ownership failed");
     client.close().await;
     tracing::info!("stopped");
-    Ok(())
+    outcome
 }

@@ -75,6 +75,22 @@ fn advice(err: &redpill::Error) -> &'static str {
     }
 }
 
+/// Checks this deployment's partition count: the first role to start records
+/// `GORGON_PARTITIONS` in Redis, and a role started with another value must refuse to run,
+/// since nodes would hash to other partitions than their queued messages and state.
+pub async fn check_partitions(client: &redpill::Client, partitions: u32) -> anyhow::Result<()> {
+    let recorded = client
+        .fixed_setting("partitions", &partitions.to_string())
+        .await
+        .context("could not read the deployment's partition count from Redis")?;
+    if recorded != partitions.to_string() {
+        anyhow::bail!(
+            "this deployment was first started with GORGON_PARTITIONS={recorded}, and the partition count cannot change; start this role with GORGON_PARTITIONS={recorded} (it was given {partitions})"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -1,0 +1,630 @@
+//! Running one batch of a partition's queue through the node functions: pure computation,
+//! no I/O. The result is a [`Plan`]: everything the batch's single fenced commit must write.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use protocol::{
+    partition_of, Body, Edge, Envelope, Message, NodeState as Health, OutputEvent, Timestamp,
+    ENVELOPE_VERSION,
+};
+use redpill::Delivery;
+
+use crate::function::{Input, NodeContext};
+use crate::registry::Registry;
+use crate::state::{merge_patch, NodeState};
+
+/// What a batch changes, ready to commit.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Nodes changed by the batch, by `topology/node`: the new state, or `None` if deleted.
+    pub dirty: HashMap<String, Option<NodeState>>,
+    /// Input ids to acknowledge in the commit (processed, dropped as repeats, or dead-lettered).
+    pub acks: Vec<String>,
+    /// Inputs whose function failed and will be tried again: id and error.
+    pub retries: Vec<(String, String)>,
+    /// Inputs that go to the dead-letter list.
+    pub dead: Vec<DeadInput>,
+    /// Output events as JSON, in order, with their topology.
+    pub outputs: Vec<(String, String)>,
+    /// Forwards to nodes of this same partition: id and envelope.
+    pub local: Vec<(String, Vec<u8>)>,
+    /// Forwards to other partitions: partition, id and envelope, in order.
+    pub remote: Vec<(u32, String, Vec<u8>)>,
+    /// Forwards dropped because their edge had already delivered that output.
+    pub repeats: u64,
+}
+
+/// An input that goes to the dead-letter list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadInput {
+    /// The message id.
+    pub id: String,
+    /// The envelope as queued.
+    pub body: Vec<u8>,
+    /// Failed attempts, this one included.
+    pub attempts: u32,
+    /// Why, starting with a reason code (`node_deleted: …`).
+    pub error: String,
+}
+
+/// What the batch runs with.
+pub struct Context<'a> {
+    /// This partition.
+    pub partition: u32,
+    /// The deployment's partition count.
+    pub partitions: u32,
+    /// Deliveries before a failing message is dead-lettered.
+    pub max_attempts: u32,
+    /// The functions.
+    pub registry: &'a Registry,
+    /// The time, Unix ms, for every function call and output of the batch.
+    pub now_ms: i64,
+}
+
+/// Runs `batch` in order against `nodes` (not changed: changes go to the plan) and returns
+/// what to commit. Messages for one node are applied one after the other, in queue order.
+pub fn run(nodes: &HashMap<String, NodeState>, batch: &[Delivery], context: &Context<'_>) -> Plan {
+    let mut plan = Plan::default();
+    for delivery in batch {
+        let envelope = match Envelope::from_bytes(&delivery.body) {
+            Ok(envelope) => envelope,
+            Err(err) => {
+                plan.dead_letter(
+                    delivery,
+                    format!("undecodable: the queued message is not a Gorgon envelope ({err})"),
+                );
+                continue;
+            }
+        };
+        let key = format!("{}/{}", envelope.topology, envelope.node);
+        match envelope.body {
+            Body::Upsert {
+                spec,
+                targets,
+                reset_state,
+            } => {
+                let state = match plan.current(nodes, &key) {
+                    Some(mut state) => {
+                        state.update(spec, targets, reset_state);
+                        state
+                    }
+                    None => NodeState::new(spec, targets),
+                };
+                plan.dirty.insert(key, Some(state));
+                plan.acks.push(delivery.id.clone());
+            }
+            Body::PatchAttrs { patch } => match plan.current(nodes, &key) {
+                Some(mut state) => {
+                    merge_patch(&mut state.attrs, &patch);
+                    plan.dirty.insert(key, Some(state));
+                    plan.acks.push(delivery.id.clone());
+                }
+                None => plan.dead_letter(delivery, node_missing(&key)),
+            },
+            Body::Delete => {
+                plan.dirty.insert(key, None);
+                plan.acks.push(delivery.id.clone());
+            }
+            Body::Message(message) => {
+                plan.message(
+                    nodes,
+                    delivery,
+                    &envelope.topology,
+                    &envelope.node,
+                    key,
+                    message,
+                    context,
+                );
+            }
+        }
+    }
+    plan
+}
+
+fn node_missing(key: &str) -> String {
+    format!("node_deleted: node {key} does not exist (deleted, or never created)")
+}
+
+impl Plan {
+    /// The node's state as the batch has left it so far, cloned for changing.
+    fn current(&self, nodes: &HashMap<String, NodeState>, key: &str) -> Option<NodeState> {
+        match self.dirty.get(key) {
+            Some(state) => state.clone(),
+            None => nodes.get(key).cloned(),
+        }
+    }
+
+    fn dead_letter(&mut self, delivery: &Delivery, error: String) {
+        self.dead.push(DeadInput {
+            id: delivery.id.clone(),
+            body: delivery.body.to_vec(),
+            attempts: delivery.attempts + 1,
+            error,
+        });
+        self.acks.push(delivery.id.clone());
+    }
+
+    #[allow(clippy::too_many_arguments)] // One call site; the parts are the message's.
+    fn message(
+        &mut self,
+        nodes: &HashMap<String, NodeState>,
+        delivery: &Delivery,
+        topology: &str,
+        node: &str,
+        key: String,
+        message: Message,
+        context: &Context<'_>,
+    ) {
+        let Some(mut state) = self.current(nodes, &key) else {
+            self.dead_letter(delivery, node_missing(&key));
+            return;
+        };
+        if let Some(edge) = &message.from {
+            if edge.seq <= state.hwm.get(&edge.node).copied().unwrap_or(0) {
+                // A forward repeated after a crash: this output was applied already.
+                self.repeats += 1;
+                self.acks.push(delivery.id.clone());
+                return;
+            }
+        }
+        let Some(function) = context.registry.get(&state.function) else {
+            let error = format!(
+                "unknown_function: this processor has no function {:?}; run a processor binary that registers it",
+                state.function
+            );
+            self.fail(delivery, &mut state, key, &message, error, context);
+            return;
+        };
+        let mut attrs = state.attrs.clone();
+        let input = Input {
+            data: &message.data,
+            source: message.from.as_ref().map(|edge| edge.node.as_str()),
+            msg_id: &delivery.id,
+            input_id: &message.input_id,
+        };
+        let called = catch_unwind(AssertUnwindSafe(|| {
+            let mut ctx = NodeContext {
+                topology,
+                node,
+                sources: &state.sources,
+                attrs: &mut attrs,
+                now_ms: context.now_ms,
+            };
+            function.call(&input, &mut ctx)
+        }));
+        let outputs = match called {
+            Ok(Ok(outputs)) => outputs,
+            Ok(Err(err)) => {
+                self.fail(
+                    delivery,
+                    &mut state,
+                    key,
+                    &message,
+                    format!("function_error: {err}"),
+                    context,
+                );
+                return;
+            }
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| (*text).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_owned());
+                self.fail(
+                    delivery,
+                    &mut state,
+                    key,
+                    &message,
+                    format!("function_panic: {detail}"),
+                    context,
+                );
+                return;
+            }
+        };
+        state.attrs = attrs;
+        if let Some(edge) = &message.from {
+            state.hwm.insert(edge.node.clone(), edge.seq);
+        }
+        if state.status.state == Health::Error {
+            state.status.state = Health::Ok;
+        }
+        for data in outputs {
+            state.seq += 1;
+            let event = OutputEvent {
+                topology: topology.to_owned(),
+                node: node.to_owned(),
+                seq: state.seq,
+                msg_id: redpill::new_id(),
+                input_id: message.input_id.clone(),
+                injected_at: Timestamp::from_unix_ms(message.injected_at_ms),
+                ts: Timestamp::from_unix_ms(context.now_ms),
+                data,
+            };
+            for target in &state.targets {
+                let forward = Envelope {
+                    version: ENVELOPE_VERSION,
+                    topology: topology.to_owned(),
+                    node: target.clone(),
+                    body: Body::Message(Message {
+                        input_id: message.input_id.clone(),
+                        injected_at_ms: message.injected_at_ms,
+                        from: Some(Edge {
+                            node: node.to_owned(),
+                            seq: state.seq,
+                        }),
+                        data: event.data.clone(),
+                    }),
+                };
+                let id = format!("{}.{target}", event.msg_id);
+                let partition = partition_of(topology, target, context.partitions);
+                if partition == context.partition {
+                    self.local.push((id, forward.to_bytes()));
+                } else {
+                    self.remote.push((partition, id, forward.to_bytes()));
+                }
+            }
+            let text = serde_json::to_string(&event).expect("an output event serializes");
+            state.output = Some(text.clone());
+            self.outputs.push((topology.to_owned(), text));
+        }
+        self.dirty.insert(key, Some(state));
+        self.acks.push(delivery.id.clone());
+    }
+
+    /// A failed call: try again later, or dead-letter on the last attempt. Either way the node
+    /// shows the error.
+    fn fail(
+        &mut self,
+        delivery: &Delivery,
+        state: &mut NodeState,
+        key: String,
+        message: &Message,
+        error: String,
+        context: &Context<'_>,
+    ) {
+        state.status.state = Health::Error;
+        state.status.last_error = Some(error.clone());
+        if delivery.attempts + 1 >= context.max_attempts {
+            state.status.dead_letters += 1;
+            if let Some(edge) = &message.from {
+                // Consumed, if by the dead-letter list: a repeat of it is still a repeat.
+                state.hwm.insert(edge.node.clone(), edge.seq);
+            }
+            self.dirty.insert(key, Some(state.clone()));
+            self.dead_letter(delivery, error);
+        } else {
+            self.dirty.insert(key, Some(state.clone()));
+            self.retries.push((delivery.id.clone(), error));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use protocol::NodeSpec;
+    use serde_json::{json, Value};
+
+    fn upsert(node: &str, function: &str, targets: &[&str], attrs: Value) -> Envelope {
+        Envelope {
+            version: ENVELOPE_VERSION,
+            topology: "t".into(),
+            node: node.into(),
+            body: Body::Upsert {
+                spec: NodeSpec {
+                    id: node.into(),
+                    function: function.into(),
+                    sources: Vec::new(),
+                    attrs: attrs.as_object().cloned().unwrap_or_default(),
+                },
+                targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+                reset_state: false,
+            },
+        }
+    }
+
+    fn delivery(id: &str, envelope: &Envelope, attempts: u32) -> Delivery {
+        Delivery {
+            id: id.into(),
+            body: Bytes::from(envelope.to_bytes()),
+            attempts,
+        }
+    }
+
+    fn context(registry: &Registry) -> Context<'_> {
+        Context {
+            partition: protocol::partition_of("t", "a", 8),
+            partitions: 8,
+            max_attempts: 3,
+            registry,
+            now_ms: 1_700_000_000_000,
+        }
+    }
+
+    fn apply(nodes: &mut HashMap<String, NodeState>, plan: Plan) {
+        for (key, state) in plan.dirty {
+            match state {
+                Some(state) => nodes.insert(key, state),
+                None => nodes.remove(&key),
+            };
+        }
+    }
+
+    /// Messages run in order through the node's function; each output gets the next seq, is
+    /// latched, and is forwarded to every target, locally or through the outbox.
+    #[test]
+    fn runs_messages_in_order_and_forwards_outputs() {
+        let registry = Registry::builtins();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let local_target = (0..100)
+            .map(|i| format!("n{i}"))
+            .find(|n| partition_of("t", n, 8) == context.partition)
+            .unwrap();
+        let remote_target = (0..100)
+            .map(|i| format!("n{i}"))
+            .find(|n| partition_of("t", n, 8) != context.partition)
+            .unwrap();
+        let plan = run(
+            &nodes,
+            &[delivery(
+                "u1",
+                &upsert("a", "count", &[&local_target, &remote_target], json!({})),
+                0,
+            )],
+            &context,
+        );
+        assert_eq!(plan.acks, ["u1"]);
+        apply(&mut nodes, plan);
+
+        let batch: Vec<Delivery> = (0..3)
+            .map(|i| {
+                delivery(
+                    &format!("m{i}"),
+                    &Envelope::inject("t", "a", &format!("in{i}"), 5, json!({"x": i})),
+                    0,
+                )
+            })
+            .collect();
+        let plan = run(&nodes, &batch, &context);
+        assert_eq!(plan.acks, ["m0", "m1", "m2"]);
+        assert_eq!(plan.outputs.len(), 3);
+        let events: Vec<OutputEvent> = plan
+            .outputs
+            .iter()
+            .map(|(_, text)| serde_json::from_str(text).unwrap())
+            .collect();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            events.iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+            [
+                json!({"count": 1}),
+                json!({"count": 2}),
+                json!({"count": 3})
+            ]
+        );
+        assert_eq!(events[2].input_id, "in2");
+        assert_eq!(events[0].injected_at.unix_ms(), 5);
+        assert_eq!(plan.local.len(), 3);
+        assert_eq!(plan.remote.len(), 3);
+        let forward = Envelope::from_bytes(&plan.remote[1].2).unwrap();
+        assert_eq!(forward.node, remote_target);
+        let Body::Message(message) = forward.body else {
+            panic!("a message")
+        };
+        assert_eq!(
+            message.from,
+            Some(Edge {
+                node: "a".into(),
+                seq: 2
+            })
+        );
+        assert_eq!(message.input_id, "in1");
+        assert_eq!(
+            plan.remote[1].1,
+            format!("{}.{remote_target}", events[1].msg_id)
+        );
+        let state = plan.dirty["t/a"].clone().unwrap();
+        assert_eq!(state.seq, 3);
+        assert_eq!(state.attrs["count"], json!(3));
+        assert_eq!(state.output.as_deref(), Some(plan.outputs[2].1.as_str()));
+        assert!(
+            nodes["t/a"].attrs.get("count").is_none(),
+            "the cache is untouched until commit"
+        );
+    }
+
+    /// A forward whose seq is not above the edge's high-water mark is a repeat: acked, not run.
+    #[test]
+    fn repeated_forwards_are_dropped() {
+        let registry = Registry::builtins();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let plan = run(
+            &nodes,
+            &[delivery("u", &upsert("b", "count", &[], json!({})), 0)],
+            &context,
+        );
+        apply(&mut nodes, plan);
+        let forward = |seq| Envelope {
+            version: ENVELOPE_VERSION,
+            topology: "t".into(),
+            node: "b".into(),
+            body: Body::Message(Message {
+                input_id: "i".into(),
+                injected_at_ms: 1,
+                from: Some(Edge {
+                    node: "a".into(),
+                    seq,
+                }),
+                data: json!(1),
+            }),
+        };
+        let plan = run(
+            &nodes,
+            &[
+                delivery("f1", &forward(1), 0),
+                delivery("f2", &forward(2), 0),
+                delivery("f1again", &forward(1), 0),
+                delivery("f2again", &forward(2), 0),
+            ],
+            &context,
+        );
+        assert_eq!(plan.repeats, 2);
+        assert_eq!(plan.acks, ["f1", "f2", "f1again", "f2again"]);
+        let state = plan.dirty["t/b"].clone().unwrap();
+        assert_eq!(state.attrs["count"], json!(2));
+        assert_eq!(state.hwm["a"], 2);
+    }
+
+    /// A failing function leaves the node's attributes alone: the message is retried until its
+    /// last attempt, then dead-lettered with the error, and the node shows it.
+    #[test]
+    fn failures_retry_then_dead_letter() {
+        let registry = Registry::builtins();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let plan = run(
+            &nodes,
+            &[delivery(
+                "u",
+                &upsert("s", "sum", &[], json!({"field": "/v"})),
+                0,
+            )],
+            &context,
+        );
+        apply(&mut nodes, plan);
+        let bad = Envelope::inject("t", "s", "i", 1, json!({"v": "text"}));
+        let good = Envelope::inject("t", "s", "i", 1, json!({"v": 2}));
+        let plan = run(
+            &nodes,
+            &[delivery("bad", &bad, 0), delivery("good", &good, 0)],
+            &context,
+        );
+        assert_eq!(plan.retries.len(), 1);
+        assert_eq!(plan.retries[0].0, "bad");
+        assert!(
+            plan.retries[0].1.starts_with("function_error: "),
+            "{}",
+            plan.retries[0].1
+        );
+        assert_eq!(plan.acks, ["good"]);
+        let state = plan.dirty["t/s"].clone().unwrap();
+        assert_eq!(state.attrs["sum"], json!(2));
+        assert_eq!(
+            state.status.last_error.as_deref(),
+            Some(plan.retries[0].1.as_str())
+        );
+        assert_eq!(
+            state.status.state,
+            Health::Ok,
+            "a later success clears the state, not the last error"
+        );
+        apply(&mut nodes, plan);
+
+        let plan = run(&nodes, &[delivery("bad", &bad, 2)], &context);
+        assert!(plan.retries.is_empty());
+        assert_eq!(plan.acks, ["bad"]);
+        assert_eq!(plan.dead.len(), 1);
+        assert_eq!(plan.dead[0].attempts, 3);
+        let state = plan.dirty["t/s"].clone().unwrap();
+        assert_eq!(state.status.state, Health::Error);
+        assert_eq!(state.status.dead_letters, 1);
+        assert_eq!(state.attrs["sum"], json!(2));
+    }
+
+    /// Messages for a node that does not exist, or was deleted earlier in the batch, are
+    /// dead-lettered as node_deleted; so is anything that is not an envelope.
+    #[test]
+    fn missing_nodes_and_garbage_are_dead_lettered() {
+        let registry = Registry::builtins();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let plan = run(
+            &nodes,
+            &[delivery("u", &upsert("a", "pass", &[], json!({})), 0)],
+            &context,
+        );
+        apply(&mut nodes, plan);
+        let delete = Envelope {
+            version: ENVELOPE_VERSION,
+            topology: "t".into(),
+            node: "a".into(),
+            body: Body::Delete,
+        };
+        let message = Envelope::inject("t", "a", "i", 1, json!(1));
+        let plan = run(
+            &nodes,
+            &[
+                delivery("before", &message, 0),
+                delivery("del", &delete, 0),
+                delivery("after", &message, 0),
+                Delivery {
+                    id: "junk".into(),
+                    body: Bytes::from_static(b"not json"),
+                    attempts: 0,
+                },
+            ],
+            &context,
+        );
+        assert_eq!(plan.outputs.len(), 1);
+        assert_eq!(plan.acks, ["before", "del", "after", "junk"]);
+        assert_eq!(
+            plan.dead.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["after", "junk"]
+        );
+        assert!(plan.dead[0].error.starts_with("node_deleted: "));
+        assert!(plan.dead[1].error.starts_with("undecodable: "));
+        assert_eq!(plan.dirty["t/a"], None);
+    }
+
+    /// A panicking function is caught and treated as a failure of that message only.
+    #[test]
+    fn panics_are_failures() {
+        struct Boom;
+        impl crate::function::Function for Boom {
+            fn name(&self) -> &str {
+                "boom"
+            }
+            fn description(&self) -> &str {
+                "panics"
+            }
+            fn params(&self) -> Vec<crate::function::Param> {
+                Vec::new()
+            }
+            fn call(
+                &self,
+                _: &Input<'_>,
+                _: &mut NodeContext<'_>,
+            ) -> Result<Vec<Value>, crate::function::FunctionError> {
+                panic!("kaboom")
+            }
+        }
+        let mut registry = Registry::builtins();
+        registry.register(Boom).unwrap();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let plan = run(
+            &nodes,
+            &[delivery("u", &upsert("b", "boom", &[], json!({})), 0)],
+            &context,
+        );
+        apply(&mut nodes, plan);
+        let plan = run(
+            &nodes,
+            &[delivery(
+                "m",
+                &Envelope::inject("t", "b", "i", 1, json!(1)),
+                0,
+            )],
+            &context,
+        );
+        assert_eq!(
+            plan.retries,
+            [("m".to_owned(), "function_panic: kaboom".to_owned())]
+        );
+    }
+}

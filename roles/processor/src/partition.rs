@@ -1,0 +1,337 @@
+//! One owned partition: pull a batch, run it, commit it in one fenced script, deliver the
+//! outbox, publish the outputs live; until the lease is lost or the partition is handed over.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::names;
+use redpill::{Client, Grant, Lease, Live, Outbox, Queue, Tag, Topic};
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::{self, Plan};
+use crate::registry::Registry;
+use crate::state::NodeState;
+
+/// Settings every partition of a processor shares.
+pub struct Settings {
+    /// The deployment's partition count.
+    pub partitions: u32,
+    /// The most messages per batch.
+    pub batch_size: usize,
+    /// Deliveries before a failing message is dead-lettered.
+    pub max_attempts: u32,
+    /// Test-only: abort the process right after the first commit that has something for the
+    /// outbox, before delivering it (`GORGON_FAILPOINT=after_commit`).
+    pub abort_after_commit: bool,
+}
+
+/// How a partition worker ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop: it finished its batch, handed back what it held and released the lease.
+    HandedOver,
+    /// Its lease was lost (expired or taken): it stopped without writing anything more.
+    Lost,
+}
+
+/// A partition this processor owns.
+pub struct Partition {
+    client: Client,
+    number: u32,
+    queue: Queue,
+    lease: Lease,
+    grant: Grant,
+    outbox: Outbox,
+    outputs: Topic,
+    live: Live,
+    registry: Arc<Registry>,
+    settings: Arc<Settings>,
+    nodes: HashMap<String, NodeState>,
+    nodes_key: String,
+}
+
+/// Why a step failed.
+enum Failure {
+    /// The lease is gone: stop at once.
+    Lost,
+    /// Redis trouble: try again after a pause, from what Redis holds.
+    Retry(redpill::Error),
+}
+
+impl From<redpill::Error> for Failure {
+    fn from(err: redpill::Error) -> Self {
+        match err {
+            redpill::Error::StaleEpoch { .. } => Failure::Lost,
+            other => Failure::Retry(other),
+        }
+    }
+}
+
+impl Partition {
+    /// Partition `number`, held with `grant` of `lease`.
+    pub fn new(
+        client: &Client,
+        number: u32,
+        lease: Lease,
+        grant: Grant,
+        registry: Arc<Registry>,
+        settings: Arc<Settings>,
+    ) -> Partition {
+        let tag = Tag::partition(number);
+        Partition {
+            client: client.clone(),
+            number,
+            queue: Queue::new(client, &tag, names::INPUT_QUEUE),
+            outbox: Outbox::new(client, &tag, names::OUTBOX),
+            outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions),
+            live: Live::new(client),
+            nodes_key: client.keys().tagged(&tag, "nodes"),
+            lease,
+            grant,
+            registry,
+            settings,
+            nodes: HashMap::new(),
+        }
+    }
+
+    /// Works the partition until `stop` is cancelled (then hands it over) or the lease is lost.
+    pub async fn run(mut self, stop: CancellationToken) -> Exit {
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.recover().await {
+                Ok(()) => break,
+                Err(Failure::Lost) => return Exit::Lost,
+                Err(Failure::Retry(err)) => {
+                    tracing::warn!(partition = self.number, error = %err, "cannot take up the partition yet; retrying in {pause:?}");
+                    if sleep_or_stop(&stop, &mut pause).await {
+                        return self.hand_over().await;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            partition = self.number,
+            epoch = self.grant.epoch,
+            nodes = self.nodes.len(),
+            "partition taken up"
+        );
+        let mut pause = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            match self.step().await {
+                Ok(()) => pause = Duration::from_millis(100),
+                Err(Failure::Lost) => {
+                    tracing::warn!(
+                        partition = self.number,
+                        epoch = self.grant.epoch,
+                        "lease lost; stopping without writing anything more"
+                    );
+                    return Exit::Lost;
+                }
+                Err(Failure::Retry(err)) => {
+                    tracing::warn!(partition = self.number, error = %err, "batch not committed; retrying in {pause:?} from what Redis holds");
+                    if sleep_or_stop(&stop, &mut pause).await {
+                        break;
+                    }
+                    if let Err(Failure::Lost) = self.recover().await {
+                        return Exit::Lost;
+                    }
+                }
+            }
+        }
+        self.hand_over().await
+    }
+
+    /// Makes the cached state what Redis holds: re-queues what a previous holder (or this
+    /// one, before a failed commit) had in flight, reloads the nodes, delivers the outbox.
+    async fn recover(&mut self) -> Result<(), Failure> {
+        self.queue.release().await?;
+        self.queue.take_over().await?;
+        let members = self.client.read_set(&self.nodes_key).await?;
+        let keys: Vec<String> = members.iter().map(|member| self.node_key(member)).collect();
+        let hashes = self.client.read_hashes(&keys).await?;
+        self.nodes.clear();
+        for (member, fields) in members.into_iter().zip(hashes) {
+            match NodeState::from_fields(&fields) {
+                Some(state) => {
+                    self.nodes.insert(member, state);
+                }
+                None => {
+                    tracing::error!(partition = self.number, node = %member, "node state in Redis is unreadable; the node is skipped until it is written again")
+                }
+            }
+        }
+        self.deliver_outbox().await
+    }
+
+    /// One batch: pull, run, commit, deliver, publish.
+    async fn step(&mut self) -> Result<(), Failure> {
+        let batch = self
+            .queue
+            .pull_wait(self.settings.batch_size, Duration::from_millis(250))
+            .await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let nodes = std::mem::take(&mut self.nodes);
+        let registry = Arc::clone(&self.registry);
+        let settings = Arc::clone(&self.settings);
+        let partition = self.number;
+        // Functions run off the async threads, so a slow one delays nothing but this partition.
+        let (nodes, plan) = tokio::task::spawn_blocking(move || {
+            let context = batch::Context {
+                partition,
+                partitions: settings.partitions,
+                max_attempts: settings.max_attempts,
+                registry: &registry,
+                now_ms: protocol::Timestamp::now().unix_ms(),
+            };
+            let plan = batch::run(&nodes, &batch, &context);
+            (nodes, plan)
+        })
+        .await
+        .expect("batch computation does not panic: functions run under catch_unwind");
+        self.nodes = nodes;
+        self.commit(&plan).await?;
+        if self.settings.abort_after_commit && !plan.remote.is_empty() {
+            tracing::error!(
+                partition = self.number,
+                "failpoint after_commit: aborting before the outbox is delivered"
+            );
+            std::process::abort();
+        }
+        for (key, state) in plan.dirty {
+            match state {
+                Some(state) => self.nodes.insert(key, state),
+                None => self.nodes.remove(&key),
+            };
+        }
+        for (id, error) in &plan.retries {
+            self.queue.nack(&[id], error).await?;
+        }
+        self.deliver_outbox().await?;
+        if !plan.outputs.is_empty() {
+            let live: Vec<(String, &str)> = plan
+                .outputs
+                .iter()
+                .map(|(topology, text)| (names::live_outputs(topology), text.as_str()))
+                .collect();
+            if let Err(err) = self.live.publish_many(&live).await {
+                tracing::debug!(partition = self.number, error = %err, "live outputs not published (they are archived all the same)");
+            }
+        }
+        Ok(())
+    }
+
+    /// The batch's one fenced write: node states, outputs, forwards, dead letters and acks.
+    async fn commit(&self, plan: &Plan) -> Result<(), Failure> {
+        let mut write = self.lease.fenced(&self.grant);
+        for (key, state) in &plan.dirty {
+            let node_key = self.node_key(key);
+            write = match state {
+                Some(state) => {
+                    let fields: Vec<String> = state
+                        .to_fields()
+                        .into_iter()
+                        .flat_map(|(name, value)| [name.to_owned(), value])
+                        .collect();
+                    write
+                        .write("HSET", &node_key, fields)
+                        .write("SADD", &self.nodes_key, key)
+                }
+                None => write.write("DEL", &node_key, Vec::<String>::new()).write(
+                    "SREM",
+                    &self.nodes_key,
+                    key,
+                ),
+            };
+        }
+        let shard = self.outputs.shard_key(self.number as usize).to_owned();
+        for (_, text) in &plan.outputs {
+            write = write.write("XADD", &shard, ("*", "b", text));
+        }
+        if !plan.outputs.is_empty() {
+            write = write.publish(self.outputs.wake_channel(), "1");
+        }
+        let local: Vec<(&str, &[u8])> = plan
+            .local
+            .iter()
+            .map(|(id, body)| (id.as_str(), body.as_slice()))
+            .collect();
+        write = write.push(&self.queue, &local);
+        let mut remote_queues: HashMap<u32, Queue> = HashMap::new();
+        for (partition, id, body) in &plan.remote {
+            let queue = remote_queues.entry(*partition).or_insert_with(|| {
+                Queue::new(
+                    &self.client,
+                    &Tag::partition(*partition),
+                    names::INPUT_QUEUE,
+                )
+            });
+            write = write.append(&self.outbox, queue, &[(id.as_str(), body.as_slice())]);
+        }
+        for dead in &plan.dead {
+            write = write.dead_letter(
+                &self.queue,
+                &dead.id,
+                &dead.body,
+                dead.attempts,
+                &dead.error,
+            );
+        }
+        write = write.ack(&self.queue, &plan.acks);
+        if write.is_empty() {
+            return Ok(());
+        }
+        match write.commit().await {
+            Ok(_) => Ok(()),
+            Err(redpill::Error::NotHeld { id }) => {
+                tracing::warn!(partition = self.number, %id, "batch not applied: its messages were re-queued meanwhile");
+                Err(Failure::Retry(redpill::Error::NotHeld { id }))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    async fn deliver_outbox(&self) -> Result<(), Failure> {
+        while self.outbox.deliver(&self.lease, &self.grant).await? == redpill::MAX_DELIVER {}
+        Ok(())
+    }
+
+    /// Graceful end: deliver what is committed, hand back what is held, release the lease.
+    async fn hand_over(self) -> Exit {
+        let number = self.number;
+        let result: Result<(), redpill::Error> = async {
+            if let Err(Failure::Retry(err)) = self.deliver_outbox().await {
+                return Err(err);
+            }
+            self.queue.release().await?;
+            self.lease.release(&self.grant).await?;
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::info!(partition = number, "partition handed over"),
+            Err(err) => {
+                tracing::warn!(partition = number, error = %err, "partition not handed over cleanly; its lease expires by itself")
+            }
+        }
+        Exit::HandedOver
+    }
+
+    fn node_key(&self, member: &str) -> String {
+        self.client
+            .keys()
+            .tagged(&Tag::partition(self.number), &format!("node:{member}"))
+    }
+}
+
+/// Sleeps for `pause` (doubling it, up to 5 s) unless `stop` comes first; true if it did.
+async fn sleep_or_stop(stop: &CancellationToken, pause: &mut Duration) -> bool {
+    let stopped = tokio::select! {
+        _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(*pause) => false,
+    };
+    *pause = (*pause * 2).min(Duration::from_secs(5));
+    stopped
+}
