@@ -2,14 +2,21 @@
 //! Redis (redpill's `TestRedis`), later a MongoDB-wire server, and the roles, and watch what
 //! the roles do from the outside.
 //!
-//! Layout: `lib.rs` ([`role_binary`]; [`eventually`] is redpill's, re-exported).
+//! Layout: `lib.rs` ([`role_binary`]; [`eventually`] is redpill's, re-exported),
+//! `process.rs` ([`RoleProcess`]: a role binary as a child process), `graph.rs` (acting as
+//! the store and the API towards processors: creating nodes and injecting messages through
+//! redpill, reading node state back).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
+
+pub mod graph;
+mod process;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub use process::RoleProcess;
 pub use redpill::testing::eventually;
 
 /// The path of role binary `name` (one of `protocol::roles::ALL`), built by cargo for the

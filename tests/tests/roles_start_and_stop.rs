@@ -1,16 +1,11 @@
 //! Each role binary starts against a real Redis, logs its configuration with secrets masked,
 //! and stops cleanly on SIGTERM or SIGINT, also when Redis never became reachable.
 
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mesh_tests::{eventually, role_binary};
+use mesh_tests::RoleProcess;
 use protocol::roles::{NOTIFIER, PROCESSOR, STATS, STORE, WEB_FACE};
 use redpill::testing::{free_port, TestRedis};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
 
 /// How long a role may take to start, or to stop after a signal.
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -85,7 +80,7 @@ async fn role_waiting_for_redis_stops_on_sigterm() {
     let warning = format!("Redis at {url} is unreachable");
     role.wait_for_output(&warning, UNREACHABLE_DEADLINE).await;
     role.signal("TERM");
-    let (status, output) = role.wait_for_exit().await;
+    let (status, output) = role.wait_for_exit(DEADLINE).await;
     assert!(status.success(), "exited with {status}:\n{output}");
     assert!(
         output.contains("stopped before connecting to Redis"),
@@ -121,105 +116,19 @@ async fn http_role_starts_and_stops(role: &str) {
     assert!(output.contains("api_tokens: Some(***)"), "{output}");
 }
 
-/// A role binary running as a child process, its stdout and stderr gathered into one string.
-struct RoleProcess {
-    child: Child,
-    output: Arc<Mutex<String>>,
-    /// The tasks copying stdout and stderr; they end when the child closes its pipes.
-    readers: Vec<JoinHandle<()>>,
+/// Waits for `starting`, sends `SIG<signal>`, and checks the role exits 0 after `stopped`;
+/// returns the output.
+trait StartsAndStops {
+    async fn starts_and_stops_on(self, signal: &str) -> String;
 }
 
-impl RoleProcess {
-    /// Starts role binary `role` with only `env` in its environment and `RUST_LOG=info`.
-    fn spawn(role: &str, env: &[(&str, &str)]) -> RoleProcess {
-        let mut child = Command::new(role_binary(role))
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start the {role} binary: {err}"));
-        let output = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            tokio::spawn(gather(child.stdout.take().unwrap(), Arc::clone(&output))),
-            tokio::spawn(gather(child.stderr.take().unwrap(), Arc::clone(&output))),
-        ];
-        RoleProcess {
-            child,
-            output,
-            readers,
-        }
-    }
-
-    /// Everything the process wrote so far.
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
-    /// Waits until the output contains `text`.
-    async fn wait_for_output(&self, text: &str, timeout: Duration) {
-        eventually(timeout, &format!("{text:?} in the output"), || {
-            std::future::ready(self.output().contains(text).then_some(()))
-        })
-        .await;
-    }
-
-    /// Sends `SIG<signal>` with kill(1): the workspace forbids the unsafe code `libc::kill` needs.
-    fn signal(&self, signal: &str) {
-        let pid = self
-            .child
-            .id()
-            .expect("the role is still running")
-            .to_string();
-        let status = std::process::Command::new("kill")
-            .args([format!("-{signal}"), pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} failed: {status}");
-    }
-
-    /// Waits for the process to exit and its pipes to drain; returns its status and output.
-    async fn wait_for_exit(&mut self) -> (ExitStatus, String) {
-        let status = tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("did not exit within {DEADLINE:?}:\n{}", self.output()))
-            .expect("wait for the role");
-        for reader in self.readers.drain(..) {
-            reader.await.expect("copy the role's output");
-        }
-        (status, self.output())
-    }
-
-    /// Waits for `starting`, sends `SIG<signal>`, and checks the role exits 0 after `stopped`;
-    /// returns the output.
+impl StartsAndStops for RoleProcess {
     async fn starts_and_stops_on(mut self, signal: &str) -> String {
         self.wait_for_output("starting", DEADLINE).await;
         self.signal(signal);
-        let (status, output) = self.wait_for_exit().await;
+        let (status, output) = self.wait_for_exit(DEADLINE).await;
         assert!(status.success(), "exited with {status}:\n{output}");
         assert!(output.contains("stopped"), "{output}");
         output
-    }
-}
-
-impl Drop for RoleProcess {
-    /// Shows what the role wrote when a test fails while it runs; the child is killed on drop.
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("output of the role so far:\n{}", self.output());
-        }
-    }
-}
-
-/// Copies `pipe` into `output`, line by line, until the process closes it.
-async fn gather(pipe: impl AsyncRead + Unpin, output: Arc<Mutex<String>>) {
-    let mut lines = BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let mut output = output.lock().unwrap();
-        output.push_str(&line);
-        output.push('\n');
     }
 }

@@ -86,7 +86,7 @@ impl Partition {
             outbox: Outbox::new(client, &tag, names::OUTBOX),
             outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions),
             live: Live::new(client),
-            nodes_key: client.keys().tagged(&tag, "nodes"),
+            nodes_key: crate::state::nodes_key(client.keys(), number),
             lease,
             grant,
             registry,

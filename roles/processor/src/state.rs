@@ -21,6 +21,19 @@ use std::collections::HashMap;
 use protocol::{NodeSpec, NodeState as Health, NodeStatus};
 use serde_json::{Map, Value};
 
+/// The hash of node `member` (`<topology>/<node>`) of `partition`.
+pub fn node_key(keys: &redpill::Keys, partition: u32, member: &str) -> String {
+    keys.tagged(
+        &redpill::Tag::partition(partition),
+        &format!("node:{member}"),
+    )
+}
+
+/// The set listing the nodes of `partition`.
+pub fn nodes_key(keys: &redpill::Keys, partition: u32) -> String {
+    keys.tagged(&redpill::Tag::partition(partition), "nodes")
+}
+
 /// Everything the processor knows about one node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeState {
