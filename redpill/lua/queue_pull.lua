@@ -10,11 +10,18 @@
 -- ARGV[1]  COUNT, at least 1
 -- ARGV[2]  consumer id C
 -- ARGV[3]  '1' to return the consumer's whole in-flight set first (after an ambiguous failure)
+-- KEYS[8], ARGV[4]  optional fence: a lease's holder key and the grant "<epoch> <owner>";
+--          when given and the grant no longer holds the lease, nothing is pulled and the
+--          script fails with STALE.
 --
 -- Returns a flat array: the number of messages that come from the in-flight set (ARGV[3]),
 -- then id, body, failed attempts, id, body, failed attempts, ... (those first).
 -- Retries whose backoff is over go to the head of the queue first, earliest due first.
 -- The in-flight set is scored by pull order, so a re-queue can restore the order exactly.
+
+if KEYS[8] and redis.call('GET', KEYS[8]) ~= ARGV[4] then
+  return redis.error_reply('STALE the lease fencing this queue is no longer held by this grant')
+end
 
 local count = tonumber(ARGV[1])
 local now = redis.call('TIME')

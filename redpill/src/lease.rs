@@ -134,6 +134,11 @@ impl Lease {
         Ok(released == 1)
     }
 
+    /// The holder key and the token a fenced script compares it with.
+    pub(crate) fn fence_of(&self, grant: &Grant) -> (String, String) {
+        (self.key.clone(), grant.token())
+    }
+
     /// The current holder and the time left, if any.
     pub async fn holder(&self) -> Result<Option<(Grant, Duration)>> {
         let mut conn = self.client.conn();

@@ -30,6 +30,8 @@ pub struct Queue {
     in_flight_key: String,
     wake_channel: String,
     bound: u64,
+    /// Lease holder key, grant token and lease name: pulls happen only while the grant holds.
+    fence: Option<Arc<(String, String, String, u64)>>,
     state: Arc<Mutex<PullState>>,
 }
 
@@ -105,8 +107,19 @@ impl Queue {
             in_flight_key,
             wake_channel,
             bound: 0,
+            fence: None,
             state: Arc::default(),
         }
+    }
+
+    /// This queue, pulled from only while `grant` holds `lease` (of the same tag): a pull by a
+    /// grant that lost the lease takes nothing and fails with [`Error::StaleEpoch`]. For a
+    /// queue whose consumer is its lease holder, so that a holder paused past its lease cannot
+    /// take messages from the next holder when it wakes.
+    pub fn fenced_by(mut self, lease: &crate::Lease, grant: &crate::Grant) -> Queue {
+        let (key, token) = lease.fence_of(grant);
+        self.fence = Some(Arc::new((key, token, lease.name().to_owned(), grant.epoch)));
+        self
     }
 
     /// Refuse pushes that would make the queue hold more than `bound` messages
@@ -203,7 +216,7 @@ impl Queue {
     pub async fn pull(&self, max: usize) -> Result<Vec<Delivery>> {
         let resync = self.state.lock().expect("queue state").resync;
         let mut conn = self.client.conn();
-        let keys = [
+        let mut keys = vec![
             &self.keys.waiting,
             &self.keys.body,
             &self.keys.attempts,
@@ -212,6 +225,10 @@ impl Queue {
             &self.keys.who,
             &self.keys.seq,
         ];
+        let token = self.fence.as_ref().map(|fence| {
+            keys.push(&fence.0);
+            fence.1.as_str()
+        });
         let reply: redis::RedisResult<Vec<Value>> = scripts::run(
             &mut conn,
             &scripts::QUEUE_PULL,
@@ -220,11 +237,19 @@ impl Queue {
                 max.clamp(1, MAX_PULL),
                 self.client.consumer_id(),
                 if resync { "1" } else { "0" },
+                token,
             ),
         )
         .await;
         let reply = match reply {
             Ok(reply) => reply,
+            Err(err) if err.code() == Some("STALE") => {
+                let fence = self.fence.as_ref().expect("only a fenced pull is stale");
+                return Err(Error::StaleEpoch {
+                    lease: fence.2.clone(),
+                    epoch: fence.3,
+                });
+            }
             Err(err) => {
                 // The script may have run and its reply been lost: those messages sit in our
                 // in-flight set. Ask for the set with the next pull.

@@ -309,3 +309,29 @@ async fn members_alive_by_heartbeat() {
     group.leave().await.unwrap();
     assert!(group.alive().await.unwrap().is_empty());
 }
+
+/// A queue fenced by a lease grant is pulled from only while the grant holds the lease: a
+/// holder that lost it takes nothing.
+#[tokio::test]
+async fn fenced_pull_takes_nothing_after_the_lease_is_lost() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let tag = Tag::partition(3);
+    let lease = Lease::new(&client, &tag, "owner");
+    let grant = granted(
+        lease
+            .acquire("proc-a", Duration::from_millis(200))
+            .await
+            .unwrap(),
+    );
+    let queue = Queue::new(&client, &tag, "in").fenced_by(&lease, &grant);
+    queue.push(&["1", "2", "3"]).await.unwrap();
+    assert_eq!(queue.pull(1).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = queue.pull(10).await.unwrap_err();
+    assert!(
+        matches!(err, Error::StaleEpoch { epoch, .. } if epoch == grant.epoch),
+        "{err:?}"
+    );
+    assert_eq!(queue.depth().await.unwrap().waiting, 2, "nothing was taken");
+}

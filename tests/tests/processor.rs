@@ -183,3 +183,283 @@ async fn exact_counts_and_order_with_three_processors() {
         assert_eq!(process.count("lease lost"), 0, "{}", process.output());
     }
 }
+
+/// Injects `total` messages spread over `names` in chunks of 500 from a task of its own, with
+/// a short pause between chunks, so that faults land while messages flow.
+fn inject_in_background(
+    graph: Graph,
+    names: Vec<String>,
+    per_node: usize,
+) -> tokio::task::JoinHandle<HashMap<String, Vec<String>>> {
+    tokio::spawn(async move {
+        let mut order: HashMap<String, Vec<String>> = HashMap::new();
+        let all: Vec<String> = (0..per_node).flat_map(|_| names.iter().cloned()).collect();
+        for chunk in all.chunks(500) {
+            let messages: Vec<(&str, serde_json::Value)> =
+                chunk.iter().map(|name| (name.as_str(), json!(1))).collect();
+            let ids = graph.inject(&messages).await;
+            for (name, id) in chunk.iter().zip(ids) {
+                order.entry(name.clone()).or_default().push(id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        order
+    })
+}
+
+/// A processor killed with SIGKILL in the middle of the flow: its partitions are taken over
+/// within the lease time plus one second, and every count is exact — nothing lost, nothing
+/// applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_processor_loses_and_repeats_nothing() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let mut victim = processor(&redis, &[]);
+    let _survivor = processor(&redis, &[]);
+    all_owned(&client, 2, Duration::from_secs(20)).await;
+    let graph = Graph::new(&client, "sensors", PARTITIONS);
+    let names = node_names(100);
+    create_counters(&graph, &names).await;
+    let injecting = inject_in_background(
+        Graph::new(&client, "sensors", PARTITIONS),
+        names.clone(),
+        200,
+    );
+
+    // Once a good part has been counted, kill one processor mid-batch.
+    wait_for_total(&graph, &names, 4_000, Duration::from_secs(60)).await;
+    victim.signal("KILL");
+    let killed_at = Instant::now();
+    victim.wait_for_exit(Duration::from_secs(5)).await;
+    let takeover = all_owned(&client, 1, Duration::from_secs(10)).await;
+    println!(
+        "takeover after SIGKILL: {} ms",
+        killed_at.elapsed().as_millis()
+    );
+    assert!(
+        takeover <= Duration::from_millis(LEASE_MS + 1000),
+        "took {takeover:?}"
+    );
+
+    let order = injecting.await.unwrap();
+    let counts = wait_for_total(&graph, &names, 20_000, Duration::from_secs(60)).await;
+    let lost: u64 = counts.iter().map(|&c| 200u64.saturating_sub(c)).sum();
+    let twice: u64 = counts.iter().map(|&c| c.saturating_sub(200)).sum();
+    println!("after SIGKILL: lost {lost}, applied twice {twice}");
+    assert_eq!((lost, twice), (0, 0), "{counts:?}");
+    check_order(&all_outputs(&client, 20_000).await, &order);
+}
+
+/// A processor that dies between a commit and the delivery of its outbox (a failpoint aborts
+/// it there): the next owner delivers the outbox, and downstream counts are exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_commit_and_outbox_delivery() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let graph = Graph::new(&client, "chain", PARTITIONS);
+    // Sources and their downstream counters in other partitions.
+    let pairs: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            let source = format!("s{i}");
+            let target = (0..)
+                .map(|j| format!("c{i}x{j}"))
+                .find(|target| graph.partition(target) != graph.partition(&source))
+                .unwrap();
+            (source, target)
+        })
+        .collect();
+    let mut nodes: Vec<(&str, &str, &[&str], serde_json::Value)> = Vec::new();
+    let sources: Vec<[&str; 1]> = pairs.iter().map(|(source, _)| [source.as_str()]).collect();
+    for ((source, target), listed) in pairs.iter().zip(&sources) {
+        nodes.push((source.as_str(), "pass", &[][..], json!({})));
+        nodes.push((target.as_str(), "count", &listed[..], json!({})));
+    }
+    graph.create(&nodes).await;
+    let messages: Vec<(&str, serde_json::Value)> = (0..50)
+        .flat_map(|_| pairs.iter().map(|(source, _)| (source.as_str(), json!(1))))
+        .collect();
+    graph.inject(&messages).await;
+
+    let mut crashing = processor(&redis, &[("GORGON_FAILPOINT", "after_commit")]);
+    let (status, output) = crashing.wait_for_exit(Duration::from_secs(30)).await;
+    assert!(
+        !status.success(),
+        "the failpoint aborted the process:\n{output}"
+    );
+    assert!(output.contains("failpoint after_commit"), "{output}");
+
+    let _healthy = processor(&redis, &[]);
+    let targets: Vec<String> = pairs.iter().map(|(_, target)| target.clone()).collect();
+    let counts = wait_for_total(&graph, &targets, 1000, Duration::from_secs(30)).await;
+    assert!(counts.iter().all(|&count| count == 50), "{counts:?}");
+    // No late extra arrives either.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refs: Vec<&str> = targets.iter().map(String::as_str).collect();
+    assert_eq!(graph.counts(&refs).await.iter().sum::<u64>(), 1000);
+}
+
+/// A processor paused with SIGSTOP past its lease, then resumed: its partitions were taken
+/// over, its commits are rejected by the fence (it says so, and stops those partitions), and
+/// no count is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_processor_is_fenced_off() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    // Batches of the paused processor wait 200 ms before their commit, so the pause lands
+    // between running a batch and committing it.
+    let mut paused = processor(&redis, &[("GORGON_FAILPOINT", "batch_delay_ms:200")]);
+    let _other = processor(&redis, &[]);
+    all_owned(&client, 2, Duration::from_secs(20)).await;
+    let graph = Graph::new(&client, "sensors", PARTITIONS);
+    let names = node_names(100);
+    create_counters(&graph, &names).await;
+    let injecting = inject_in_background(
+        Graph::new(&client, "sensors", PARTITIONS),
+        names.clone(),
+        150,
+    );
+
+    wait_for_total(&graph, &names, 3_000, Duration::from_secs(60)).await;
+    paused.signal("STOP");
+    let takeover = all_owned(&client, 1, Duration::from_secs(10)).await;
+    println!("takeover after SIGSTOP: {} ms", takeover.as_millis());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    paused.signal("CONT");
+    paused
+        .wait_for_output("lease lost", Duration::from_secs(10))
+        .await;
+    let rejected = paused.count("lease lost");
+    println!("commits rejected after SIGCONT: {rejected}");
+    assert!(rejected > 0);
+
+    injecting.await.unwrap();
+    let counts = wait_for_total(&graph, &names, 15_000, Duration::from_secs(60)).await;
+    assert!(counts.iter().all(|&count| count == 150), "{counts:?}");
+    paused.signal("TERM");
+    let (status, output) = paused.wait_for_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{output}");
+}
+
+/// Processors 1 → 3 → 1 under load: each change is followed by every partition owned again
+/// within the bound, and every count is exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_one_three_one_under_load() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let _first = processor(&redis, &[]);
+    all_owned(&client, 1, Duration::from_secs(20)).await;
+    let graph = Graph::new(&client, "sensors", PARTITIONS);
+    let names = node_names(100);
+    create_counters(&graph, &names).await;
+    let injecting = inject_in_background(
+        Graph::new(&client, "sensors", PARTITIONS),
+        names.clone(),
+        200,
+    );
+
+    wait_for_total(&graph, &names, 2_000, Duration::from_secs(60)).await;
+    let mut second = processor(&redis, &[]);
+    let mut third = processor(&redis, &[]);
+    let spread = all_owned(&client, 3, Duration::from_secs(15)).await;
+    println!(
+        "1 → 3 processors: spread over all three in {} ms",
+        spread.as_millis()
+    );
+
+    wait_for_total(&graph, &names, 10_000, Duration::from_secs(60)).await;
+    second.signal("TERM");
+    third.signal("TERM");
+    assert!(second
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .0
+        .success());
+    assert!(third
+        .wait_for_exit(Duration::from_secs(10))
+        .await
+        .0
+        .success());
+    let back = all_owned(&client, 1, Duration::from_secs(10)).await;
+    println!(
+        "3 → 1 processors: all partitions back with one in {} ms",
+        back.as_millis()
+    );
+    assert!(
+        back <= Duration::from_millis(LEASE_MS + 1000),
+        "took {back:?}"
+    );
+
+    let order = injecting.await.unwrap();
+    let counts = wait_for_total(&graph, &names, 20_000, Duration::from_secs(60)).await;
+    assert!(counts.iter().all(|&count| count == 200), "{counts:?}");
+    check_order(&all_outputs(&client, 20_000).await, &order);
+}
+
+/// A poison message (its function fails every time) is dead-lettered after max_attempts with
+/// the error, the node shows it, and the partition's other messages are all processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_message_is_dead_lettered_and_the_rest_flows() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let _processor = processor(&redis, &[("GORGON_MAX_ATTEMPTS", "3")]);
+    all_owned(&client, 1, Duration::from_secs(20)).await;
+    let graph = Graph::new(&client, "sensors", PARTITIONS);
+    graph
+        .create(&[
+            ("hot", "threshold", &[], json!({"field": "/c", "above": 30})),
+            ("count", "count", &[], json!({})),
+        ])
+        .await;
+    let mut messages: Vec<(&str, serde_json::Value)> = Vec::new();
+    for i in 0..100 {
+        messages.push(("hot", json!({"c": i})));
+        messages.push(("count", json!(i)));
+        if i == 10 {
+            messages.push(("hot", json!({"c": "very hot"})));
+        }
+    }
+    let ids = graph.inject(&messages).await;
+    let poison_id = ids[22].clone();
+
+    let counts = wait_for_total(&graph, &["count".to_owned()], 100, Duration::from_secs(30)).await;
+    assert_eq!(counts, [100]);
+    let queue = redpill::Queue::new(
+        &client,
+        &Tag::partition(graph.partition("hot")),
+        names::INPUT_QUEUE,
+    );
+    let dead = eventually(
+        Duration::from_secs(10),
+        "the poison message dead-lettered",
+        || async {
+            let dead = queue.dead_letters(0, 10).await.unwrap();
+            (!dead.is_empty()).then_some(dead)
+        },
+    )
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id, poison_id);
+    assert_eq!(dead[0].attempts, 3);
+    assert!(
+        dead[0].error.starts_with("function_error: field \"/c\""),
+        "{}",
+        dead[0].error
+    );
+    let hot = eventually(
+        Duration::from_secs(10),
+        "the other 100 threshold messages",
+        || async {
+            let state = graph.node("hot").await.unwrap();
+            (state.attrs.get("state") == Some(&json!("above")) && state.status.dead_letters == 1)
+                .then_some(state)
+        },
+    )
+    .await;
+    assert_eq!(hot.status.state, protocol::NodeState::Error);
+    assert_eq!(
+        hot.status.last_error.as_deref(),
+        Some(dead[0].error.as_str())
+    );
+    // threshold outputs only on changes: normal (first), then above at 31.
+    assert_eq!(hot.seq, 2);
+}

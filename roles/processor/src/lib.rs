@@ -70,10 +70,14 @@ pub async fn run_with(
         batch_size: config.batch_size,
         max_attempts: config.max_attempts,
         abort_after_commit: failpoint == "after_commit",
+        batch_delay: failpoint
+            .strip_prefix("batch_delay_ms:")
+            .and_then(|ms| ms.parse().ok())
+            .map(Duration::from_millis),
     });
     tracing::info!(config = ?config, functions = registry.len(), "starting");
-    if settings.abort_after_commit {
-        tracing::warn!("failpoint after_commit is set: this process aborts after its first commit with forwards (test use only)");
+    if !failpoint.is_empty() {
+        tracing::warn!(failpoint = %failpoint, "a failpoint is set (GORGON_FAILPOINT, for tests only)");
     }
     let outcome = ownership::run(
         client.clone(),

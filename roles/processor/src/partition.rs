@@ -24,6 +24,9 @@ pub struct Settings {
     /// Test-only: abort the process right after the first commit that has something for the
     /// outbox, before delivering it (`GORGON_FAILPOINT=after_commit`).
     pub abort_after_commit: bool,
+    /// Test-only: wait this long between running a batch and committing it
+    /// (`GORGON_FAILPOINT=batch_delay_ms:<n>`), so a pause lands between the two.
+    pub batch_delay: Option<Duration>,
 }
 
 /// How a partition worker ended.
@@ -82,7 +85,7 @@ impl Partition {
         Partition {
             client: client.clone(),
             number,
-            queue: Queue::new(client, &tag, names::INPUT_QUEUE),
+            queue: Queue::new(client, &tag, names::INPUT_QUEUE).fenced_by(&lease, &grant),
             outbox: Outbox::new(client, &tag, names::OUTBOX),
             outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions),
             live: Live::new(client),
@@ -192,7 +195,19 @@ impl Partition {
         .await
         .expect("batch computation does not panic: functions run under catch_unwind");
         self.nodes = nodes;
-        self.commit(&plan).await?;
+        if let Some(delay) = self.settings.batch_delay {
+            tokio::time::sleep(delay).await;
+        }
+        if let Err(failure) = self.commit(&plan).await {
+            if let Failure::Lost = failure {
+                tracing::warn!(
+                    partition = self.number,
+                    epoch = self.grant.epoch,
+                    "commit rejected: the lease was lost, nothing of the batch was written"
+                );
+            }
+            return Err(failure);
+        }
         if self.settings.abort_after_commit && !plan.remote.is_empty() {
             tracing::error!(
                 partition = self.number,
