@@ -4,8 +4,14 @@
 -- KEYS[2..]   the keys the writes touch (all under the lease's tag)
 -- ARGV[1]     "<epoch> <owner>" of the writer's grant
 -- ARGV[2..]   the writes, each as: command, index into KEYS, argument count, arguments...
---             The pseudo-command REQUIRE (key: a sorted set, arguments: members) writes
---             nothing; it makes the whole batch fail unless every member is in the set.
+--             Two pseudo-commands work on a consumer's in-flight list (key) and ids (arguments):
+--             REQUIRE writes nothing but makes the whole batch fail unless every id is in the
+--             list; UNHOLD removes the ids from the list, keeping the others in order.
+--             ACK (key: the in-flight list; arguments: the KEYS indexes of the body and
+--             attempts hashes, then ids) is REQUIRE, UNHOLD and HDEL of the ids from both
+--             hashes in one, with each id passed once.
+--             XADDS (key: a stream, arguments: a field name then values) appends one entry
+--             per value, `XADD key * field value`, at the cost of one argument per entry.
 --
 -- Returns {1, reply of each write...} when applied (REQUIRE gives no reply). Returns
 -- {0, holder or false} and writes nothing when the grant is stale: the lease expired or
@@ -30,7 +36,7 @@ while i <= #ARGV do
   local command = string.upper(ARGV[i])
   local key_index = tonumber(ARGV[i + 1])
   local argc = tonumber(ARGV[i + 2])
-  if not allowed[command] and command ~= 'REQUIRE' then
+  if not allowed[command] and command ~= 'REQUIRE' and command ~= 'UNHOLD' and command ~= 'ACK' and command ~= 'XADDS' then
     return redis.error_reply('ERR fenced write: command not allowed: ' .. command)
   end
   if command ~= 'PUBLISH' and (key_index == nil or KEYS[key_index] == nil) then
@@ -40,11 +46,29 @@ while i <= #ARGV do
   i = i + 3 + argc
 end
 
+-- The ids of a REQUIRE, UNHOLD or ACK write: ARGV[first..last].
+local function id_range(write)
+  if write[1] == 'ACK' then return write[3] + 2, write[3] + write[4] - 1 end
+  return write[3], write[3] + write[4] - 1
+end
+
+local function members(write)
+  local set = {}
+  local first, last = id_range(write)
+  for m = first, last do set[ARGV[m]] = true end
+  return set
+end
+
 for _, write in ipairs(writes) do
-  if write[1] == 'REQUIRE' then
-    for m = write[3], write[3] + write[4] - 1 do
-      if not redis.call('ZSCORE', KEYS[write[2]], ARGV[m]) then
-        return {2, ARGV[m]}
+  if write[1] == 'REQUIRE' or write[1] == 'ACK' then
+    local first, last = id_range(write)
+    if last >= first then
+      local held = {}
+      for _, id in ipairs(redis.call('LRANGE', KEYS[write[2]], 0, -1)) do held[id] = true end
+      for m = first, last do
+        if not held[ARGV[m]] then
+          return {2, ARGV[m]}
+        end
       end
     end
   end
@@ -52,7 +76,25 @@ end
 
 local out = {1}
 for _, write in ipairs(writes) do
-  if write[1] ~= 'REQUIRE' then
+  if write[1] == 'UNHOLD' or write[1] == 'ACK' then
+    local drop, kept = members(write), {}
+    for _, id in ipairs(redis.call('LRANGE', KEYS[write[2]], 0, -1)) do
+      if not drop[id] then kept[#kept + 1] = id end
+    end
+    redis.call('DEL', KEYS[write[2]])
+    if #kept > 0 then redis.call('RPUSH', KEYS[write[2]], unpack(kept)) end
+    local first, last = id_range(write)
+    if write[1] == 'ACK' and last >= first then
+      redis.call('HDEL', KEYS[tonumber(ARGV[write[3]])], unpack(ARGV, first, last))
+      redis.call('HDEL', KEYS[tonumber(ARGV[write[3] + 1])], unpack(ARGV, first, last))
+    end
+  elseif write[1] == 'XADDS' then
+    local field = ARGV[write[3]]
+    for m = write[3] + 1, write[3] + write[4] - 1 do
+      redis.call('XADD', KEYS[write[2]], '*', field, ARGV[m])
+    end
+    out[#out + 1] = write[4] - 1
+  elseif write[1] ~= 'REQUIRE' then
   local command, key_index, first, argc = write[1], write[2], write[3], write[4]
   local target = KEYS[key_index]
   if command == 'PUBLISH' then target = ARGV[first]; first = first + 1; argc = argc - 1 end

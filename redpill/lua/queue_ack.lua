@@ -1,21 +1,40 @@
--- Acknowledge messages: drop them from the consumer's in-flight set and forget their bodies.
+-- Acknowledge messages: drop them from the consumer's in-flight list and forget their bodies.
 --
--- KEYS[1]  in-flight zset   P:{T}:q:N:fly:C
+-- KEYS[1]  in-flight list   P:{T}:q:N:fly:C
 -- KEYS[2]  body hash        P:{T}:q:N:body
 -- KEYS[3]  attempts hash    P:{T}:q:N:att
 -- ARGV     ids
 --
--- Returns the ids that were NOT in this consumer's in-flight set (already acked, or re-queued
+-- Returns the ids that were NOT in this consumer's in-flight list (already acked, or re-queued
 -- after the consumer was taken for dead). Their bodies are left alone, so a re-queued copy
 -- stays deliverable. Acking twice is therefore harmless.
+-- A handful of calls per batch, whatever its size: each redis.call costs more than the work
+-- of a small one.
 
-local missing = {}
+local acking = {}
+for i = 1, #ARGV do acking[ARGV[i]] = true end
+local held = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept, is_held = {}, {}
+for i = 1, #held do
+  if acking[held[i]] then
+    is_held[held[i]] = true
+  else
+    kept[#kept + 1] = held[i]
+  end
+end
+local acked, missing = {}, {}
 for i = 1, #ARGV do
-  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('HDEL', KEYS[2], ARGV[i])
-    redis.call('HDEL', KEYS[3], ARGV[i])
+  if is_held[ARGV[i]] then
+    acked[#acked + 1] = ARGV[i]
+    is_held[ARGV[i]] = nil
   else
     missing[#missing + 1] = ARGV[i]
   end
+end
+if #acked > 0 then
+  redis.call('DEL', KEYS[1])
+  if #kept > 0 then redis.call('RPUSH', KEYS[1], unpack(kept)) end
+  redis.call('HDEL', KEYS[2], unpack(acked))
+  redis.call('HDEL', KEYS[3], unpack(acked))
 end
 return missing

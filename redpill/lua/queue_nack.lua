@@ -1,6 +1,6 @@
 -- Give messages back after a failure: retry after a backoff, or dead-letter on the last attempt.
 --
--- KEYS[1]  in-flight zset   P:{T}:q:N:fly:C
+-- KEYS[1]  in-flight list   P:{T}:q:N:fly:C
 -- KEYS[2]  body hash        P:{T}:q:N:body
 -- KEYS[3]  attempts hash    P:{T}:q:N:att
 -- KEYS[4]  delayed zset     P:{T}:q:N:delay
@@ -25,7 +25,7 @@ local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local retried, dead = 0, 0
 for i = 5, #ARGV do
   local id = ARGV[i]
-  if redis.call('ZREM', KEYS[1], id) == 1 then
+  if redis.call('LREM', KEYS[1], 1, id) == 1 then
     local attempts = redis.call('HINCRBY', KEYS[3], id, 1)
     if attempts >= max_attempts then
       local body = redis.call('HGET', KEYS[2], id) or ''

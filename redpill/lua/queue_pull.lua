@@ -4,22 +4,21 @@
 -- KEYS[2]  body hash        P:{T}:q:N:body
 -- KEYS[3]  attempts hash    P:{T}:q:N:att
 -- KEYS[4]  delayed zset     P:{T}:q:N:delay
--- KEYS[5]  in-flight zset   P:{T}:q:N:fly:C
+-- KEYS[5]  in-flight list   P:{T}:q:N:fly:C   ids in pull order
 -- KEYS[6]  consumers set    P:{T}:q:N:who
--- KEYS[7]  pull counter     P:{T}:q:N:seq
 -- ARGV[1]  COUNT, at least 1
 -- ARGV[2]  consumer id C
 -- ARGV[3]  '1' to return the consumer's whole in-flight set first (after an ambiguous failure)
--- KEYS[8], ARGV[4]  optional fence: a lease's holder key and the grant "<epoch> <owner>";
+-- KEYS[7], ARGV[4]  optional fence: a lease's holder key and the grant "<epoch> <owner>";
 --          when given and the grant no longer holds the lease, nothing is pulled and the
 --          script fails with STALE.
 --
 -- Returns a flat array: the number of messages that come from the in-flight set (ARGV[3]),
 -- then id, body, failed attempts, id, body, failed attempts, ... (those first).
 -- Retries whose backoff is over go to the head of the queue first, earliest due first.
--- The in-flight set is scored by pull order, so a re-queue can restore the order exactly.
+-- The in-flight list keeps the pull order, so a re-queue can restore it exactly.
 
-if KEYS[8] and redis.call('GET', KEYS[8]) ~= ARGV[4] then
+if KEYS[7] and redis.call('GET', KEYS[7]) ~= ARGV[4] then
   return redis.error_reply('STALE the lease fencing this queue is no longer held by this grant')
 end
 
@@ -49,28 +48,20 @@ local function emit(ids)
         out[#out + 1] = attempts[i] or '0'
       else
         -- No body: the message was acked or dead-lettered meanwhile; drop the stray id.
-        redis.call('ZREM', KEYS[5], id)
+        redis.call('LREM', KEYS[5], 1, id)
       end
     end
   end
 end
 
 if ARGV[3] == '1' then
-  emit(redis.call('ZRANGE', KEYS[5], 0, -1))
+  emit(redis.call('LRANGE', KEYS[5], 0, -1))
   out[1] = (#out - 1) / 3
 end
 
 local ids = redis.call('LPOP', KEYS[1], count)
 if ids then
-  local last = redis.call('INCRBY', KEYS[7], #ids)
-  local scored = {}
-  for i = 1, #ids do
-    scored[#scored + 1] = last - #ids + i
-    scored[#scored + 1] = ids[i]
-  end
-  for i = 1, #scored, 1000 do
-    redis.call('ZADD', KEYS[5], unpack(scored, i, math.min(i + 999, #scored)))
-  end
+  redis.call('RPUSH', KEYS[5], unpack(ids))
   redis.call('SADD', KEYS[6], ARGV[2])
   emit(ids)
 end

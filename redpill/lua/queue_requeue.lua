@@ -8,39 +8,36 @@
 -- KEYS[3]  attempts hash    P:{T}:q:N:att
 -- KEYS[4]  dead-letter list P:{T}:q:N:dlq
 -- KEYS[5]  consumers set    P:{T}:q:N:who
--- KEYS[6..]  the in-flight zsets P:{T}:q:N:fly:C of the consumers, in the order of ARGV[5..]
+-- KEYS[6..]  the in-flight lists P:{T}:q:N:fly:C of the consumers, in the order of ARGV[5..]
 -- ARGV[1]  '1' to count a failed attempt for each message, '0' not to
 -- ARGV[2]  max attempts
 -- ARGV[3]  error text for messages that reach max attempts this way
 -- ARGV[4]  wake channel
 -- ARGV[5..]  the consumer ids
 --
--- Returns {requeued, dead_lettered}.
+-- Returns {requeued, dead_lettered}. Each consumer's messages keep their pull order; those of
+-- several consumers are put back consumer by consumer, in the order given.
 
 local count_attempt = ARGV[1] == '1'
 local max_attempts = tonumber(ARGV[2])
 local err = ARGV[3]
 
--- Gather (score, id) from every in-flight set: scores are one pull counter per queue, so
--- sorting by them restores the order the messages were pulled in.
 local held = {}
 for k = 6, #KEYS do
-  local flat = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
-  for i = 1, #flat, 2 do
-    held[#held + 1] = {tonumber(flat[i + 1]), flat[i]}
+  local ids = redis.call('LRANGE', KEYS[k], 0, -1)
+  for i = 1, #ids do
+    held[#held + 1] = ids[i]
   end
   redis.call('DEL', KEYS[k])
   redis.call('SREM', KEYS[5], ARGV[k - 1])
 end
-table.sort(held, function(a, b) return a[1] < b[1] end)
 
 local back = {}
 local dead = 0
 if #held > 0 then
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-  for _, entry in ipairs(held) do
-    local id = entry[2]
+  for _, id in ipairs(held) do
     local body = redis.call('HGET', KEYS[2], id)
     if body then
       local attempts = 0

@@ -28,7 +28,8 @@ local function older(a, b)
   return tonumber(string.sub(a, da + 1)) < tonumber(string.sub(b, db + 1))
 end
 
-if len + n > bound and len > 0 then
+-- With no bodies (a writer checking for room) trim once the shard is at its bound.
+if (len + n > bound or (n == 0 and len >= bound)) and len > 0 then
   local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
   local safe = nil
   for _, group in ipairs(groups) do
@@ -47,6 +48,9 @@ if len + n > bound and len > 0 then
   end
 end
 
+if n == 0 then
+  return {0, len}
+end
 if len + n > bound then
   return {-1, len}
 end

@@ -8,9 +8,8 @@
 //! | `P:{T}:q:N:body` | hash | id → body of every message not yet acked |
 //! | `P:{T}:q:N:att` | hash | id → failed deliveries so far (absent means 0) |
 //! | `P:{T}:q:N:delay` | zset | ids waiting out a retry backoff, scored by due time (ms) |
-//! | `P:{T}:q:N:fly:C` | zset | ids consumer `C` has pulled and not acked, scored by pull order |
+//! | `P:{T}:q:N:fly:C` | list | ids consumer `C` has pulled and not acked, in pull order |
 //! | `P:{T}:q:N:who` | set | consumers that may hold in-flight messages of `N` |
-//! | `P:{T}:q:N:seq` | string | pull order counter |
 //! | `P:{T}:q:N:dlq` | list | dead letters, encoded by `queue::DeadLetter` |
 //! | `P:{T}:t:N` | stream | topic `N` |
 //! | `P:{T}:lease:N` | string | `"<epoch> <holder>"` with a TTL |
@@ -143,7 +142,6 @@ pub(crate) struct QueueKeys {
     pub(crate) attempts: String,
     pub(crate) delayed: String,
     pub(crate) who: String,
-    pub(crate) seq: String,
     pub(crate) dead: String,
 }
 
@@ -154,7 +152,6 @@ impl QueueKeys {
             attempts: format!("{base}:att"),
             delayed: format!("{base}:delay"),
             who: format!("{base}:who"),
-            seq: format!("{base}:seq"),
             dead: format!("{base}:dlq"),
             waiting: base,
         }
@@ -244,7 +241,6 @@ mod tests {
             queue.attempts.clone(),
             queue.delayed.clone(),
             queue.who.clone(),
-            queue.seq.clone(),
             queue.dead.clone(),
             queue.in_flight("c1"),
             keys.topic(&tag, "outputs"),

@@ -10,6 +10,7 @@ use crate::keys::{debug_assert_one_slot, Tag};
 use crate::outbox::Outbox;
 use crate::queue::Queue;
 use crate::scripts;
+use crate::topic::Topic;
 
 /// A named lease under a tag: at most one holder at a time, each grant with a strictly
 /// larger epoch than the last (INCR), expiring unless renewed.
@@ -185,13 +186,7 @@ impl FencedWrite {
     /// Adds `command key args...`. Allowed commands: SET, DEL, HSET, HDEL, HINCRBY,
     /// HINCRBYFLOAT, RPUSH, LPUSH, LTRIM, XADD, ZADD, ZREM, SADD, SREM, INCRBY, PEXPIRE.
     pub fn write(mut self, command: &str, key: &str, args: impl ToRedisArgs) -> Self {
-        let index = match self.keys.iter().position(|known| known == key) {
-            Some(index) => index + 1,
-            None => {
-                self.keys.push(key.to_owned());
-                self.keys.len()
-            }
-        };
+        let index = self.key_index(key);
         let args = args.to_redis_args();
         self.args.push(command.as_bytes().to_vec());
         self.args.push(index.to_string().into_bytes());
@@ -199,6 +194,37 @@ impl FencedWrite {
         self.args.extend(args);
         self.writes += 1;
         self
+    }
+
+    /// Appends one entry per body to shard `shard` of `topic` (the lease's tag), as
+    /// [`Topic::publish`] would but unbounded (the writer checks room with
+    /// [`Topic::make_room`]), and wakes the topic's readers.
+    pub fn publish_to_topic<B: AsRef<[u8]>>(
+        self,
+        topic: &Topic,
+        shard: usize,
+        bodies: &[B],
+    ) -> Self {
+        if bodies.is_empty() {
+            return self;
+        }
+        let key = topic.shard_key(shard).to_owned();
+        let wake = topic.wake_channel().to_owned();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(bodies.len() + 1);
+        args.push(b"b");
+        args.extend(bodies.iter().map(AsRef::as_ref));
+        self.write("XADDS", &key, args).publish(&wake, "1")
+    }
+
+    /// The KEYS index (1-based) of `key`, adding it if new.
+    fn key_index(&mut self, key: &str) -> usize {
+        match self.keys.iter().position(|known| known == key) {
+            Some(index) => index + 1,
+            None => {
+                self.keys.push(key.to_owned());
+                self.keys.len()
+            }
+        }
     }
 
     /// Adds a PUBLISH (a wake-up hint or a live message) to run only if the writes apply.
@@ -248,10 +274,9 @@ impl FencedWrite {
             ids.iter().map(|id| (*id).to_owned()).collect(),
         ));
         let keys = queue.ack_keys();
-        self.write("REQUIRE", keys.in_flight, &ids)
-            .write("ZREM", keys.in_flight, &ids)
-            .write("HDEL", keys.body, &ids)
-            .write("HDEL", keys.attempts, &ids)
+        let body = self.key_index(keys.body).to_string();
+        let attempts = self.key_index(keys.attempts).to_string();
+        self.write("ACK", keys.in_flight, (body, attempts, &ids))
     }
 
     /// Adds a dead letter for message `id` of `queue` (same tag as the lease), recorded like

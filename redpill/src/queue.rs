@@ -223,7 +223,6 @@ impl Queue {
             &self.keys.delayed,
             &self.in_flight_key,
             &self.keys.who,
-            &self.keys.seq,
         ];
         let token = self.fence.as_ref().map(|fence| {
             keys.push(&fence.0);

@@ -150,6 +150,30 @@ impl Topic {
         Ok(len)
     }
 
+    /// Trims shard `shard` of what every group has acknowledged, if it is at its bound, and
+    /// returns its length: a writer that appends inside its own scripts checks for room with
+    /// this before it appends, and holds off while the length is at the bound.
+    pub async fn make_room(&self, shard: usize) -> Result<u64> {
+        let key = self
+            .shards
+            .get(shard)
+            .ok_or_else(|| Error::Invalid(format!("{} has no shard {shard}", self.name)))?;
+        let mut conn = self.client.conn();
+        let (_, len): (i64, u64) = scripts::run(
+            &mut conn,
+            &scripts::TOPIC_PUBLISH,
+            &[key],
+            (self.bound, &self.wake_channel),
+        )
+        .await?;
+        Ok(len)
+    }
+
+    /// The bound on entries kept per shard.
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
     /// Joins (creating if needed) subscriber group `group`. A new group starts at `start`;
     /// an existing group keeps its position.
     pub async fn group(&self, group: &str, start: StartFrom) -> Result<Group> {

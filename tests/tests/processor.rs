@@ -129,11 +129,9 @@ async fn all_outputs(client: &Client, expected: usize) -> Vec<OutputEvent> {
             .await
             .unwrap();
         group.ack(&entries).await.unwrap();
-        events.extend(
-            entries
-                .iter()
-                .map(|entry| serde_json::from_slice::<OutputEvent>(&entry.body).unwrap()),
-        );
+        for entry in &entries {
+            events.extend(serde_json::from_slice::<Vec<OutputEvent>>(&entry.body).unwrap());
+        }
     }
     events
 }

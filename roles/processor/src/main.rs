@@ -3,8 +3,14 @@
 //! Run with: `cargo run --release --bin processor`
 
 use clap::Parser as _;
+use mimalloc::MiMalloc;
 use processor::Config;
 use protocol::roles::PROCESSOR;
+
+// The processor allocates and frees many small buffers per message; glibc's allocator spent a
+// third of its time on that (measured with perf), mimalloc a fraction of it.
+#[global_allocator]
+static ALLOCATOR: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -226,12 +226,20 @@ impl Partition {
         }
         self.deliver_outbox().await?;
         if !plan.outputs.is_empty() {
-            let live: Vec<(String, &str)> = plan
-                .outputs
-                .iter()
-                .map(|(topology, text)| (names::live_outputs(topology), text.as_str()))
+            // One live message per topology per batch: a JSON array of its output events.
+            let mut by_topology: Vec<(String, Vec<&str>)> = Vec::new();
+            for (topology, text) in &plan.outputs {
+                let channel = names::live_outputs(topology);
+                match by_topology.iter_mut().find(|(name, _)| *name == channel) {
+                    Some((_, texts)) => texts.push(text),
+                    None => by_topology.push((channel, vec![text.as_str()])),
+                }
+            }
+            let messages: Vec<(String, String)> = by_topology
+                .into_iter()
+                .map(|(channel, texts)| (channel, json_array(&texts)))
                 .collect();
-            if let Err(err) = self.live.publish_many(&live).await {
+            if let Err(err) = self.live.publish_many(&messages).await {
                 tracing::debug!(partition = self.number, error = %err, "live outputs not published (they are archived all the same)");
             }
         }
@@ -245,14 +253,21 @@ impl Partition {
             let node_key = self.node_key(key);
             write = match state {
                 Some(state) => {
+                    let before = self.nodes.get(key);
                     let fields: Vec<String> = state
-                        .to_fields()
+                        .changed_fields(before)
                         .into_iter()
                         .flat_map(|(name, value)| [name.to_owned(), value])
                         .collect();
-                    write
-                        .write("HSET", &node_key, fields)
-                        .write("SADD", &self.nodes_key, key)
+                    if fields.is_empty() {
+                        continue;
+                    }
+                    let write = write.write("HSET", &node_key, fields);
+                    if before.is_none() {
+                        write.write("SADD", &self.nodes_key, key)
+                    } else {
+                        write
+                    }
                 }
                 None => write.write("DEL", &node_key, Vec::<String>::new()).write(
                     "SREM",
@@ -261,12 +276,11 @@ impl Partition {
                 ),
             };
         }
-        let shard = self.outputs.shard_key(self.number as usize).to_owned();
-        for (_, text) in &plan.outputs {
-            write = write.write("XADD", &shard, ("*", "b", text));
-        }
         if !plan.outputs.is_empty() {
-            write = write.publish(self.outputs.wake_channel(), "1");
+            // One topic entry per batch: the JSON array of its output events.
+            let texts: Vec<&str> = plan.outputs.iter().map(|(_, text)| text.as_str()).collect();
+            let entry = json_array(&texts);
+            write = write.publish_to_topic(&self.outputs, self.number as usize, &[entry]);
         }
         let local: Vec<(&str, &[u8])> = plan
             .local
@@ -339,6 +353,21 @@ impl Partition {
             .keys()
             .tagged(&Tag::partition(self.number), &format!("node:{member}"))
     }
+}
+
+/// `[a,b,c]` from JSON texts.
+fn json_array(texts: &[&str]) -> String {
+    let mut array =
+        String::with_capacity(texts.iter().map(|text| text.len() + 1).sum::<usize>() + 2);
+    array.push('[');
+    for (index, text) in texts.iter().enumerate() {
+        if index > 0 {
+            array.push(',');
+        }
+        array.push_str(text);
+    }
+    array.push(']');
+    array
 }
 
 /// Sleeps for `pause` (doubling it, up to 5 s) unless `stop` comes first; true if it did.

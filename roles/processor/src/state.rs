@@ -108,6 +108,42 @@ impl NodeState {
         fields
     }
 
+    /// The hash fields that differ from `before` (all of them for a new node): attributes,
+    /// seq and output are written whenever the node ran; the rest only when they changed.
+    pub fn changed_fields(&self, before: Option<&NodeState>) -> Vec<(&'static str, String)> {
+        let Some(before) = before else {
+            return self.to_fields();
+        };
+        let mut fields = Vec::with_capacity(4);
+        if self.function != before.function {
+            fields.push(("function", self.function.clone()));
+        }
+        if self.sources != before.sources {
+            fields.push(("sources", json(&self.sources)));
+        }
+        if self.targets != before.targets {
+            fields.push(("targets", json(&self.targets)));
+        }
+        if self.attrs != before.attrs {
+            fields.push(("attrs", json(&self.attrs)));
+        }
+        if self.seq != before.seq {
+            fields.push(("seq", self.seq.to_string()));
+        }
+        if self.status != before.status {
+            fields.push(("status", json(&self.status)));
+        }
+        if self.hwm != before.hwm {
+            fields.push(("hwm", json(&self.hwm)));
+        }
+        if self.output != before.output {
+            if let Some(output) = &self.output {
+                fields.push(("output", output.clone()));
+            }
+        }
+        fields
+    }
+
     /// Reads the hash fields back; `None` when a field is missing or unreadable.
     pub fn from_fields(fields: &HashMap<String, String>) -> Option<NodeState> {
         Some(NodeState {
@@ -184,6 +220,24 @@ mod tests {
             r#"{"state":"ok","last_error":null,"dead_letters":0}"#
         );
         assert_eq!(NodeState::from_fields(&fields).unwrap(), state);
+    }
+
+    /// Only what changed is written again; a new node writes everything.
+    #[test]
+    fn changed_fields_are_only_what_changed() {
+        let before = NodeState::new(spec(json!({"count": 1})), Vec::new());
+        assert_eq!(before.changed_fields(None).len(), 7);
+        let mut after = before.clone();
+        after.attrs.insert("count".into(), json!(2));
+        after.seq = 1;
+        after.output = Some("{}".into());
+        let names: Vec<&str> = after
+            .changed_fields(Some(&before))
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(names, ["attrs", "seq", "output"]);
+        assert!(before.changed_fields(Some(&before)).is_empty());
     }
 
     /// An update keeps running state unless asked to reset it, and forgets dropped sources.

@@ -12,7 +12,8 @@ pub const OUTBOX: &str = "outbox";
 /// The lease that makes a processor a partition's owner.
 pub const PARTITION_LEASE: &str = "owner";
 
-/// The partition-sharded topic of every output event, which the store archives.
+/// The partition-sharded topic of every output event, which the store archives. Each entry
+/// is a JSON array of output events: those one processor batch committed, in commit order.
 pub const OUTPUT_TOPIC: &str = "outputs";
 
 /// The subscriber group of the archive on [`OUTPUT_TOPIC`].
@@ -24,7 +25,10 @@ pub const STATS_TOPIC: &str = "stats";
 /// The request/reply service of the store.
 pub const STORE_SERVICE: &str = "store";
 
-/// The live channel carrying the output events of one topology, for the notifier.
+/// The live channel carrying the output events of one topology, for the notifier. Each
+/// message is a JSON array of output events in commit order (all those of one processor
+/// batch); a message may be lost, as on any live channel, so consumers that must not miss
+/// one resume from the output topic by `seq`.
 pub fn live_outputs(topology: &str) -> String {
     format!("out.{topology}")
 }

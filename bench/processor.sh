@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Processor throughput: node-messages per second for 1 000 `count` nodes, messages pushed in
+# batches straight through redpill, Redis with AOF everysec, beside redis-benchmark's
+# pipelined and Lua ceilings on the same server in the same run.
+#
+# Usage: bench/processor.sh [messages]      (default 300000)
+# Prints markdown tables for docs/benchmarks.md. Needs redis-server and redis-benchmark.
+set -euo pipefail
+
+messages=${1:-300000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+cleanup() {
+  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+for tool in redis-server redis-benchmark redis-cli; do
+  command -v "$tool" >/dev/null || { echo "bench/processor.sh: $tool not found; install redis-server and redis-tools" >&2; exit 1; }
+done
+
+echo "building release binaries..." >&2
+cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p processor --bin processor -p mesh-tests --example processor_bench
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_redis() {
+  rm -rf "$work/data"; mkdir -p "$work/data"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$work/data" --save '' --appendonly yes --appendfsync everysec \
+    --daemonize yes --pidfile "$work/redis.pid" --logfile "$work/redis.log" >/dev/null
+  for _ in $(seq 100); do redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+}
+stop_redis() {
+  kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 || break; sleep 0.05; done
+}
+rps() { tail -n 1 | awk -F'","' '{print $2}' | cut -d. -f1; }
+
+start_redis
+echo "redis-benchmark ceilings (AOF everysec, port $port)..." >&2
+# One script call = 100 node steps of a count node's commit: HINCRBY of its state and XADD of its output.
+step100=$(redis-cli -p "$port" script load "for i=1,100 do redis.call('HINCRBY', KEYS[1], 'count', 1); redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'b', ARGV[1]) end return 1")
+payload='{"topology":"bench","node":"n1","seq":1,"msg_id":"019ab0c4d2e37f00a1b2c3d4e5f60718","data":{"count":1}}'
+lua_c1=$(redis-benchmark -p "$port" -c 1 -n 20000 --csv EVALSHA "$step100" 2 '{p1}:node' '{p1}:out' "$payload" | rps)
+lua_c50=$(redis-benchmark -p "$port" -c 50 -n 20000 --csv EVALSHA "$step100" 2 '{p1}:node' '{p1}:out' "$payload" | rps)
+hset=$(redis-benchmark -p "$port" -c 50 -P 64 -n 2000000 --csv HSET node:st count 42 last "$payload" | rps)
+xadd=$(redis-benchmark -p "$port" -c 50 -P 64 -n 1000000 --csv XADD strm MAXLEN '~' 100000 '*' b "$payload" | rps)
+stop_redis
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(redis-server --version | awk '{print $3}'), AOF everysec, $messages messages"
+echo
+echo "| redis-benchmark ceiling | ops/s | node-messages/s |"
+echo "|---|---|---|"
+echo "| EVALSHA of 100 × (HINCRBY + XADD), -c 1 | $lua_c1 | $((lua_c1 * 100)) |"
+echo "| EVALSHA of 100 × (HINCRBY + XADD), -c 50 | $lua_c50 | $((lua_c50 * 100)) |"
+echo "| HSET, -c 50 -P 64 | $hset | |"
+echo "| XADD, -c 50 -P 64 | $xadd | |"
+echo
+echo "| run | throughput | time | exact |"
+echo "|---|---|---|---|"
+for processors in 1 2; do
+  start_redis
+  echo "processors: $processors..." >&2
+  "$root/target/release/examples/processor_bench" --url "redis://127.0.0.1:$port" \
+    --processor "$root/target/release/processor" --messages "$messages" --processors "$processors"
+  stop_redis
+done

@@ -1,0 +1,138 @@
+//! Processor throughput: node-messages processed per second for `count` nodes.
+//!
+//! Creates the nodes, pushes every message into the partition queues first (batches of 1000,
+//! straight through redpill), then starts the processor processes and times how long they
+//! take until every count is exact. Prints the figures.
+//!
+//! Run with (see `bench/processor.sh`, which starts Redis and builds the release binaries):
+//! `cargo run --release -p mesh-tests --example processor_bench -- --url redis://127.0.0.1:6379 --processor target/release/processor`
+
+#![allow(clippy::print_stdout)] // A benchmark reports on stdout.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mesh_tests::graph::Graph;
+use redpill::{Client, Config};
+use serde_json::json;
+
+struct Args {
+    url: String,
+    processor: String,
+    nodes: usize,
+    messages: usize,
+    processors: usize,
+    partitions: u32,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        url: "redis://127.0.0.1:6379".to_owned(),
+        processor: "target/release/processor".to_owned(),
+        nodes: 1000,
+        messages: 300_000,
+        processors: 1,
+        partitions: 64,
+    };
+    let mut iter = std::env::args().skip(1);
+    while let Some(flag) = iter.next() {
+        let mut value = || {
+            iter.next()
+                .unwrap_or_else(|| panic!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--url" => args.url = value(),
+            "--processor" => args.processor = value(),
+            "--nodes" => args.nodes = value().parse().expect("--nodes is a number"),
+            "--messages" => args.messages = value().parse().expect("--messages is a number"),
+            "--processors" => args.processors = value().parse().expect("--processors is a number"),
+            "--partitions" => args.partitions = value().parse().expect("--partitions is a number"),
+            other => panic!("unknown flag {other}; flags: --url --processor --nodes --messages --processors --partitions"),
+        }
+    }
+    args
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let client = Client::connect(Config::default().set_url(&args.url))
+        .await
+        .expect("connect to Redis");
+    let graph = Graph::new(&client, "bench", args.partitions);
+    let names: Vec<String> = (0..args.nodes).map(|i| format!("n{i}")).collect();
+    let nodes: Vec<(&str, &str, &[&str], serde_json::Value)> = names
+        .iter()
+        .map(|name| (name.as_str(), "count", &[][..], json!({})))
+        .collect();
+    graph.create(&nodes).await;
+
+    let per_node = args.messages / args.nodes;
+    let total = per_node * args.nodes;
+    let started = Instant::now();
+    let all: Vec<&String> = (0..per_node).flat_map(|_| names.iter()).collect();
+    for (index, chunk) in all.chunks(1000).enumerate() {
+        let messages: Vec<(&str, serde_json::Value)> = chunk
+            .iter()
+            .map(|name| (name.as_str(), json!({"v": 1})))
+            .collect();
+        graph.inject(&messages).await;
+        if index % 50 == 0 {
+            eprint!("\rpushed {} of {total}", index * 1000);
+        }
+    }
+    let push_rate = total as f64 / started.elapsed().as_secs_f64();
+    eprintln!(
+        "\rpushed {total} messages at {push_rate:.0}/s; starting {} processor(s)",
+        args.processors
+    );
+
+    let started = Instant::now();
+    let mut children: Vec<Child> = (0..args.processors)
+        .map(|_| {
+            Command::new(&args.processor)
+                .env_clear()
+                .env("REDIS_URL", &args.url)
+                .env("GORGON_PARTITIONS", args.partitions.to_string())
+                .env("RUST_LOG", "warn")
+                .envs(
+                    std::env::var("GORGON_BATCH_SIZE")
+                        .ok()
+                        .map(|size| ("GORGON_BATCH_SIZE", size)),
+                )
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start the processor binary (build it with cargo build --release)")
+        })
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let done: u64 = graph.counts(&refs).await.iter().sum();
+        eprint!("\rprocessed {done} of {total}");
+        if done >= total as u64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not done within 10 minutes"
+        );
+    }
+    let elapsed = started.elapsed();
+    let counts = graph.counts(&refs).await;
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let exact = counts.iter().all(|&count| count == per_node as u64);
+    eprintln!();
+    println!(
+        "| {} processor(s), {} count nodes, {} messages | {:.0} node-messages/s | {:.2} s | counts exact: {} |",
+        args.processors,
+        args.nodes,
+        total,
+        total as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        if exact { "yes" } else { "NO" }
+    );
+}
