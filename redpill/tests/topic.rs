@@ -224,3 +224,29 @@ async fn start_from_now_skips_history() {
     topic.publish(0, &["new"]).await.unwrap();
     assert_eq!(texts(&group.read(10).await.unwrap()), ["new"]);
 }
+
+/// make_room trims what every group acknowledged once a shard is at its bound, and reports
+/// the length left, for writers that append inside their own scripts.
+#[tokio::test]
+async fn make_room_trims_acknowledged_entries_at_the_bound() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let topic = Topic::new(&client, &Tag::named("small"), "t").with_bound(3);
+    let group = topic.group("archive", StartFrom::Beginning).await.unwrap();
+    topic.publish(0, &bodies(0..2)).await.unwrap();
+    assert_eq!(
+        topic.make_room(0).await.unwrap(),
+        2,
+        "below the bound nothing is trimmed"
+    );
+    topic.publish(0, &bodies(2..3)).await.unwrap();
+    assert_eq!(
+        topic.make_room(0).await.unwrap(),
+        3,
+        "nothing acknowledged yet"
+    );
+    let got = group.read(2).await.unwrap();
+    group.ack(&got).await.unwrap();
+    assert_eq!(topic.make_room(0).await.unwrap(), 1);
+    assert_eq!(texts(&group.read(10).await.unwrap()), ["m2"]);
+}

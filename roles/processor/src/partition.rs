@@ -52,7 +52,14 @@ pub struct Partition {
     settings: Arc<Settings>,
     nodes: HashMap<String, NodeState>,
     nodes_key: String,
+    /// Entries this partition may still append to its output shard before checking again.
+    room: u64,
 }
+
+/// The most entries (batches of output events) kept in each shard of the output topic until
+/// the archive has acknowledged them. At the bound the partition stops taking messages, so
+/// its queue grows and the API pushes back; nothing is dropped.
+pub const OUTPUT_ENTRIES_BOUND: u64 = 100_000;
 
 /// Why a step failed.
 enum Failure {
@@ -87,7 +94,9 @@ impl Partition {
             number,
             queue: Queue::new(client, &tag, names::INPUT_QUEUE).fenced_by(&lease, &grant),
             outbox: Outbox::new(client, &tag, names::OUTBOX),
-            outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions),
+            outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions)
+                .with_bound(OUTPUT_ENTRIES_BOUND),
+            room: 0,
             live: Live::new(client),
             nodes_key: crate::state::nodes_key(client.keys(), number),
             lease,
@@ -169,6 +178,19 @@ impl Partition {
 
     /// One batch: pull, run, commit, deliver, publish.
     async fn step(&mut self) -> Result<(), Failure> {
+        if self.room == 0 {
+            let len = self.outputs.make_room(self.number as usize).await?;
+            self.room = OUTPUT_ENTRIES_BOUND.saturating_sub(len);
+            if self.room == 0 {
+                tracing::warn!(
+                    partition = self.number,
+                    bound = OUTPUT_ENTRIES_BOUND,
+                    "output topic shard full: waiting for the archive to catch up"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return Ok(());
+            }
+        }
         let batch = self
             .queue
             .pull_wait(self.settings.batch_size, Duration::from_millis(250))
@@ -197,6 +219,9 @@ impl Partition {
         self.nodes = nodes;
         if let Some(delay) = self.settings.batch_delay {
             tokio::time::sleep(delay).await;
+        }
+        if !plan.outputs.is_empty() {
+            self.room -= 1;
         }
         if let Err(failure) = self.commit(&plan).await {
             if let Failure::Lost = failure {
