@@ -110,6 +110,19 @@ impl Client {
         Ok(())
     }
 
+    /// Whether each consumer's heartbeat key exists, in one round trip.
+    pub(crate) async fn consumers_alive(&self, consumers: &[String]) -> Result<Vec<bool>> {
+        if consumers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut check = redis::pipe();
+        for consumer in consumers {
+            check.exists(self.inner.keys.consumer(consumer));
+        }
+        let mut conn = self.conn();
+        Ok(check.query_async(&mut conn).await?)
+    }
+
     /// Every field of each hash in `keys`, in one round trip (an empty map for a missing key).
     /// For state a writer keeps in hashes under its tag.
     pub async fn read_hashes(

@@ -43,32 +43,21 @@ impl Members {
 
     /// The members whose heartbeat key exists, sorted; members found dead are removed.
     pub async fn alive(&self) -> Result<Vec<String>> {
-        let mut conn = self.client.conn();
-        let members: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(&self.key)
-            .query_async(&mut conn)
-            .await?;
-        if members.is_empty() {
-            return Ok(members);
-        }
-        let mut check = redis::pipe();
-        for member in &members {
-            check.exists(self.client.keys().consumer(member));
-        }
-        let alive: Vec<bool> = check.query_async(&mut conn).await?;
-        let (mut live, dead): (Vec<_>, Vec<_>) = members
+        let members = self.client.read_set(&self.key).await?;
+        let alive = self.client.consumers_alive(&members).await?;
+        let (live, dead): (Vec<_>, Vec<_>) = members
             .into_iter()
             .zip(alive)
             .partition(|(_, alive)| *alive);
         if !dead.is_empty() {
             let dead: Vec<String> = dead.into_iter().map(|(member, _)| member).collect();
+            let mut conn = self.client.conn();
             let _: i64 = redis::cmd("SREM")
                 .arg(&self.key)
                 .arg(&dead)
                 .query_async(&mut conn)
                 .await?;
         }
-        live.sort();
         Ok(live.into_iter().map(|(member, _)| member).collect())
     }
 }

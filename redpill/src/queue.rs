@@ -354,19 +354,11 @@ impl Queue {
     /// that keeps killing its consumer ends in the dead-letter list). Returns how many
     /// messages were re-queued.
     pub async fn reap(&self) -> Result<u64> {
-        let mut conn = self.client.conn();
-        let consumers: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(&self.keys.who)
-            .query_async(&mut conn)
-            .await?;
+        let consumers = self.client.read_set(&self.keys.who).await?;
         if consumers.is_empty() {
             return Ok(0);
         }
-        let mut check = redis::pipe();
-        for consumer in &consumers {
-            check.exists(self.client.keys().consumer(consumer));
-        }
-        let alive: Vec<bool> = check.query_async(&mut conn).await?;
+        let alive = self.client.consumers_alive(&consumers).await?;
         let dead: Vec<String> = consumers
             .into_iter()
             .zip(alive)
@@ -391,11 +383,7 @@ impl Queue {
     /// new owner of a queue whose previous owner lost its lease, so that the previous
     /// owner's messages are processed again before anything newer. Returns how many.
     pub async fn take_over(&self) -> Result<u64> {
-        let mut conn = self.client.conn();
-        let consumers: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(&self.keys.who)
-            .query_async(&mut conn)
-            .await?;
+        let consumers = self.client.read_set(&self.keys.who).await?;
         let others: Vec<String> = consumers
             .into_iter()
             .filter(|consumer| consumer != self.client.consumer_id())

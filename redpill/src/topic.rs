@@ -328,14 +328,13 @@ impl Group {
                 Err(err) if err.code() == Some("NOGROUP") || err.code() == Some("ERR") => continue,
                 Err(err) => return Err(err.into()),
             };
-            for (name, pending) in decode_consumers(&consumers)? {
-                if name == me {
-                    continue;
-                }
-                let alive: bool = redis::cmd("EXISTS")
-                    .arg(client.keys().consumer(&name))
-                    .query_async(&mut conn)
-                    .await?;
+            let others: Vec<(String, u64)> = decode_consumers(&consumers)?
+                .into_iter()
+                .filter(|(name, _)| name != me)
+                .collect();
+            let names: Vec<String> = others.iter().map(|(name, _)| name.clone()).collect();
+            let alive = client.consumers_alive(&names).await?;
+            for ((name, pending), alive) in others.into_iter().zip(alive) {
                 if alive {
                     continue;
                 }

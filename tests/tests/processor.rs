@@ -205,6 +205,27 @@ fn inject_in_background(
     })
 }
 
+/// 100 count nodes in topology `sensors`, and `per_node` messages each being injected from a
+/// task of its own: the graph, the node names, and the task (which returns the inject order).
+async fn counters_under_load(
+    client: &Client,
+    per_node: usize,
+) -> (
+    Graph,
+    Vec<String>,
+    tokio::task::JoinHandle<HashMap<String, Vec<String>>>,
+) {
+    let graph = Graph::new(client, "sensors", PARTITIONS);
+    let names = node_names(100);
+    create_counters(&graph, &names).await;
+    let injecting = inject_in_background(
+        Graph::new(client, "sensors", PARTITIONS),
+        names.clone(),
+        per_node,
+    );
+    (graph, names, injecting)
+}
+
 /// A processor killed with SIGKILL in the middle of the flow: its partitions are taken over
 /// within the lease time plus one second, and every count is exact — nothing lost, nothing
 /// applied twice.
@@ -215,14 +236,7 @@ async fn sigkill_of_a_processor_loses_and_repeats_nothing() {
     let mut victim = processor(&redis, &[]);
     let _survivor = processor(&redis, &[]);
     all_owned(&client, 2, Duration::from_secs(20)).await;
-    let graph = Graph::new(&client, "sensors", PARTITIONS);
-    let names = node_names(100);
-    create_counters(&graph, &names).await;
-    let injecting = inject_in_background(
-        Graph::new(&client, "sensors", PARTITIONS),
-        names.clone(),
-        200,
-    );
+    let (graph, names, injecting) = counters_under_load(&client, 200).await;
 
     // Once a good part has been counted, kill one processor mid-batch.
     wait_for_total(&graph, &names, 4_000, Duration::from_secs(60)).await;
@@ -308,14 +322,7 @@ async fn paused_processor_is_fenced_off() {
     let mut paused = processor(&redis, &[("GORGON_FAILPOINT", "batch_delay_ms:200")]);
     let _other = processor(&redis, &[]);
     all_owned(&client, 2, Duration::from_secs(20)).await;
-    let graph = Graph::new(&client, "sensors", PARTITIONS);
-    let names = node_names(100);
-    create_counters(&graph, &names).await;
-    let injecting = inject_in_background(
-        Graph::new(&client, "sensors", PARTITIONS),
-        names.clone(),
-        150,
-    );
+    let (graph, names, injecting) = counters_under_load(&client, 150).await;
 
     wait_for_total(&graph, &names, 3_000, Duration::from_secs(60)).await;
     paused.signal("STOP");
@@ -346,14 +353,7 @@ async fn scale_one_three_one_under_load() {
     let client = client(&redis).await;
     let _first = processor(&redis, &[]);
     all_owned(&client, 1, Duration::from_secs(20)).await;
-    let graph = Graph::new(&client, "sensors", PARTITIONS);
-    let names = node_names(100);
-    create_counters(&graph, &names).await;
-    let injecting = inject_in_background(
-        Graph::new(&client, "sensors", PARTITIONS),
-        names.clone(),
-        200,
-    );
+    let (graph, names, injecting) = counters_under_load(&client, 200).await;
 
     wait_for_total(&graph, &names, 2_000, Duration::from_secs(60)).await;
     let mut second = processor(&redis, &[]);
