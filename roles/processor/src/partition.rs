@@ -249,7 +249,11 @@ impl Partition {
         for (id, error) in &plan.retries {
             self.queue.nack(&[id], error).await?;
         }
-        self.deliver_outbox().await?;
+        // Nothing else writes the outbox, so it holds something only when this batch (or one
+        // before a failure, delivered by `recover`) appended to it.
+        if !plan.remote.is_empty() {
+            self.deliver_outbox().await?;
+        }
         if !plan.outputs.is_empty() {
             // One live message per topology per batch: a JSON array of its output events.
             let mut by_topology: Vec<(String, Vec<&str>)> = Vec::new();
