@@ -28,7 +28,7 @@ pub struct Config {
 
     /// The most messages pulled from a partition's queue and committed together. Batches are
     /// only this large when a backlog waits; larger ones cost Redis less per message
-    /// (measured: 93 k node-messages/s at 100, 123 k at 500; docs/benchmarks.md).
+    /// (measured: 93 k node-messages/s at 100, 123 k at 500 in back-to-back runs; docs/benchmarks.md).
     #[arg(
         long,
         env = "GORGON_BATCH_SIZE",
