@@ -295,15 +295,15 @@ impl FencedWrite {
         self.write("RPUSH", &dead, record)
     }
 
-    /// Appends `(id, body)` messages for `queue` (any tag) to `outbox` (the lease's tag), to be
-    /// delivered by [`Outbox::deliver`] after the batch commits.
-    pub fn append(self, outbox: &Outbox, queue: &Queue, messages: &[(&str, &[u8])]) -> Self {
+    /// Appends `(queue, id, body)` messages (queues of any tag) to `outbox` (the lease's tag),
+    /// in order, to be delivered by [`Outbox::deliver`] after the batch commits.
+    pub fn append(self, outbox: &Outbox, messages: &[(&Queue, &str, &[u8])]) -> Self {
         if messages.is_empty() {
             return self;
         }
         let records: Vec<Vec<u8>> = messages
             .iter()
-            .map(|(id, body)| crate::outbox::encode(queue, id, body))
+            .map(|(queue, id, body)| crate::outbox::encode(queue, id, body))
             .collect();
         let key = outbox.key().to_owned();
         self.write("RPUSH", &key, records)

@@ -249,11 +249,13 @@ async fn outbox_delivers_in_order_once_committed() {
         .fenced(&grant)
         .append(
             &outbox,
-            &to_two,
-            &[("m1", b"1".as_slice()), ("m2", b"2".as_slice())],
+            &[
+                (&to_two, "m1", b"1".as_slice()),
+                (&to_two, "m2", b"2".as_slice()),
+                (&to_three, "m3", b"3".as_slice()),
+                (&to_two, "m4", b"4".as_slice()),
+            ],
         )
-        .append(&outbox, &to_three, &[("m3", b"3".as_slice())])
-        .append(&outbox, &to_two, &[("m4", b"4".as_slice())])
         .commit()
         .await
         .unwrap();
@@ -267,7 +269,7 @@ async fn outbox_delivers_in_order_once_committed() {
     // Another batch, then the grant expires before delivery: nothing is trimmed.
     lease
         .fenced(&grant)
-        .append(&outbox, &to_three, &[("m5", b"5".as_slice())])
+        .append(&outbox, &[(&to_three, "m5", b"5".as_slice())])
         .commit()
         .await
         .unwrap();

@@ -157,6 +157,12 @@ impl Partition {
     /// Makes the cached state what Redis holds: re-queues what a previous holder (or this
     /// one, before a failed commit) had in flight, reloads the nodes, delivers the outbox.
     async fn recover(&mut self) -> Result<(), Failure> {
+        // Taking over the queue is not fenced by the lease: make sure it is still ours, or a
+        // processor that lost the partition while Redis was away would disturb its new owner.
+        match self.lease.holder().await? {
+            Some((holder, _)) if holder == self.grant => {}
+            _ => return Err(Failure::Lost),
+        }
         self.queue.release().await?;
         self.queue.take_over().await?;
         let members = self.client.read_set(&self.nodes_key).await?;
@@ -317,17 +323,24 @@ impl Partition {
             .map(|(id, body)| (id.as_str(), body.as_slice()))
             .collect();
         write = write.push(&self.queue, &local);
-        let mut remote_queues: HashMap<u32, Queue> = HashMap::new();
-        for (partition, id, body) in &plan.remote {
-            let queue = remote_queues.entry(*partition).or_insert_with(|| {
-                Queue::new(
+        let remote_queues: HashMap<u32, Queue> = plan
+            .remote
+            .iter()
+            .map(|(partition, _, _)| {
+                let queue = Queue::new(
                     &self.client,
                     &Tag::partition(*partition),
                     names::INPUT_QUEUE,
-                )
-            });
-            write = write.append(&self.outbox, queue, &[(id.as_str(), body.as_slice())]);
-        }
+                );
+                (*partition, queue)
+            })
+            .collect();
+        let remote: Vec<(&Queue, &str, &[u8])> = plan
+            .remote
+            .iter()
+            .map(|(partition, id, body)| (&remote_queues[partition], id.as_str(), body.as_slice()))
+            .collect();
+        write = write.append(&self.outbox, &remote);
         for dead in &plan.dead {
             write = write.dead_letter(
                 &self.queue,
