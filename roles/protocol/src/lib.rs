@@ -5,7 +5,8 @@
 //!
 //! Layout: [`roles`] (the name of each role), `slug.rs`, `partition.rs` (the node → partition
 //! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
-//! `output.rs` (the output event), `time.rs` (timestamps), `names.rs`.
+//! `output.rs` (the output event), `topology.rs` (the topology document: parsing, validation,
+//! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
@@ -16,6 +17,7 @@ mod output;
 mod partition;
 mod slug;
 mod time;
+mod topology;
 
 pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
 pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
@@ -23,6 +25,10 @@ pub use output::OutputEvent;
 pub use partition::{partition_of, DEFAULT_PARTITIONS};
 pub use slug::{validate_slug, Slug, SlugError, MAX_SLUG_LEN};
 pub use time::Timestamp;
+pub use topology::{
+    flowchart, parse_graph, plan, targets, FunctionCheck, GraphEdge, Limits, Plan, TopologyDoc,
+    TopologyError,
+};
 
 /// The name of each role: its directory, package, binary, Procfile process type, tracing
 /// `service` field and redpill consumer name are all this one string.
