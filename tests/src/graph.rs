@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use processor::state::{node_key, NodeState};
+use processor::state::node_key;
+use protocol::NodeRecord;
 use protocol::{names, partition_of, Body, Envelope, NodeSpec, ENVELOPE_VERSION};
 use redpill::{Client, Queue, Tag};
 use serde_json::Value;
@@ -110,12 +111,12 @@ impl Graph {
     }
 
     /// The stored state of `node`, if it exists.
-    pub async fn node(&self, node: &str) -> Option<NodeState> {
+    pub async fn node(&self, node: &str) -> Option<NodeRecord> {
         self.nodes(&[node]).await.pop().flatten()
     }
 
     /// The stored state of each node, in order.
-    pub async fn nodes(&self, nodes: &[&str]) -> Vec<Option<NodeState>> {
+    pub async fn nodes(&self, nodes: &[&str]) -> Vec<Option<NodeRecord>> {
         let keys: Vec<String> = nodes
             .iter()
             .map(|node| {
@@ -131,7 +132,7 @@ impl Graph {
             .await
             .expect("read node state")
             .iter()
-            .map(NodeState::from_fields)
+            .map(NodeRecord::from_fields)
             .collect()
     }
 

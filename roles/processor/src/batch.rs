@@ -12,13 +12,13 @@ use redpill::Delivery;
 
 use crate::function::{Input, NodeContext};
 use crate::registry::Registry;
-use crate::state::{merge_patch, NodeState};
+use protocol::{merge_patch, NodeRecord};
 
 /// What a batch changes, ready to commit.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Nodes changed by the batch, by `topology/node`: the new state, or `None` if deleted.
-    pub dirty: HashMap<String, Option<NodeState>>,
+    pub dirty: HashMap<String, Option<NodeRecord>>,
     /// Input ids to acknowledge in the commit (processed, dropped as repeats, or dead-lettered).
     pub acks: Vec<String>,
     /// Inputs whose function failed and will be tried again: id and error.
@@ -64,7 +64,7 @@ pub struct Context<'a> {
 
 /// Runs `batch` in order against `nodes` (not changed: changes go to the plan) and returns
 /// what to commit. Messages for one node are applied one after the other, in queue order.
-pub fn run(nodes: &HashMap<String, NodeState>, batch: &[Delivery], context: &Context<'_>) -> Plan {
+pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Context<'_>) -> Plan {
     let mut plan = Plan::default();
     for delivery in batch {
         let envelope = match Envelope::from_bytes(&delivery.body) {
@@ -89,7 +89,7 @@ pub fn run(nodes: &HashMap<String, NodeState>, batch: &[Delivery], context: &Con
                         state.update(spec, targets, reset_state);
                         state
                     }
-                    None => NodeState::new(spec, targets),
+                    None => NodeRecord::new(spec, targets),
                 };
                 plan.dirty.insert(key, Some(state));
                 plan.acks.push(delivery.id.clone());
@@ -128,7 +128,7 @@ fn node_missing(key: &str) -> String {
 
 impl Plan {
     /// The node's state as the batch has left it so far, cloned for changing.
-    fn current(&self, nodes: &HashMap<String, NodeState>, key: &str) -> Option<NodeState> {
+    fn current(&self, nodes: &HashMap<String, NodeRecord>, key: &str) -> Option<NodeRecord> {
         match self.dirty.get(key) {
             Some(state) => state.clone(),
             None => nodes.get(key).cloned(),
@@ -148,7 +148,7 @@ impl Plan {
     #[allow(clippy::too_many_arguments)] // One call site; the parts are the message's.
     fn message(
         &mut self,
-        nodes: &HashMap<String, NodeState>,
+        nodes: &HashMap<String, NodeRecord>,
         delivery: &Delivery,
         topology: &str,
         node: &str,
@@ -278,7 +278,7 @@ impl Plan {
     fn fail(
         &mut self,
         delivery: &Delivery,
-        state: &mut NodeState,
+        state: &mut NodeRecord,
         key: String,
         message: &Message,
         error: String,
@@ -344,7 +344,7 @@ mod tests {
         }
     }
 
-    fn apply(nodes: &mut HashMap<String, NodeState>, plan: Plan) {
+    fn apply(nodes: &mut HashMap<String, NodeRecord>, plan: Plan) {
         for (key, state) in plan.dirty {
             match state {
                 Some(state) => nodes.insert(key, state),

@@ -13,7 +13,7 @@
 //! [`Registry`], register their [`Function`]s, and call [`run_with`].
 //!
 //! Layout: `config.rs`, `function.rs` (the function interface), `registry.rs`, `builtins/`,
-//! `state.rs` (a node's cached and stored state), `batch.rs` (running a batch: no I/O),
+//! `state.rs` (the keys of node records; the record is `protocol::NodeRecord`), `batch.rs` (running a batch: no I/O),
 //! `partition.rs` (one owned partition's loop), `ownership.rs` (leases and fair shares).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, Plan};
 use crate::registry::Registry;
-use crate::state::NodeState;
+use protocol::NodeRecord;
 
 /// Settings every partition of a processor shares.
 pub struct Settings {
@@ -50,7 +50,7 @@ pub struct Partition {
     live: Live,
     registry: Arc<Registry>,
     settings: Arc<Settings>,
-    nodes: HashMap<String, NodeState>,
+    nodes: HashMap<String, NodeRecord>,
     nodes_key: String,
     /// Entries this partition may still append to its output shard before checking again.
     room: u64,
@@ -170,7 +170,7 @@ impl Partition {
         let hashes = self.client.read_hashes(&keys).await?;
         self.nodes.clear();
         for (member, fields) in members.into_iter().zip(hashes) {
-            match NodeState::from_fields(&fields) {
+            match NodeRecord::from_fields(&fields) {
                 Some(state) => {
                     self.nodes.insert(member, state);
                 }
@@ -391,9 +391,7 @@ impl Partition {
     }
 
     fn node_key(&self, member: &str) -> String {
-        self.client
-            .keys()
-            .tagged(&Tag::partition(self.number), &format!("node:{member}"))
+        crate::state::node_key(self.client.keys(), self.number, member)
     }
 }
 

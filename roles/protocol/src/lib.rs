@@ -5,7 +5,7 @@
 //!
 //! Layout: [`roles`] (the name of each role), `slug.rs`, `partition.rs` (the node → partition
 //! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
-//! `output.rs` (the output event), `topology.rs` (the topology document: parsing, validation,
+//! `output.rs` (the output event), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
 //! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
@@ -15,6 +15,7 @@ pub mod names;
 mod node;
 mod output;
 mod partition;
+mod record;
 mod slug;
 mod time;
 mod topology;
@@ -23,6 +24,7 @@ pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
 pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
 pub use output::OutputEvent;
 pub use partition::{partition_of, DEFAULT_PARTITIONS};
+pub use record::{merge_patch, NodeRecord};
 pub use slug::{validate_slug, Slug, SlugError, MAX_SLUG_LEN};
 pub use time::Timestamp;
 pub use topology::{

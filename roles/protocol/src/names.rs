@@ -32,3 +32,12 @@ pub const STORE_SERVICE: &str = "store";
 pub fn live_outputs(topology: &str) -> String {
     format!("out.{topology}")
 }
+
+/// The key suffix, under a partition's tag, of the record of node `member`
+/// (`<topology>/<node>`); see `NodeRecord`.
+pub fn node_record(member: &str) -> String {
+    format!("node:{member}")
+}
+
+/// The key suffix, under a partition's tag, of the set of the partition's nodes.
+pub const NODE_INDEX: &str = "nodes";
