@@ -10,43 +10,29 @@ use std::time::{Duration, Instant};
 
 use redpill::{Client, Config, Queue, Tag};
 
+/// Queue throughput against a running Redis.
+#[derive(clap::Parser)]
 struct Args {
+    /// The Redis to measure.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
     url: String,
+    /// Messages per phase.
+    #[arg(long, default_value_t = 200_000)]
     messages: usize,
+    /// Messages per push and per pull.
+    #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Batches in flight per side.
+    #[arg(long, default_value_t = 4)]
     tasks: usize,
+    /// Body size in bytes.
+    #[arg(long, default_value_t = 64)]
     body: usize,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        url: "redis://127.0.0.1:6379".to_owned(),
-        messages: 200_000,
-        batch: 100,
-        tasks: 4,
-        body: 64,
-    };
-    let mut iter = std::env::args().skip(1);
-    while let Some(flag) = iter.next() {
-        let mut value = || {
-            iter.next()
-                .unwrap_or_else(|| panic!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--url" => args.url = value(),
-            "--messages" => args.messages = value().parse().expect("--messages is a number"),
-            "--batch" => args.batch = value().parse().expect("--batch is a number"),
-            "--tasks" => args.tasks = value().parse().expect("--tasks is a number"),
-            "--body" => args.body = value().parse().expect("--body is a number"),
-            other => panic!("unknown flag {other}; flags: --url --messages --batch --tasks --body"),
-        }
-    }
-    args
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> Result<(), redpill::Error> {
-    let args = parse_args();
+    let args = <Args as clap::Parser>::parse();
     let prefix = format!("bench{}", std::process::id());
     let config = Config::default().set_url(&args.url).set_prefix(&prefix);
     let body = vec![b'x'; args.body];

@@ -14,7 +14,10 @@
 //! | `P:{T}:t:N` | stream | topic `N` |
 //! | `P:{T}:lease:N` | string | `"<epoch> <holder>"` with a TTL |
 //! | `P:{T}:lease:N:epoch` | string | the lease's epoch counter (INCR) |
+//! | `P:{T}:outbox:N` | list | outbox `N`: entries for queues of other tags, see `outbox.rs` |
 //! | `P:consumer:C` | string | heartbeat of consumer `C`, with a TTL |
+//! | `P:members:N` | set | consumer ids of group `N` (see `Members`) |
+//! | `P:setting:N` | string | a deployment-wide setting fixed by the first writer |
 //! | `P:{r.C}:replies` | list | replies for requester `C` |
 //! | channel `P:wake:K` | pub/sub | wake-up hint for waiters on key `K` |
 //! | channel `P:live:N` | pub/sub | live channel `N` |

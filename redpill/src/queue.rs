@@ -31,7 +31,7 @@ pub struct Queue {
     wake_channel: String,
     bound: u64,
     /// Lease holder key, grant token and lease name: pulls happen only while the grant holds.
-    fence: Option<Arc<(String, String, String, u64)>>,
+    fence: Option<Arc<Fence>>,
     state: Arc<Mutex<PullState>>,
 }
 
@@ -117,8 +117,13 @@ impl Queue {
     /// queue whose consumer is its lease holder, so that a holder paused past its lease cannot
     /// take messages from the next holder when it wakes.
     pub fn fenced_by(mut self, lease: &crate::Lease, grant: &crate::Grant) -> Queue {
-        let (key, token) = lease.fence_of(grant);
-        self.fence = Some(Arc::new((key, token, lease.name().to_owned(), grant.epoch)));
+        let (holder_key, token) = lease.fence_of(grant);
+        self.fence = Some(Arc::new(Fence {
+            holder_key,
+            token,
+            lease: lease.name().to_owned(),
+            epoch: grant.epoch,
+        }));
         self
     }
 
@@ -225,8 +230,8 @@ impl Queue {
             &self.keys.who,
         ];
         let token = self.fence.as_ref().map(|fence| {
-            keys.push(&fence.0);
-            fence.1.as_str()
+            keys.push(&fence.holder_key);
+            fence.token.as_str()
         });
         let reply: redis::RedisResult<Vec<Value>> = scripts::run(
             &mut conn,
@@ -245,8 +250,8 @@ impl Queue {
             Err(err) if err.code() == Some("STALE") => {
                 let fence = self.fence.as_ref().expect("only a fenced pull is stale");
                 return Err(Error::StaleEpoch {
-                    lease: fence.2.clone(),
-                    epoch: fence.3,
+                    lease: fence.lease.clone(),
+                    epoch: fence.epoch,
                 });
             }
             Err(err) => {
@@ -544,6 +549,17 @@ impl Queue {
 
 /// One queue's share of [`Queue::push_many`]: `(id, body)` pairs in order.
 pub type QueueBatch<'a> = (&'a Queue, Vec<(&'a str, &'a [u8])>);
+
+/// The lease a fenced queue's pulls are conditional on; see [`Queue::fenced_by`].
+struct Fence {
+    /// The lease's holder key, compared inside the pull script.
+    holder_key: String,
+    /// The grant's `"<epoch> <owner>"`.
+    token: String,
+    /// The lease's name and the grant's epoch, for the error.
+    lease: String,
+    epoch: u64,
+}
 
 /// See [`Queue::ack_keys`].
 pub(crate) struct AckKeys<'a> {

@@ -16,46 +16,32 @@ use mesh_tests::graph::Graph;
 use redpill::{Client, Config};
 use serde_json::json;
 
+/// Processor throughput for `count` nodes against a running Redis.
+#[derive(clap::Parser)]
 struct Args {
+    /// The Redis to use.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
     url: String,
+    /// The processor binary to start.
+    #[arg(long, default_value = "target/release/processor")]
     processor: String,
+    /// `count` nodes to create.
+    #[arg(long, default_value_t = 1000)]
     nodes: usize,
+    /// Messages in all, spread evenly over the nodes.
+    #[arg(long, default_value_t = 300_000)]
     messages: usize,
+    /// Processor processes to start.
+    #[arg(long, default_value_t = 1)]
     processors: usize,
+    /// The deployment's partition count.
+    #[arg(long, default_value_t = 64)]
     partitions: u32,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        url: "redis://127.0.0.1:6379".to_owned(),
-        processor: "target/release/processor".to_owned(),
-        nodes: 1000,
-        messages: 300_000,
-        processors: 1,
-        partitions: 64,
-    };
-    let mut iter = std::env::args().skip(1);
-    while let Some(flag) = iter.next() {
-        let mut value = || {
-            iter.next()
-                .unwrap_or_else(|| panic!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--url" => args.url = value(),
-            "--processor" => args.processor = value(),
-            "--nodes" => args.nodes = value().parse().expect("--nodes is a number"),
-            "--messages" => args.messages = value().parse().expect("--messages is a number"),
-            "--processors" => args.processors = value().parse().expect("--processors is a number"),
-            "--partitions" => args.partitions = value().parse().expect("--partitions is a number"),
-            other => panic!("unknown flag {other}; flags: --url --processor --nodes --messages --processors --partitions"),
-        }
-    }
-    args
 }
 
 #[tokio::main]
 async fn main() {
-    let args = parse_args();
+    let args = <Args as clap::Parser>::parse();
     let client = Client::connect(Config::default().set_url(&args.url))
         .await
         .expect("connect to Redis");
