@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 pub use function::{Function, FunctionError, Input, NodeContext, Param, ParamKind};
+pub use protocol::FunctionDescription;
 pub use registry::Registry;
 
 /// Runs the processor with the built-in functions until `token` is cancelled.

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::Serialize;
+use protocol::FunctionDescription;
 
-use crate::function::{Function, Param};
+use crate::function::Function;
 
 /// The functions a processor can run, by name. Fixed once the processor starts.
 ///
@@ -104,19 +104,6 @@ impl fmt::Debug for Registry {
     }
 }
 
-/// One function as the registry describes it:
-/// `{"name", "description", "params": [{"name", "type", "default", "doc", "state", "required"}]}`,
-/// plus `"minimum"` on parameters that have one.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FunctionDescription {
-    /// The function's name.
-    pub name: String,
-    /// What it outputs.
-    pub description: String,
-    /// The attributes it reads and keeps.
-    pub params: Vec<Param>,
-}
-
 /// Why a function could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
@@ -137,7 +124,7 @@ pub enum RegistryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::function::{FunctionError, Input, NodeContext};
+    use crate::function::{FunctionError, Input, NodeContext, Param};
     use serde_json::{json, Value};
 
     struct Named(&'static str);

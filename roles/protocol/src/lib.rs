@@ -5,12 +5,13 @@
 //!
 //! Layout: [`roles`] (the name of each role), `slug.rs`, `partition.rs` (the node → partition
 //! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
-//! `output.rs` (the output event), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
+//! `output.rs` (the output event), [`function`] (what a function declares: its parameters), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
 //! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`.
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 mod envelope;
+pub mod function;
 pub mod names;
 mod node;
 mod output;
@@ -21,6 +22,7 @@ mod time;
 mod topology;
 
 pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
+pub use function::{validate_attrs, FunctionDescription, Param, ParamKind};
 pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
 pub use output::OutputEvent;
 pub use partition::{partition_of, DEFAULT_PARTITIONS};

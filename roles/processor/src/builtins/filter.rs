@@ -31,7 +31,7 @@ impl Function for Filter {
             field_param(),
             Param::setting(
                 "op",
-                ParamKind::Enum(OPS.to_vec()),
+                ParamKind::one_of(&OPS),
                 "The test: gt, gte, lt, lte (numbers), eq, ne (any JSON), contains (substring or \
                  array element), exists (the field is present; `value` unused).",
             )

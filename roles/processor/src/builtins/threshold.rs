@@ -39,7 +39,7 @@ impl Function for Threshold {
             ),
             Param::state(
                 "state",
-                ParamKind::Enum(STATES.to_vec()),
+                ParamKind::one_of(&STATES),
                 "State: the state last output.",
             ),
         ]
