@@ -140,6 +140,35 @@ impl Client {
         Ok(pipe.query_async(&mut conn).await?)
     }
 
+    /// Sets `fields` of the hash at `key`, in one round trip. For state a role publishes for
+    /// others to read, such as the function descriptions of a processor.
+    pub async fn write_hash(&self, key: &str, fields: &[(String, String)]) -> Result<()> {
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let _: () = redis::cmd("HSET")
+            .arg(key)
+            .arg(fields)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Adds `members` to the set at `key` (`add`) or removes them, in one round trip.
+    pub async fn update_set(&self, key: &str, members: &[&str], add: bool) -> Result<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let _: () = redis::cmd(if add { "SADD" } else { "SREM" })
+            .arg(key)
+            .arg(members)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// The members of the set at `key`, sorted.
     pub async fn read_set(&self, key: &str) -> Result<Vec<String>> {
         let mut conn = self.conn();

@@ -61,5 +61,5 @@ pub use outbox::{Outbox, MAX_DELIVER};
 pub use queue::{
     new_id, DeadLetter, Delivery, NackOutcome, Queue, QueueBatch, QueueDepth, MAX_PULL,
 };
-pub use rpc::{Request, Requester, Responder};
+pub use rpc::{Reply, Request, Requester, Responder};
 pub use topic::{Entry, Group, GroupBacklog, ShardStats, StartFrom, Topic, DEFAULT_TOPIC_BOUND};

@@ -78,6 +78,8 @@ pub struct DeadLetter {
     pub error: String,
     /// When it was dead-lettered, in Unix milliseconds (Redis server time).
     pub at_ms: u64,
+    /// The record as stored, which [`Queue::replay_dead_letters`] finds it by.
+    record: Bytes,
 }
 
 /// How many messages a queue holds, by state.
@@ -465,6 +467,35 @@ impl Queue {
         Ok(ids)
     }
 
+    /// Moves these dead letters (as read by [`Queue::dead_letters`]) back to the tail of the
+    /// queue with a fresh attempt count, in order. One that left the dead-letter list
+    /// meanwhile is skipped. Returns the ids replayed.
+    pub async fn replay_dead_letters(&self, letters: &[DeadLetter]) -> Result<Vec<String>> {
+        if letters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args: Vec<&[u8]> = Vec::with_capacity(letters.len() * 2 + 1);
+        args.push(self.wake_channel.as_bytes());
+        for letter in letters {
+            args.push(&letter.record);
+            args.push(letter.id.as_bytes());
+        }
+        let mut conn = self.client.conn();
+        let ids: Vec<String> = scripts::run(
+            &mut conn,
+            &scripts::QUEUE_REPLAY_RECORDS,
+            &[
+                &self.keys.dead,
+                &self.keys.waiting,
+                &self.keys.body,
+                &self.keys.attempts,
+            ],
+            args,
+        )
+        .await?;
+        Ok(ids)
+    }
+
     /// The tag and short name.
     pub(crate) fn address(&self) -> (&str, &str) {
         (&self.address.0, &self.address.1)
@@ -665,6 +696,7 @@ fn decode_dead_letter(record: &[u8]) -> Result<DeadLetter> {
         attempts,
         error,
         at_ms,
+        record: Bytes::copy_from_slice(record),
     })
 }
 

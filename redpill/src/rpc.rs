@@ -26,7 +26,9 @@ pub struct Requester {
     _listener: Arc<DropGuard>,
 }
 
-type Reply = std::result::Result<Bytes, String>;
+/// A reply as a responder sends it: a body, or an error message the caller receives as
+/// [`Error::Remote`].
+pub type Reply = std::result::Result<Bytes, String>;
 
 impl Requester {
     /// A requester with its own reply list and a listener task that stops when the last

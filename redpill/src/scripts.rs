@@ -20,6 +20,7 @@ script!(QUEUE_ACK, "queue_ack.lua");
 script!(QUEUE_NACK, "queue_nack.lua");
 script!(QUEUE_REQUEUE, "queue_requeue.lua");
 script!(QUEUE_REPLAY_DEAD, "queue_replay_dead.lua");
+script!(QUEUE_REPLAY_RECORDS, "queue_replay_records.lua");
 script!(TOPIC_PUBLISH, "topic_publish.lua");
 script!(LEASE_ACQUIRE, "lease_acquire.lua");
 script!(LEASE_RENEW, "lease_renew.lua");

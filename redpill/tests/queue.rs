@@ -232,6 +232,33 @@ async fn nack_retries_then_dead_letters_with_the_error() {
     assert_eq!((depth.dead, depth.held), (0, 1));
 }
 
+/// Chosen dead letters are replayed, in the order given, and others stay; a letter already
+/// replayed is skipped the second time.
+#[tokio::test]
+async fn replays_chosen_dead_letters() {
+    let redis = TestRedis::start();
+    let client = common::client_with(redis.config().set_max_attempts(1)).await;
+    let queue = Queue::new(&client, &Tag::partition(0), "in");
+    queue.push(&["a", "b", "c"]).await.unwrap();
+    let batch = queue.pull(10).await.unwrap();
+    let ids: Vec<&str> = batch.iter().map(|d| d.id.as_str()).collect();
+    let outcome = queue.nack(&ids, "no").await.unwrap();
+    assert_eq!(outcome.dead_lettered, 3);
+    let dead = queue.dead_letters(0, 10).await.unwrap();
+    let chosen = [dead[2].clone(), dead[0].clone()];
+    assert_eq!(
+        queue.replay_dead_letters(&chosen).await.unwrap(),
+        vec![dead[2].id.clone(), dead[0].id.clone()]
+    );
+    assert!(queue.replay_dead_letters(&chosen).await.unwrap().is_empty());
+    let left = queue.dead_letters(0, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(&left[0].body[..], b"b");
+    let replayed = queue.pull(10).await.unwrap();
+    assert_eq!(texts(&replayed), ["c", "a"]);
+    assert!(replayed.iter().all(|d| d.attempts == 0));
+}
+
 /// Pushing an id that is still pending is a no-op, so a retried push never duplicates.
 #[tokio::test]
 async fn push_is_idempotent_by_id_while_pending() {

@@ -65,6 +65,7 @@ pub async fn run_with(
         return Ok(());
     };
     runtime::check_partitions(&client, config.redis.partitions).await?;
+    runtime::publish_functions(&client, &registry.describe()).await?;
     let failpoint = std::env::var("GORGON_FAILPOINT").unwrap_or_default();
     let settings = Arc::new(partition::Settings {
         partitions: config.redis.partitions,

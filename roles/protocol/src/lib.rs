@@ -6,7 +6,8 @@
 //! Layout: [`roles`] (the name of each role), `slug.rs`, `partition.rs` (the node → partition
 //! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
 //! `output.rs` (the output event), [`function`] (what a function declares: its parameters), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
-//! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`.
+//! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`, [`store`] (the store service's requests and replies, and
+//! where topologies are kept).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
@@ -18,6 +19,7 @@ mod output;
 mod partition;
 mod record;
 mod slug;
+pub mod store;
 mod time;
 mod topology;
 

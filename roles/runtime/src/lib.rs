@@ -16,7 +16,7 @@ mod redis_args;
 mod sensitive;
 mod shutdown;
 
-pub use connect::{check_partitions, connect};
+pub use connect::{check_partitions, connect, publish_functions};
 pub use logging::init_tracing;
 pub use redis_args::RedisArgs;
 pub use sensitive::{ConnectionUrl, Secret};

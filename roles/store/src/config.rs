@@ -22,4 +22,17 @@ pub struct Config {
         default_value = "mongodb://127.0.0.1:27017/gorgon"
     )]
     pub mongodb_uri: ConnectionUrl,
+
+    /// The most sources one node may have, counting those from a document's graph.
+    #[arg(long, env = "GORGON_MAX_SOURCES", default_value_t = protocol::DEFAULT_MAX_SOURCES)]
+    pub max_sources: usize,
+
+    /// How long a store holds a topology's lease while it applies changes, in milliseconds. A
+    /// store that dies holding one blocks changes to that topology this long.
+    #[arg(long, env = "GORGON_STORE_LEASE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1000..))]
+    pub store_lease_ms: u64,
+
+    /// How often to look for node changes a store that died left undelivered, in milliseconds.
+    #[arg(long, env = "GORGON_STORE_SWEEP_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub store_sweep_ms: u64,
 }

@@ -1,0 +1,397 @@
+//! Applying topology changes, without I/O: a [`Change`] and the topology as stored give the
+//! new document, the reply, and the node changes to send to the nodes' partitions.
+//!
+//! Every change is checked against the whole topology as it would be afterwards, so a node
+//! change cannot create a cycle or leave a source dangling any more than a whole document can.
+
+use std::collections::HashMap;
+
+use protocol::store::{ApiError, Applied, Change};
+use protocol::{
+    merge_patch, plan, targets, Body, FunctionDescription, Limits, NodeSpec, Plan, TopologyDoc,
+};
+use serde_json::{Map, Value};
+
+/// The functions processors have published, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Functions(HashMap<String, FunctionDescription>);
+
+impl Functions {
+    /// The registry made of `descriptions`.
+    pub fn new(descriptions: impl IntoIterator<Item = FunctionDescription>) -> Functions {
+        Functions(
+            descriptions
+                .into_iter()
+                .map(|description| (description.name.clone(), description))
+                .collect(),
+        )
+    }
+
+    /// Whether `function` exists and `attrs` suit it; see `protocol::FunctionCheck`.
+    pub fn check(
+        &self,
+        function: &str,
+        attrs: &Map<String, Value>,
+    ) -> Option<Result<(), Vec<String>>> {
+        self.0
+            .get(function)
+            .map(|description| description.validate(attrs))
+    }
+}
+
+/// A topology as the store holds it while it applies a batch of changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Current {
+    /// The document; `None` when the topology does not exist.
+    pub doc: Option<TopologyDoc>,
+    /// The rev (kept when the topology is deleted).
+    pub rev: u64,
+}
+
+/// What one applied change produced.
+#[derive(Debug, PartialEq)]
+pub struct Outcome {
+    /// The reply.
+    pub applied: Applied,
+    /// The node changes to send, in order: `(node, body)`.
+    pub sends: Vec<(String, Body)>,
+}
+
+/// Applies `change` to `current` (left unchanged on error or dry run). `topology` is the
+/// topology's id, used in messages.
+pub fn apply(
+    topology: &str,
+    current: &mut Current,
+    if_match: Option<u64>,
+    change: Change,
+    functions: &Functions,
+    limits: &Limits,
+) -> Result<Outcome, ApiError> {
+    if let Some(expected) = if_match {
+        if expected != current.rev || current.doc.is_none() && !matches!(change, Change::Put { .. })
+        {
+            return Err(rev_mismatch(topology, expected, current));
+        }
+    }
+    let check = |function: &str, attrs: &Map<String, Value>| functions.check(function, attrs);
+    match change {
+        Change::Put {
+            doc,
+            dry_run,
+            reset_state,
+        } => {
+            let next = validated(&doc, limits, &check)?;
+            let old = resolved(current)?;
+            let plan = plan(&old, &next);
+            let sends = node_changes(&old, &next, &plan, reset_state);
+            let created_topology = current.doc.is_none();
+            let changed = current.doc.as_ref() != Some(&doc) || reset_state;
+            if dry_run {
+                return Ok(Outcome {
+                    applied: Applied {
+                        rev: current.rev,
+                        created_topology,
+                        plan,
+                        ..Applied::default()
+                    },
+                    sends: Vec::new(),
+                });
+            }
+            if changed {
+                current.rev += 1;
+                current.doc = Some(doc);
+            }
+            Ok(Outcome {
+                applied: Applied {
+                    rev: current.rev,
+                    created_topology,
+                    plan,
+                    ..Applied::default()
+                },
+                sends,
+            })
+        }
+        Change::Delete => {
+            let old = resolved(current)?;
+            if current.doc.is_none() {
+                return Err(topology_not_found(topology));
+            }
+            current.doc = None;
+            current.rev += 1;
+            Ok(Outcome {
+                applied: Applied {
+                    rev: current.rev,
+                    plan: Plan {
+                        deleted: old.iter().map(|node| node.id.clone()).collect(),
+                        ..Plan::default()
+                    },
+                    ..Applied::default()
+                },
+                sends: old
+                    .into_iter()
+                    .map(|node| (node.id, Body::Delete))
+                    .collect(),
+            })
+        }
+        Change::CreateNode { node } => {
+            let doc = existing(topology, current)?;
+            if doc.node.iter().any(|known| known.id == node.id) {
+                return Err(ApiError::new(
+                    "already_exists",
+                    format!(
+                        "topology {topology:?} already has a node {:?}; change it with PATCH \
+                         or pick another id",
+                        node.id
+                    ),
+                ));
+            }
+            let mut next_doc = doc.clone();
+            next_doc.node.push(node.clone());
+            commit_doc(current, next_doc, limits, &check, Some(node.id.as_str()))
+        }
+        Change::PatchNode {
+            node,
+            function,
+            sources,
+        } => {
+            let doc = existing(topology, current)?;
+            let mut next_doc = if sources.is_some() {
+                normalized(doc)?
+            } else {
+                doc.clone()
+            };
+            let spec = node_mut(topology, &mut next_doc, &node)?;
+            if let Some(function) = function {
+                spec.function = function;
+            }
+            if let Some(sources) = sources {
+                spec.sources = sources;
+            }
+            commit_doc(current, next_doc, limits, &check, Some(node.as_str()))
+        }
+        Change::PatchAttrs { node, patch } => {
+            let doc = existing(topology, current)?;
+            let mut next_doc = doc.clone();
+            let spec = node_mut(topology, &mut next_doc, &node)?;
+            merge_patch(&mut spec.attrs, &patch);
+            match functions.check(&spec.function, &spec.attrs) {
+                None => {
+                    return Err(ApiError::from_problems(vec![
+                        protocol::TopologyError::UnknownFunction {
+                            node: node.clone(),
+                            function: spec.function.clone(),
+                        },
+                    ]))
+                }
+                Some(Err(problems)) => {
+                    return Err(ApiError::from_problems(vec![
+                        protocol::TopologyError::InvalidAttrs {
+                            node: node.clone(),
+                            function: spec.function.clone(),
+                            problems,
+                        },
+                    ]))
+                }
+                Some(Ok(())) => {}
+            }
+            let attrs = spec.attrs.clone();
+            let spec = spec.clone();
+            current.doc = Some(next_doc);
+            current.rev += 1;
+            Ok(Outcome {
+                applied: Applied {
+                    rev: current.rev,
+                    plan: Plan {
+                        updated: vec![node.clone()],
+                        ..Plan::default()
+                    },
+                    node: Some(spec),
+                    attrs: Some(attrs),
+                    ..Applied::default()
+                },
+                sends: vec![(node, Body::PatchAttrs { patch })],
+            })
+        }
+        Change::DeleteNode { node, force } => {
+            let doc = existing(topology, current)?;
+            let nodes = resolved_doc(doc)?;
+            if !nodes.iter().any(|known| known.id == node) {
+                return Err(node_not_found(topology, &node));
+            }
+            let dependents: Vec<&str> = nodes
+                .iter()
+                .filter(|other| other.sources.contains(&node))
+                .map(|other| other.id.as_str())
+                .collect();
+            if !dependents.is_empty() && !force {
+                return Err(ApiError::new(
+                    "has_dependents",
+                    format!(
+                        "node {node:?} is a source of {}; remove it from their sources first, \
+                         or delete with ?force=true to remove those edges too",
+                        dependents.join(", ")
+                    ),
+                ));
+            }
+            let mut next_doc = normalized(doc)?;
+            next_doc.node.retain(|known| known.id != node);
+            for other in &mut next_doc.node {
+                other.sources.retain(|source| *source != node);
+            }
+            commit_doc(current, next_doc, limits, &check, None)
+        }
+    }
+}
+
+/// Validates `next_doc` as the topology's new document and makes it current; the reply
+/// names `node` when the change was to one node.
+fn commit_doc(
+    current: &mut Current,
+    next_doc: TopologyDoc,
+    limits: &Limits,
+    check: &protocol::FunctionCheck<'_>,
+    node: Option<&str>,
+) -> Result<Outcome, ApiError> {
+    let next = validated(&next_doc, limits, check)?;
+    let old = resolved(current)?;
+    let plan = plan(&old, &next);
+    let sends = node_changes(&old, &next, &plan, false);
+    let spec = node.and_then(|id| next_doc.node.iter().find(|spec| spec.id == id).cloned());
+    current.doc = Some(next_doc);
+    current.rev += 1;
+    Ok(Outcome {
+        applied: Applied {
+            rev: current.rev,
+            plan,
+            node: spec,
+            ..Applied::default()
+        },
+        sends,
+    })
+}
+
+/// The node changes that turn `old` into `next` (both resolved): a `put` for each node
+/// created or updated, and for each node whose targets change (carrying no attributes, so
+/// its state is left alone), then a `del` for each node deleted. With `reset_state`, every
+/// node of `next` gets a `put` that drops its running state.
+fn node_changes(
+    old: &[NodeSpec],
+    next: &[NodeSpec],
+    plan: &Plan,
+    reset_state: bool,
+) -> Vec<(String, Body)> {
+    let old_targets = targets(old);
+    let next_targets = targets(next);
+    let mut sends = Vec::new();
+    for node in next {
+        let node_targets = next_targets.get(&node.id).cloned().unwrap_or_default();
+        let spec_changed = plan.created.contains(&node.id) || plan.updated.contains(&node.id);
+        let targets_changed = old_targets.get(&node.id) != Some(&node_targets);
+        if reset_state || spec_changed || targets_changed {
+            let mut spec = node.clone();
+            if !(reset_state || spec_changed) {
+                spec.attrs = Map::new();
+            }
+            sends.push((
+                node.id.clone(),
+                Body::Upsert {
+                    spec,
+                    targets: node_targets,
+                    reset_state,
+                },
+            ));
+        }
+    }
+    for deleted in &plan.deleted {
+        sends.push((deleted.clone(), Body::Delete));
+    }
+    sends
+}
+
+/// The resolved nodes of `doc` after validation, or the API error listing every problem.
+fn validated(
+    doc: &TopologyDoc,
+    limits: &Limits,
+    check: &protocol::FunctionCheck<'_>,
+) -> Result<Vec<NodeSpec>, ApiError> {
+    let problems = doc.validate_all(limits, check);
+    if !problems.is_empty() {
+        return Err(ApiError::from_problems(problems));
+    }
+    resolved_doc(doc)
+}
+
+/// The current resolved nodes (none when the topology does not exist).
+fn resolved(current: &Current) -> Result<Vec<NodeSpec>, ApiError> {
+    match &current.doc {
+        Some(doc) => resolved_doc(doc),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn resolved_doc(doc: &TopologyDoc) -> Result<Vec<NodeSpec>, ApiError> {
+    doc.resolved_nodes()
+        .map_err(|error| ApiError::from_problems(vec![error]))
+}
+
+/// `doc` with its graph's edges moved into the nodes' `sources` and no `graph`: the form a
+/// change to one node's edges is made in.
+fn normalized(doc: &TopologyDoc) -> Result<TopologyDoc, ApiError> {
+    if doc.graph.is_none() {
+        return Ok(doc.clone());
+    }
+    Ok(TopologyDoc {
+        description: doc.description.clone(),
+        graph: None,
+        node: resolved_doc(doc)?,
+    })
+}
+
+fn existing<'a>(topology: &str, current: &'a Current) -> Result<&'a TopologyDoc, ApiError> {
+    current
+        .doc
+        .as_ref()
+        .ok_or_else(|| topology_not_found(topology))
+}
+
+fn node_mut<'a>(
+    topology: &str,
+    doc: &'a mut TopologyDoc,
+    node: &str,
+) -> Result<&'a mut NodeSpec, ApiError> {
+    doc.node
+        .iter_mut()
+        .find(|spec| spec.id == node)
+        .ok_or_else(|| node_not_found(topology, node))
+}
+
+/// 404 for a topology.
+pub fn topology_not_found(topology: &str) -> ApiError {
+    ApiError::new(
+        "not_found",
+        format!("there is no topology {topology:?}; create it with PUT /v1/topologies/{topology}"),
+    )
+}
+
+/// 404 for a node.
+pub fn node_not_found(topology: &str, node: &str) -> ApiError {
+    ApiError::new(
+        "not_found",
+        format!("topology {topology:?} has no node {node:?}"),
+    )
+}
+
+fn rev_mismatch(topology: &str, expected: u64, current: &Current) -> ApiError {
+    let message = match current.doc {
+        Some(_) => format!(
+            "topology {topology:?} is at rev {}, not {expected}; read it again and retry with \
+             If-Match: {}",
+            current.rev, current.rev
+        ),
+        None => format!(
+            "topology {topology:?} does not exist, so it is not at rev {expected}; create it \
+             without If-Match"
+        ),
+    };
+    ApiError::new("rev_mismatch", message)
+}

@@ -1,0 +1,482 @@
+//! The topology service: takes change requests off the store's request queue in batches,
+//! applies each topology's share under that topology's lease, and sends the node changes to
+//! the partitions through the topology's outbox.
+//!
+//! One batch, per topology: take the lease (waiting while another store holds it), deliver
+//! whatever a store that died left in the outbox, read the document, apply the requests in
+//! order, then one fenced write of the new document, its rev and every node change (appended
+//! to the outbox), delivery of the outbox, and the replies. A store that dies anywhere in
+//! between leaves either nothing or a committed change whose outbox the next holder of the
+//! lease delivers; a store paused past its lease cannot commit (the write is fenced).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_util::future::join_all;
+use protocol::store::{
+    topology_tag, ApiError, Applied, Change, StoreReply, StoreRequest, TopologyRecord, FUNCTIONS,
+    TOPOLOGY_INDEX, TOPOLOGY_LEASE, TOPOLOGY_OUTBOX, TOPOLOGY_RECORD,
+};
+use protocol::{
+    merge_patch, names, partition_of, Envelope, FunctionDescription, Limits, NodeRecord,
+    ENVELOPE_VERSION,
+};
+use redpill::{Acquired, Client, Grant, Lease, Outbox, Queue, Request, Responder, Tag};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::changes::{apply, Current, Functions};
+
+/// The most requests one batch takes.
+const BATCH: usize = 256;
+
+/// How the service runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The deployment's partition count.
+    pub partitions: u32,
+    /// Limits on documents.
+    pub limits: Limits,
+    /// How long a topology's lease lasts; a store that dies holding one blocks changes to
+    /// that topology this long.
+    pub lease_time: Duration,
+    /// How often outboxes left by a store that died are looked for.
+    pub sweep_interval: Duration,
+}
+
+/// Serves change requests until `token` is cancelled.
+pub async fn serve(
+    client: Client,
+    settings: Settings,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let responder = Responder::new(&client, names::STORE_SERVICE);
+    let owner = client.consumer_id().to_owned();
+    let sweeper = tokio::spawn(sweep(
+        client.clone(),
+        settings.clone(),
+        owner.clone(),
+        token.clone(),
+    ));
+    loop {
+        let batch = tokio::select! {
+            _ = token.cancelled() => break,
+            batch = responder.next(BATCH, Duration::from_secs(1)) => batch,
+        };
+        let requests = match batch {
+            Ok(requests) => requests,
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(%error, "could not take requests; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            Err(error) => return Err(error).context("taking store requests failed"),
+        };
+        if requests.is_empty() {
+            continue;
+        }
+        let replies = handle(&client, &settings, &owner, requests).await;
+        if let Err(error) = responder.reply(replies).await {
+            // The requests stay in flight and come back after this store's heartbeat lapses;
+            // their callers will have timed out and they are dropped then.
+            tracing::warn!(%error, "could not send replies");
+        }
+    }
+    sweeper.abort();
+    Ok(())
+}
+
+/// Applies a batch of requests and returns one reply per request.
+async fn handle(
+    client: &Client,
+    settings: &Settings,
+    owner: &str,
+    requests: Vec<Request>,
+) -> Vec<(Request, redpill::Reply)> {
+    let mut replies = Vec::with_capacity(requests.len());
+    let mut by_topology: BTreeMap<String, Vec<(Request, StoreRequest)>> = BTreeMap::new();
+    for request in requests {
+        match serde_json::from_slice::<StoreRequest>(&request.body) {
+            Ok(parsed) => by_topology
+                .entry(parsed.topology.clone())
+                .or_default()
+                .push((request, parsed)),
+            Err(error) => {
+                let reply = Err(format!("not a store request: {error}"));
+                replies.push((request, reply));
+            }
+        }
+    }
+    let functions = match read_functions(client).await {
+        Ok(functions) => functions,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the function registry");
+            let failure = unavailable(&error);
+            for (request, _) in by_topology.into_values().flatten() {
+                replies.push((request, encode(&Err(failure.clone()))));
+            }
+            return replies;
+        }
+    };
+    let groups = by_topology
+        .into_iter()
+        .map(|(topology, group)| apply_group(client, settings, owner, &functions, topology, group));
+    for group in join_all(groups).await {
+        replies.extend(group);
+    }
+    replies
+}
+
+/// Applies one topology's requests under its lease.
+async fn apply_group(
+    client: &Client,
+    settings: &Settings,
+    owner: &str,
+    functions: &Functions,
+    topology: String,
+    group: Vec<(Request, StoreRequest)>,
+) -> Vec<(Request, redpill::Reply)> {
+    match apply_locked(client, settings, owner, functions, &topology, &group).await {
+        Ok(replies) => group
+            .into_iter()
+            .map(|(request, _)| request)
+            .zip(replies)
+            .map(|(request, reply)| (request, encode(&reply)))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%topology, error = format!("{error:#}"), "could not apply changes");
+            let failure = unavailable(&error);
+            group
+                .into_iter()
+                .map(|(request, _)| (request, encode(&Err(failure.clone()))))
+                .collect()
+        }
+    }
+}
+
+async fn apply_locked(
+    client: &Client,
+    settings: &Settings,
+    owner: &str,
+    functions: &Functions,
+    topology: &str,
+    group: &[(Request, StoreRequest)],
+) -> anyhow::Result<Vec<StoreReply>> {
+    let keys = TopologyKeys::new(client, topology);
+    let grant = acquire(&keys.lease, owner, settings.lease_time).await?;
+    let outcome = apply_held(client, settings, functions, topology, group, &keys, &grant).await;
+    if let Err(error) = keys.lease.release(&grant).await {
+        tracing::debug!(%error, %topology, "could not release the topology lease; it expires");
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn apply_held(
+    client: &Client,
+    settings: &Settings,
+    functions: &Functions,
+    topology: &str,
+    group: &[(Request, StoreRequest)],
+    keys: &TopologyKeys,
+    grant: &Grant,
+) -> anyhow::Result<Vec<StoreReply>> {
+    deliver(&keys.outbox, &keys.lease, grant).await?;
+    let fields = client
+        .read_hashes(std::slice::from_ref(&keys.record))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    let mut current = Current {
+        doc: TopologyRecord::from_fields(&fields)
+            .map_err(|error| {
+                anyhow::anyhow!("the stored document of {topology} is unreadable: {error}")
+            })?
+            .map(|record| record.doc),
+        rev: protocol::store::stored_rev(&fields),
+    };
+    let existed = current.doc.is_some();
+    let before = current.clone();
+    let mut replies = Vec::with_capacity(group.len());
+    let mut sends = Vec::new();
+    // For attribute patches: the node and every patch of it so far in this batch.
+    let mut patches: Vec<Option<Patched>> = Vec::with_capacity(group.len());
+    let mut patched_so_far: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
+    for (_, request) in group {
+        let patch = match &request.change {
+            Change::PatchAttrs { node, patch } => Some((node.clone(), patch.clone())),
+            _ => None,
+        };
+        let outcome = apply(
+            topology,
+            &mut current,
+            request.if_match,
+            request.change.clone(),
+            functions,
+            &settings.limits,
+        );
+        match outcome {
+            Ok(outcome) => {
+                sends.extend(outcome.sends);
+                patches.push(patch.map(|(node, patch)| {
+                    let so_far = patched_so_far.entry(node.clone()).or_default();
+                    so_far.push(patch);
+                    (node, so_far.clone())
+                }));
+                replies.push(Ok(outcome.applied));
+            }
+            Err(error) => {
+                patches.push(None);
+                replies.push(Err(error));
+            }
+        }
+    }
+    if current != before {
+        if current.doc.is_some() && !existed {
+            // Listed before it exists: readers skip a listed topology without a document, but
+            // an unlisted one would be lost to lists if this store died after the commit.
+            client
+                .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], true)
+                .await?;
+        }
+        commit(client, settings, topology, keys, grant, &current, &sends).await?;
+        deliver(&keys.outbox, &keys.lease, grant).await?;
+        if current.doc.is_none() {
+            client
+                .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], false)
+                .await?;
+        }
+        fill_patched_attrs(client, settings, topology, &mut replies, &patches).await?;
+    }
+    Ok(replies)
+}
+
+/// The fenced write of the new document and the node changes.
+async fn commit(
+    client: &Client,
+    settings: &Settings,
+    topology: &str,
+    keys: &TopologyKeys,
+    grant: &Grant,
+    current: &Current,
+    sends: &[(String, protocol::Body)],
+) -> anyhow::Result<()> {
+    let mut write = keys.lease.fenced(grant);
+    write = match &current.doc {
+        Some(doc) => write.write(
+            "HSET",
+            &keys.record,
+            (
+                "doc",
+                serde_json::to_string(doc).expect("a document always serializes"),
+                "rev",
+                current.rev,
+                "nodes",
+                doc.node.len(),
+            ),
+        ),
+        None => write.write("HDEL", &keys.record, ("doc", "nodes")).write(
+            "HSET",
+            &keys.record,
+            ("rev", current.rev),
+        ),
+    };
+    let queues: HashMap<u32, Queue> = sends
+        .iter()
+        .map(|(node, _)| partition_of(topology, node, settings.partitions))
+        .map(|partition| {
+            let queue = Queue::new(client, &Tag::partition(partition), names::INPUT_QUEUE);
+            (partition, queue)
+        })
+        .collect();
+    let messages: Vec<(u32, String, Vec<u8>)> = sends
+        .iter()
+        .map(|(node, body)| {
+            let envelope = Envelope {
+                version: ENVELOPE_VERSION,
+                topology: topology.to_owned(),
+                node: node.clone(),
+                body: body.clone(),
+            };
+            (
+                partition_of(topology, node, settings.partitions),
+                redpill::new_id(),
+                envelope.to_bytes(),
+            )
+        })
+        .collect();
+    let entries: Vec<(&Queue, &str, &[u8])> = messages
+        .iter()
+        .map(|(partition, id, body)| (&queues[partition], id.as_str(), body.as_slice()))
+        .collect();
+    write
+        .append(&keys.outbox, &entries)
+        .commit()
+        .await
+        .with_context(|| format!("committing the change to topology {topology} failed"))?;
+    Ok(())
+}
+
+/// Answers attribute patches with the node's attributes as its partition last wrote them,
+/// with the patches of this batch applied: what they will be once the change is processed.
+async fn fill_patched_attrs(
+    client: &Client,
+    settings: &Settings,
+    topology: &str,
+    replies: &mut [StoreReply],
+    patches: &[Option<Patched>],
+) -> anyhow::Result<()> {
+    let wanted: Vec<(usize, &Patched)> = patches
+        .iter()
+        .enumerate()
+        .filter_map(|(index, patch)| patch.as_ref().map(|patched| (index, patched)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let record_keys: Vec<String> = wanted
+        .iter()
+        .map(|(_, (node, _))| {
+            let partition = partition_of(topology, node, settings.partitions);
+            client.keys().tagged(
+                &Tag::partition(partition),
+                &names::node_record(&format!("{topology}/{node}")),
+            )
+        })
+        .collect();
+    let records = client.read_hashes(&record_keys).await?;
+    for ((index, (_, so_far)), fields) in wanted.into_iter().zip(records) {
+        let Some(record) = NodeRecord::from_fields(&fields) else {
+            continue; // Not processed yet: the document's attributes are the answer.
+        };
+        if let Some(Ok(Applied {
+            attrs: Some(attrs), ..
+        })) = replies.get_mut(index)
+        {
+            let mut now = record.attrs;
+            for patch in so_far {
+                merge_patch(&mut now, patch);
+            }
+            *attrs = now;
+        }
+    }
+    Ok(())
+}
+
+/// Delivers everything in `outbox` while `grant` holds the lease.
+async fn deliver(outbox: &Outbox, lease: &Lease, grant: &Grant) -> anyhow::Result<()> {
+    while outbox.deliver(lease, grant).await? > 0 {}
+    Ok(())
+}
+
+/// Takes `lease`, waiting while another store holds it (up to the lease time and a second).
+async fn acquire(lease: &Lease, owner: &str, ttl: Duration) -> anyhow::Result<Grant> {
+    let deadline = tokio::time::Instant::now() + ttl + Duration::from_secs(1);
+    loop {
+        match lease.acquire(owner, ttl).await? {
+            Acquired::Granted(grant) => return Ok(grant),
+            Acquired::HeldBy(holder, remaining) => {
+                if tokio::time::Instant::now() >= deadline {
+                    anyhow::bail!(
+                        "the topology is being changed by {} and stayed locked",
+                        holder.owner
+                    );
+                }
+                tokio::time::sleep(
+                    remaining.clamp(Duration::from_millis(2), Duration::from_millis(20)),
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Looks for outboxes a store that died left undelivered, and delivers them.
+async fn sweep(client: Client, settings: Settings, owner: String, token: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tokio::time::sleep(settings.sweep_interval) => {}
+        }
+        if let Err(error) = sweep_once(&client, &settings, &owner).await {
+            tracing::debug!(
+                error = format!("{error:#}"),
+                "outbox sweep failed; retrying later"
+            );
+        }
+    }
+}
+
+async fn sweep_once(client: &Client, settings: &Settings, owner: &str) -> anyhow::Result<()> {
+    for topology in client
+        .read_set(&client.keys().plain(TOPOLOGY_INDEX))
+        .await?
+    {
+        let keys = TopologyKeys::new(client, &topology);
+        if keys.outbox.is_empty().await? {
+            continue;
+        }
+        let Acquired::Granted(grant) = keys.lease.acquire(owner, settings.lease_time).await? else {
+            continue; // Someone is changing it, and delivers as they do.
+        };
+        let delivered = deliver(&keys.outbox, &keys.lease, &grant).await;
+        let _ = keys.lease.release(&grant).await;
+        delivered?;
+        tracing::info!(%topology, "delivered node changes a store left behind");
+    }
+    Ok(())
+}
+
+/// The function registry as processors (and stores) published it.
+async fn read_functions(client: &Client) -> anyhow::Result<Functions> {
+    let fields = client
+        .read_hashes(&[client.keys().plain(FUNCTIONS)])
+        .await?
+        .pop()
+        .unwrap_or_default();
+    let descriptions = fields.into_values().filter_map(|json| {
+        serde_json::from_str::<FunctionDescription>(&json)
+            .inspect_err(
+                |error| tracing::warn!(%error, "skipping an unreadable function description"),
+            )
+            .ok()
+    });
+    Ok(Functions::new(descriptions))
+}
+
+/// A node whose attributes a request patched, and every patch of it in the batch so far.
+type Patched = (String, Vec<Map<String, Value>>);
+
+/// The keys of one topology.
+struct TopologyKeys {
+    record: String,
+    lease: Lease,
+    outbox: Outbox,
+}
+
+impl TopologyKeys {
+    fn new(client: &Client, topology: &str) -> TopologyKeys {
+        let tag = Tag::named(&topology_tag(topology));
+        TopologyKeys {
+            record: client.keys().tagged(&tag, TOPOLOGY_RECORD),
+            lease: Lease::new(client, &tag, TOPOLOGY_LEASE),
+            outbox: Outbox::new(client, &tag, TOPOLOGY_OUTBOX),
+        }
+    }
+}
+
+/// The error for a change that could not be applied because Redis failed or the topology
+/// stayed locked: the API answers 503 and the client may retry.
+fn unavailable(error: &anyhow::Error) -> ApiError {
+    ApiError::new(
+        "unavailable",
+        format!("the change could not be applied ({error:#}); retry shortly"),
+    )
+}
+
+fn encode(reply: &StoreReply) -> redpill::Reply {
+    Ok(serde_json::to_vec(reply)
+        .expect("a reply always serializes")
+        .into())
+}
