@@ -29,4 +29,33 @@ pub struct Config {
     /// Unset, the API is open and only 127.0.0.1 is bound. Masked in logs.
     #[arg(long, env = "GORGON_API_TOKENS")]
     pub api_tokens: Option<Secret>,
+
+    /// The largest request body accepted, in bytes (larger ones get 413).
+    #[arg(long, env = "GORGON_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// The deepest nesting of arrays and objects accepted in a JSON body (deeper ones get 400).
+    #[arg(long, env = "GORGON_JSON_DEPTH", default_value_t = 64)]
+    pub json_depth: usize,
+
+    /// The most lines one ndjson inject may carry (more get 413).
+    #[arg(long, env = "GORGON_NDJSON_LINES", default_value_t = 10_000)]
+    pub ndjson_lines: usize,
+
+    /// Requests per second each token (each client address, with no tokens configured) may
+    /// make under `/v1`, with bursts of twice that; beyond it, 429 with `Retry-After`.
+    /// 0 turns the limit off.
+    #[arg(long, env = "GORGON_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+
+    /// The most messages a partition queue may hold before injects into its nodes get 429
+    /// with `Retry-After`: the back-pressure that keeps Redis memory bounded while processors
+    /// are slow or stopped.
+    #[arg(long, env = "GORGON_QUEUE_HIGH_WATER", default_value_t = 100_000)]
+    pub queue_high_water: u64,
+
+    /// How long to wait for the store to apply a topology change, in milliseconds, before
+    /// answering 503.
+    #[arg(long, env = "GORGON_STORE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub store_timeout_ms: u64,
 }

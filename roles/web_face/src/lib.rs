@@ -1,38 +1,97 @@
 //! web_face: the REST API of Gorgon (`/v1`, default port 8080).
 //!
-//! It will consume HTTP requests and, through redpill only, produce:
-//! - topology changes and history queries, sent to the store by request/reply;
-//! - injected messages, pushed onto the queue of the target node's partition;
-//! - its request counters and latency histograms, on the stats topic.
+//! It takes HTTP requests and, through redpill only:
+//! - sends topology changes to the store (request/reply) and answers with what the store
+//!   applied;
+//! - pushes injected messages onto the queue of the node's partition, all of one request in
+//!   one atomic push, refusing with 429 while that queue is over its high-water mark;
+//! - reads topology documents (written by the store) and node records, latched outputs and
+//!   dead letters (written by processors) straight from Redis.
 //!
-//! It reads latched outputs and node state from what the processors commit, and checks
-//! `GORGON_API_TOKENS` on every request.
+//! It checks `GORGON_API_TOKENS` on every `/v1` request, applies the body, depth, line and
+//! rate limits, and answers 503 with `Retry-After` while Redis is unreachable, recovering by
+//! itself when Redis returns. It is not where topologies are validated (the store does that)
+//! nor where messages are processed. History queries arrive with the archive.
 //!
-//! In this version it only connects to Redis, logs its configuration and waits for SIGTERM or
-//! Ctrl-C; it does not open its port yet. The API arrives with its own issue.
-//!
-//! Layout: `config.rs` (flags and environment), `lib.rs` ([`run`]).
+//! Layout: `config.rs`, `auth.rs` (tokens and scopes), `error.rs` (error bodies and
+//! statuses), `body.rs` (content types and limits), `state.rs` (shared state, topology
+//! reads, store requests), `routes/` (the router, middleware, OpenAPI, and one file per
+//! group of routes), `lib.rs` ([`run`]).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
+pub mod auth;
+mod body;
 pub mod config;
+mod error;
+mod routes;
+mod state;
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::Context as _;
 use protocol::roles::WEB_FACE;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+pub use routes::ApiDoc;
 
 /// Runs web_face until `token` is cancelled: connects to Redis (waiting for it while it is
-/// unreachable), logs the effective configuration, waits, then closes the connection.
+/// unreachable), checks the partition count, binds the port and serves the API; on cancel,
+/// stops taking connections and finishes the requests under way.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
+    let tokens = auth::Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
+        .map_err(|error| anyhow::anyhow!(error))?;
+    let mut bind = config.bind;
+    if !tokens.is_enabled() && !bind.is_loopback() {
+        tracing::warn!(
+            requested = %bind,
+            "GORGON_API_TOKENS is not set, so the API is open: binding 127.0.0.1 only"
+        );
+        bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    } else if !tokens.is_enabled() {
+        tracing::warn!("GORGON_API_TOKENS is not set: the API is open to anyone on this machine");
+    }
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .inspect_err(|error| tracing::warn!(%error, "metrics are off"))
+        .ok();
     let redpill_config = config.redis.redpill_config(WEB_FACE);
     let Some(client) = runtime::connect(WEB_FACE, redpill_config, &token).await? else {
         tracing::info!("stopped before connecting to Redis");
         return Ok(());
     };
-    tracing::info!(config = ?config, "starting");
-    token.cancelled().await;
+    runtime::check_partitions(&client, config.redis.partitions).await?;
+    let state = state::AppState::new(
+        client.clone(),
+        body::Limits {
+            body: config.body_limit,
+            depth: config.json_depth,
+            lines: config.ndjson_lines,
+        },
+        tokens,
+        prometheus,
+        state::Settings {
+            partitions: config.redis.partitions,
+            queue_high_water: config.queue_high_water,
+            store_timeout: Duration::from_millis(config.store_timeout_ms),
+            rate_limit: config.rate_limit,
+        },
+    );
+    let address = SocketAddr::new(bind, config.port);
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| {
+            format!("could not listen on {address}; is the port (GORGON_WEB_PORT) taken?")
+        })?;
+    tracing::info!(config = ?config, %address, "serving the REST API");
+    let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(token.clone().cancelled_owned())
+        .await
+        .context("the HTTP server failed");
     client.close().await;
     tracing::info!("stopped");
-    Ok(())
+    served
 }

@@ -1,0 +1,231 @@
+//! Injects, and the dead letters of a topology.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use protocol::{names, partition_of, Envelope, Timestamp};
+use redpill::{DeadLetter, Queue, Tag};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::write_access;
+use crate::auth::Caller;
+use crate::body::{self, Format};
+use crate::error::{ApiResult, Failure};
+use crate::state::AppState;
+
+/// The most dead letters read from each partition per request.
+const DEAD_LETTERS_PER_PARTITION: u64 = 1000;
+
+/// Injects one message (`application/json`) or many (`application/x-ndjson`, one per line,
+/// all or none). 202 with the ids; 429 with `Retry-After` while the node's partition queue
+/// is over its high-water mark. Accepted while no processor runs: messages wait in the queue.
+#[utoipa::path(post, path = "/v1/topologies/{t}/nodes/{n}/messages", tag = "messages",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id")),
+    request_body(content = Object, description = "a JSON message, or ndjson with one per line",
+                 content_type = "application/json"),
+    responses((status = 202, description = r#"{"msg_id"} or {"msg_ids": [...]}"#, body = Object),
+              (status = 404, description = "not_found"), (status = 429, description = "backlog over the high-water mark")))]
+pub async fn inject(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    write_access(&caller, &topology)?;
+    let format = body::format_of(&headers, &[Format::Json, Format::Ndjson])?;
+    let bytes = body::read(body, &state.0.limits).await?;
+    let messages: Vec<Value> = match format {
+        Format::Ndjson => body::ndjson(&bytes, &state.0.limits)?,
+        _ => vec![body::json(&bytes, &state.0.limits, "the message")?],
+    };
+    if !state.has_node(&topology, &node).await? {
+        let message = if state.read_topology(&topology).await?.is_some() {
+            format!("topology {topology:?} has no node {node:?}")
+        } else {
+            format!("there is no topology {topology:?}")
+        };
+        return Err(Failure::not_found(message));
+    }
+    let now = Timestamp::now().unix_ms();
+    let envelopes: Vec<(String, Vec<u8>)> = messages
+        .into_iter()
+        .map(|data| {
+            let id = redpill::new_id();
+            let bytes = Envelope::inject(&topology, &node, &id, now, data).to_bytes();
+            (id, bytes)
+        })
+        .collect();
+    let partition = partition_of(&topology, &node, state.0.settings.partitions);
+    let queue = Queue::new(
+        &state.0.client,
+        &Tag::partition(partition),
+        names::INPUT_QUEUE,
+    )
+    .with_bound(state.0.settings.queue_high_water);
+    let batch: Vec<(&str, &[u8])> = envelopes
+        .iter()
+        .map(|(id, body)| (id.as_str(), body.as_slice()))
+        .collect();
+    match queue.push_with_ids(&batch).await {
+        Ok(_) => {}
+        Err(redpill::Error::Full { len, max, .. }) => {
+            metrics::counter!("gorgon_inject_backlog_refusals_total").increment(1);
+            return Err(Failure {
+                retry_after: Some(1),
+                ..Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "backlog",
+                    format!(
+                        "node {node:?}'s partition holds {len} messages, at its high-water \
+                         mark of {max} (GORGON_QUEUE_HIGH_WATER); retry after the backlog drains"
+                    ),
+                )
+            });
+        }
+        Err(error) => return Err(error.into()),
+    }
+    metrics::counter!("gorgon_messages_injected_total").increment(envelopes.len() as u64);
+    let body = match format {
+        Format::Ndjson => json!({
+            "msg_ids": envelopes.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
+        }),
+        _ => json!({ "msg_id": envelopes.into_iter().next().map(|(id, _)| id) }),
+    };
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// One dead-lettered message of a topology.
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterView {
+    /// The message id (the inject's `msg_id` for an injected message).
+    id: String,
+    /// The node it was for.
+    node: String,
+    /// Why it was dead-lettered, starting with a reason code such as `node_deleted`.
+    error: String,
+    /// Failed attempts.
+    attempts: u32,
+    /// When, RFC 3339.
+    at: String,
+    /// The message (`null` for a node change).
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
+/// The dead letters of a topology.
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterList {
+    /// Oldest first within each partition.
+    items: Vec<DeadLetterView>,
+}
+
+/// Query of the dead-letter routes.
+#[derive(Deserialize, IntoParams)]
+pub struct DeadQuery {
+    /// Only those of this node.
+    #[serde(default)]
+    node: Option<String>,
+}
+
+/// The replay's answer.
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    /// The ids put back on their queues.
+    replayed: Vec<String>,
+}
+
+/// Lists the topology's dead-lettered messages.
+#[utoipa::path(get, path = "/v1/topologies/{t}/dead-letters", tag = "messages",
+    params(("t" = String, Path, description = "topology id"), DeadQuery),
+    responses((status = 200, body = DeadLetterList), (status = 404, description = "not_found")))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+    Query(query): Query<DeadQuery>,
+) -> ApiResult<Json<DeadLetterList>> {
+    if !caller.grants.reads(&topology) {
+        return Err(Failure::no_topology(&topology));
+    }
+    let found = topology_dead_letters(&state, &topology, query.node.as_deref()).await?;
+    let items = found
+        .into_iter()
+        .flat_map(|(_, letters)| letters)
+        .map(|(node, data, letter)| DeadLetterView {
+            id: letter.id,
+            node,
+            error: letter.error,
+            attempts: letter.attempts,
+            at: Timestamp::from_unix_ms(letter.at_ms as i64).to_string(),
+            data,
+        })
+        .collect();
+    Ok(Json(DeadLetterList { items }))
+}
+
+/// Puts the topology's dead letters (or one node's) back on their queues, with fresh attempt
+/// counts. A message for a node that no longer exists is dead-lettered again as `node_deleted`.
+#[utoipa::path(post, path = "/v1/topologies/{t}/dead-letters/replay", tag = "messages",
+    params(("t" = String, Path, description = "topology id"), DeadQuery),
+    responses((status = 200, body = Replayed), (status = 404, description = "not_found")))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+    Query(query): Query<DeadQuery>,
+) -> ApiResult<Json<Replayed>> {
+    write_access(&caller, &topology)?;
+    let found = topology_dead_letters(&state, &topology, query.node.as_deref()).await?;
+    let mut replayed = Vec::new();
+    for (queue, letters) in found {
+        let letters: Vec<DeadLetter> = letters.into_iter().map(|(_, _, letter)| letter).collect();
+        replayed.extend(queue.replay_dead_letters(&letters).await?);
+    }
+    Ok(Json(Replayed { replayed }))
+}
+
+/// The dead letters of `topology` (and `node`, if given) in every partition, with the node
+/// and message of each, grouped by queue. Partitions are read one after another.
+#[allow(clippy::type_complexity)]
+async fn topology_dead_letters(
+    state: &AppState,
+    topology: &str,
+    node: Option<&str>,
+) -> ApiResult<Vec<(Queue, Vec<(String, Option<Value>, DeadLetter)>)>> {
+    let partitions: Vec<u32> = match node {
+        Some(node) => vec![partition_of(topology, node, state.0.settings.partitions)],
+        None => (0..state.0.settings.partitions).collect(),
+    };
+    let mut found = Vec::new();
+    for partition in partitions {
+        let queue = Queue::new(
+            &state.0.client,
+            &Tag::partition(partition),
+            names::INPUT_QUEUE,
+        );
+        let letters = queue.dead_letters(0, DEAD_LETTERS_PER_PARTITION).await?;
+        let mine: Vec<_> = letters
+            .into_iter()
+            .filter_map(|letter| {
+                let envelope: Envelope = serde_json::from_slice(&letter.body).ok()?;
+                if envelope.topology != topology || node.is_some_and(|node| node != envelope.node) {
+                    return None;
+                }
+                let data = match envelope.body {
+                    protocol::Body::Message(message) => Some(message.data),
+                    _ => None,
+                };
+                Some((envelope.node, data, letter))
+            })
+            .collect();
+        if !mine.is_empty() {
+            found.push((queue, mine));
+        }
+    }
+    Ok(found)
+}

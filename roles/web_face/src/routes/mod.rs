@@ -1,0 +1,293 @@
+//! The router: every route, the auth and rate-limit middleware, request ids, tracing,
+//! metrics, panic catching, and the OpenAPI document generated from the handlers.
+
+pub mod messages;
+pub mod nodes;
+pub mod ops;
+pub mod topologies;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::{Caller, Refusal};
+use crate::error::{ApiResult, Failure};
+use crate::state::AppState;
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gorgon REST API",
+        description = "Topologies, nodes, injects and outputs of a Gorgon mesh."
+    ),
+    paths(
+        ops::functions,
+        topologies::list,
+        topologies::put,
+        topologies::get,
+        topologies::delete,
+        topologies::graph,
+        nodes::create,
+        nodes::list,
+        nodes::get,
+        nodes::patch,
+        nodes::patch_attrs,
+        nodes::delete,
+        nodes::output,
+        messages::inject,
+        messages::dead_letters,
+        messages::replay,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi
+    ),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+pub struct ApiDoc;
+
+/// Every error: `{"error": {"code", "message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// See [`ErrorBody`].
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code.
+    code: String,
+    /// A sentence a person can act on.
+    message: String,
+}
+
+/// The answer to a topology change: `{"id","rev","created","updated","deleted"}`.
+#[derive(Serialize, ToSchema)]
+pub struct Applied {
+    id: String,
+    rev: u64,
+    created: Vec<String>,
+    updated: Vec<String>,
+    deleted: Vec<String>,
+}
+
+impl Applied {
+    fn new(topology: &str, applied: protocol::store::Applied) -> Applied {
+        Applied {
+            id: topology.to_owned(),
+            rev: applied.rev,
+            created: applied.plan.created,
+            updated: applied.plan.updated,
+            deleted: applied.plan.deleted,
+        }
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/functions", get(ops::functions))
+        .route("/v1/topologies", get(topologies::list))
+        .route(
+            "/v1/topologies/{t}",
+            get(topologies::get)
+                .put(topologies::put)
+                .delete(topologies::delete),
+        )
+        .route("/v1/topologies/{t}/graph.mmd", get(topologies::graph))
+        .route(
+            "/v1/topologies/{t}/nodes",
+            get(nodes::list).post(nodes::create),
+        )
+        .route(
+            "/v1/topologies/{t}/nodes/{n}",
+            get(nodes::get).patch(nodes::patch).delete(nodes::delete),
+        )
+        .route(
+            "/v1/topologies/{t}/nodes/{n}/attrs",
+            axum::routing::patch(nodes::patch_attrs),
+        )
+        .route("/v1/topologies/{t}/nodes/{n}/output", get(nodes::output))
+        .route(
+            "/v1/topologies/{t}/nodes/{n}/messages",
+            post(messages::inject),
+        )
+        .route(
+            "/v1/topologies/{t}/dead-letters",
+            get(messages::dead_letters),
+        )
+        .route(
+            "/v1/topologies/{t}/dead-letters/replay",
+            post(messages::replay),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .merge(v1)
+        .fallback(not_found)
+        .layer(middleware::from_fn(measure))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|id| id.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Lets a request in (its [`Caller`] in the extensions) or answers 401, and applies the
+/// rate limit (429 with `Retry-After`).
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+        .unwrap_or_default();
+    let caller = match state.0.tokens.caller(authorization, &peer) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            let message = match refusal {
+                Refusal::Missing => "send a token in an Authorization: Bearer <token> header",
+                Refusal::Unknown => "the token is not one this API knows; check it",
+            };
+            let mut response =
+                Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
+    if let Err(seconds) = state.rate_check(&caller.key) {
+        metrics::counter!("gorgon_http_rate_limited_total").increment(1);
+        return Failure {
+            retry_after: Some(seconds),
+            ..Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "this client made more than {} requests a second (GORGON_RATE_LIMIT); \
+                     retry after the Retry-After seconds",
+                    state.0.settings.rate_limit
+                ),
+            )
+        }
+        .into_response();
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Counts requests by route and status, and times them.
+async fn measure(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("gorgon_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("gorgon_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+async fn not_found() -> Failure {
+    Failure::not_found("no such route; GET /openapi.json lists them")
+}
+
+/// A panic in a handler: 500 without internals (the panic is in the log).
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    Failure::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the request failed inside the server; the log has the details under this request's \
+         x-request-id",
+    )
+    .into_response()
+}
+
+/// 404 when `caller` may not see `topology`, 403 when it may see but not change it.
+pub fn write_access(caller: &Caller, topology: &str) -> ApiResult<()> {
+    if !caller.grants.reads(topology) {
+        return Err(Failure::no_topology(topology));
+    }
+    if !caller.grants.writes(topology) {
+        return Err(Failure::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "this token may read topology {topology:?} but not change it or inject into it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// 422 `invalid_slug` when `id` is not a slug.
+pub fn require_slug(id: &str, what: &str) -> ApiResult<()> {
+    protocol::validate_slug(id).map_err(|error| {
+        Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_slug",
+            format!("the {what} id is not usable: {error}"),
+        )
+    })
+}
+
+/// The rev of an `If-Match` header (`3` or `"3"`), or 400.
+pub fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .map(|text| text.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|text| text.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Failure::bad_request(
+                "invalid_if_match",
+                "If-Match must be a topology rev, such as 3 or \"3\", as ETag gives it",
+            )
+        })
+}
+
+/// `ETag: "<rev>"`.
+pub fn etag(rev: u64) -> [(HeaderName, String); 1] {
+    [(header::ETAG, format!("\"{rev}\""))]
+}

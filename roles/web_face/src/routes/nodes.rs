@@ -1,0 +1,351 @@
+//! Node routes: create, list, read, change, patch attributes, delete, latched output.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use protocol::store::Change;
+use protocol::{names, partition_of, NodeRecord, NodeSpec, NodeState, NodeStatus};
+use redpill::Tag;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{etag, if_match, write_access};
+use crate::auth::Caller;
+use crate::body::{self, Format};
+use crate::error::{ApiResult, Failure};
+use crate::state::AppState;
+
+/// A node as the API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct NodeView {
+    /// The node id.
+    id: String,
+    /// Its function.
+    function: String,
+    /// The nodes it receives from.
+    sources: Vec<String>,
+    /// Its attributes: settings and running state, as last processed.
+    #[schema(value_type = Object)]
+    attrs: Map<String, Value>,
+    /// The latched output event, or null before the first output.
+    #[schema(value_type = Option<Object>)]
+    output: Option<Value>,
+    /// `{"state": "ok"|"error", "last_error", "dead_letters"}`.
+    #[schema(value_type = Object)]
+    status: NodeStatus,
+}
+
+/// The nodes of a topology.
+#[derive(Serialize, ToSchema)]
+pub struct NodeList {
+    /// In document order.
+    nodes: Vec<NodeView>,
+}
+
+/// Body of `PATCH /v1/topologies/{t}/nodes/{n}`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePatch {
+    /// The new function.
+    #[serde(default)]
+    function: Option<String>,
+    /// The new sources.
+    #[serde(default)]
+    sources: Option<Vec<String>>,
+}
+
+/// Query of `DELETE /v1/topologies/{t}/nodes/{n}`.
+#[derive(Deserialize, IntoParams)]
+pub struct DeleteQuery {
+    /// Also remove the node from the sources of the nodes that list it.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Body of the attribute patch reply.
+#[derive(Serialize, ToSchema)]
+pub struct AttrsView {
+    /// The attributes with the patch applied.
+    #[schema(value_type = Object)]
+    attrs: Map<String, Value>,
+}
+
+/// Creates a node.
+#[utoipa::path(post, path = "/v1/topologies/{t}/nodes", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"),
+           ("If-Match" = Option<String>, Header, description = "the rev the change applies to")),
+    request_body(content = Object, description = r#"{"id","function","sources":[],"attrs":{}}"#),
+    responses((status = 201, body = NodeView), (status = 409, description = "already_exists"),
+              (status = 422, description = "invalid_slug, unknown_function, invalid_attrs, unknown_source, cycle")))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    write_access(&caller, &topology)?;
+    body::format_of(&headers, &[Format::Json])?;
+    let bytes = body::read(body, &state.0.limits).await?;
+    let node: NodeSpec = body::json(&bytes, &state.0.limits, "the node")?;
+    let mut applied = state
+        .change(&topology, if_match(&headers)?, Change::CreateNode { node })
+        .await?;
+    let spec = changed_node(&mut applied)?;
+    Ok((
+        StatusCode::CREATED,
+        etag(applied.rev),
+        Json(view(spec, None)),
+    )
+        .into_response())
+}
+
+/// Lists the nodes, in document order.
+#[utoipa::path(get, path = "/v1/topologies/{t}/nodes", tag = "nodes",
+    params(("t" = String, Path, description = "topology id")),
+    responses((status = 200, body = NodeList), (status = 404, description = "not_found")))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+) -> ApiResult<Json<NodeList>> {
+    let record = state.topology(&caller, &topology).await?;
+    let nodes = resolved(&record.doc)?;
+    let ids: Vec<&str> = nodes.iter().map(|node| node.id.as_str()).collect();
+    let records = read_records(&state, &topology, &ids).await?;
+    Ok(Json(NodeList {
+        nodes: nodes
+            .into_iter()
+            .zip(records)
+            .map(|(spec, record)| view(spec, record))
+            .collect(),
+    }))
+}
+
+/// One node: `{"id","function","sources","attrs","output","status"}`.
+#[utoipa::path(get, path = "/v1/topologies/{t}/nodes/{n}", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id")),
+    responses((status = 200, body = NodeView), (status = 404, description = "not_found")))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+) -> ApiResult<Json<NodeView>> {
+    let (spec, record) = one_node(&state, &caller, &topology, &node).await?;
+    Ok(Json(view(spec, record)))
+}
+
+/// Changes a node's function and/or sources.
+#[utoipa::path(patch, path = "/v1/topologies/{t}/nodes/{n}", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id"),
+           ("If-Match" = Option<String>, Header, description = "the rev the change applies to")),
+    request_body = NodePatch,
+    responses((status = 200, body = NodeView), (status = 404, description = "not_found"), (status = 422, description = "validation")))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    write_access(&caller, &topology)?;
+    body::format_of(&headers, &[Format::Json])?;
+    let bytes = body::read(body, &state.0.limits).await?;
+    let patch: NodePatch = body::json(&bytes, &state.0.limits, "the node change")?;
+    let mut applied = state
+        .change(
+            &topology,
+            if_match(&headers)?,
+            Change::PatchNode {
+                node: node.clone(),
+                function: patch.function,
+                sources: patch.sources,
+            },
+        )
+        .await?;
+    let record = read_records(&state, &topology, &[&node])
+        .await?
+        .pop()
+        .flatten();
+    let spec = changed_node(&mut applied)?;
+    Ok((etag(applied.rev), Json(view(spec, record))).into_response())
+}
+
+/// A JSON merge patch of the node's attributes (null deletes a key). The change reaches the
+/// node through its partition, between the messages before and after it; the reply shows
+/// the attributes as they last were with the patch applied.
+#[utoipa::path(patch, path = "/v1/topologies/{t}/nodes/{n}/attrs", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id"),
+           ("If-Match" = Option<String>, Header, description = "the rev the change applies to")),
+    request_body(content = Object, description = "a JSON merge patch"),
+    responses((status = 200, body = AttrsView), (status = 404, description = "not_found"), (status = 422, description = "invalid_attrs")))]
+pub async fn patch_attrs(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    write_access(&caller, &topology)?;
+    body::format_of(&headers, &[Format::Json])?;
+    let bytes = body::read(body, &state.0.limits).await?;
+    let patch: Map<String, Value> = body::json(&bytes, &state.0.limits, "the attribute patch")?;
+    let applied = state
+        .change(
+            &topology,
+            if_match(&headers)?,
+            Change::PatchAttrs { node, patch },
+        )
+        .await?;
+    Ok((
+        etag(applied.rev),
+        Json(AttrsView {
+            attrs: applied.attrs.unwrap_or_default(),
+        }),
+    )
+        .into_response())
+}
+
+/// Deletes a node: 409 `has_dependents` while other nodes source from it, unless `force`.
+#[utoipa::path(delete, path = "/v1/topologies/{t}/nodes/{n}", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id"), DeleteQuery,
+           ("If-Match" = Option<String>, Header, description = "the rev the change applies to")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "not_found"), (status = 409, description = "has_dependents")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    write_access(&caller, &topology)?;
+    state
+        .change(
+            &topology,
+            if_match(&headers)?,
+            Change::DeleteNode {
+                node,
+                force: query.force,
+            },
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The node's latched output event, or 404 `no_output` before its first output.
+#[utoipa::path(get, path = "/v1/topologies/{t}/nodes/{n}/output", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id")),
+    responses((status = 200, description = "the output event", body = Object), (status = 404, description = "not_found or no_output")))]
+pub async fn output(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let (_, record) = one_node(&state, &caller, &topology, &node).await?;
+    let output = record.and_then(|record| record.output).ok_or_else(|| {
+        Failure::new(
+            StatusCode::NOT_FOUND,
+            "no_output",
+            format!("node {node:?} has not output anything yet"),
+        )
+    })?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        output,
+    )
+        .into_response())
+}
+
+/// The node's spec from the document and its record, if its partition wrote one yet.
+async fn one_node(
+    state: &AppState,
+    caller: &Caller,
+    topology: &str,
+    node: &str,
+) -> ApiResult<(NodeSpec, Option<NodeRecord>)> {
+    let record = state.topology(caller, topology).await?;
+    let spec = resolved(&record.doc)?
+        .into_iter()
+        .find(|spec| spec.id == node)
+        .ok_or_else(|| Failure::not_found(format!("topology {topology:?} has no node {node:?}")))?;
+    let stored = read_records(state, topology, &[node])
+        .await?
+        .pop()
+        .flatten();
+    Ok((spec, stored))
+}
+
+/// The records of `nodes`, in one round trip.
+pub async fn read_records(
+    state: &AppState,
+    topology: &str,
+    nodes: &[&str],
+) -> ApiResult<Vec<Option<NodeRecord>>> {
+    let client = &state.0.client;
+    let keys: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            let partition = partition_of(topology, node, state.0.settings.partitions);
+            client.keys().tagged(
+                &Tag::partition(partition),
+                &names::node_record(&format!("{topology}/{node}")),
+            )
+        })
+        .collect();
+    Ok(client
+        .read_hashes(&keys)
+        .await?
+        .iter()
+        .map(NodeRecord::from_fields)
+        .collect())
+}
+
+fn resolved(doc: &protocol::TopologyDoc) -> ApiResult<Vec<NodeSpec>> {
+    doc.resolved_nodes()
+        .map_err(|error| Failure::bad_request(error.code(), error.message()))
+}
+
+/// The API's view of a node: function and sources from the document (what was asked for),
+/// attributes, output and status from the partition's record when it has one.
+fn view(spec: NodeSpec, record: Option<NodeRecord>) -> NodeView {
+    let (attrs, output, status) = match record {
+        Some(record) => (
+            record.attrs,
+            record
+                .output
+                .and_then(|output| serde_json::from_str(&output).ok()),
+            record.status,
+        ),
+        None => (
+            spec.attrs,
+            None,
+            NodeStatus {
+                state: NodeState::Ok,
+                last_error: None,
+                dead_letters: 0,
+            },
+        ),
+    };
+    NodeView {
+        id: spec.id,
+        function: spec.function,
+        sources: spec.sources,
+        attrs,
+        output,
+        status,
+    }
+}
+
+/// The node a node change answered with; the store names it in every one.
+fn changed_node(applied: &mut protocol::store::Applied) -> ApiResult<NodeSpec> {
+    applied.node.take().ok_or_else(|| {
+        Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the store's reply did not name the node",
+        )
+    })
+}

@@ -1,0 +1,90 @@
+//! The function registry, and the routes for operators: liveness, readiness, metrics and the
+//! OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use protocol::store::FUNCTIONS;
+use protocol::FunctionDescription;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::{OpenApi as _, ToSchema};
+
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+/// The functions nodes can run.
+#[derive(Serialize, ToSchema)]
+pub struct FunctionList {
+    /// Sorted by name: `{"name", "description", "params": [{"name", "type", "default", "doc",
+    /// "state", "required"}]}`.
+    #[schema(value_type = Vec<Object>)]
+    functions: Vec<FunctionDescription>,
+}
+
+/// The function registry: every function a running processor (or the built-ins) offers.
+#[utoipa::path(get, path = "/v1/functions", tag = "functions",
+    responses((status = 200, body = FunctionList)))]
+pub async fn functions(State(state): State<AppState>) -> ApiResult<Json<FunctionList>> {
+    let client = &state.0.client;
+    let fields = client
+        .read_hashes(&[client.keys().plain(FUNCTIONS)])
+        .await?
+        .pop()
+        .unwrap_or_default();
+    let mut functions: Vec<FunctionDescription> = fields
+        .into_values()
+        .filter_map(|json| serde_json::from_str(&json).ok())
+        .collect();
+    functions.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(FunctionList { functions }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Object)))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: Redis answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, body = Object), (status = 503, description = "Redis is unreachable")))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.0.client.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            Json(json!({"status": "unavailable", "reason": format!("Redis: {error}")})),
+        )
+            .into_response(),
+    }
+}
+
+/// Prometheus text.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state
+        .0
+        .prometheus
+        .as_ref()
+        .map(|handle| handle.render())
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3", body = Object)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(super::ApiDoc::openapi())
+}

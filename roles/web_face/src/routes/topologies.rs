@@ -1,0 +1,203 @@
+//! Topology routes: list, apply a whole document, read it (JSON, TOML, Mermaid), delete.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use protocol::store::{Change, TopologyRecord, TOPOLOGY_INDEX};
+use protocol::{flowchart, TopologyDoc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{etag, if_match, require_slug, write_access, Applied};
+use crate::auth::Caller;
+use crate::body::{self, Format};
+use crate::error::{ApiResult, Failure};
+use crate::state::AppState;
+
+/// One topology in the list.
+#[derive(Serialize, ToSchema)]
+pub struct TopologySummary {
+    /// The topology id.
+    id: String,
+    /// How many nodes it has.
+    nodes: u64,
+    /// Its rev, for `If-Match`.
+    rev: u64,
+}
+
+/// The topologies the caller may see.
+#[derive(Serialize, ToSchema)]
+pub struct TopologyList {
+    /// Sorted by id.
+    topologies: Vec<TopologySummary>,
+}
+
+/// Query of `PUT /v1/topologies/{t}`.
+#[derive(Deserialize, IntoParams)]
+pub struct PutQuery {
+    /// Return the plan only; change nothing.
+    #[serde(default)]
+    dry_run: bool,
+    /// Drop the running state of every node in the document.
+    #[serde(default)]
+    reset_state: bool,
+}
+
+/// Lists the topologies the caller may see, with node count and rev.
+#[utoipa::path(get, path = "/v1/topologies", tag = "topologies",
+    responses((status = 200, body = TopologyList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<TopologyList>> {
+    let client = &state.0.client;
+    let ids: Vec<String> = client
+        .read_set(&client.keys().plain(TOPOLOGY_INDEX))
+        .await?
+        .into_iter()
+        .filter(|id| caller.grants.reads(id))
+        .collect();
+    let keys: Vec<String> = ids.iter().map(|id| state.topology_key(id)).collect();
+    let records = client.read_hashes(&keys).await?;
+    let topologies = ids
+        .into_iter()
+        .zip(records)
+        .filter(|(_, fields)| fields.contains_key("doc"))
+        .map(|(id, fields)| TopologySummary {
+            id,
+            nodes: fields
+                .get("nodes")
+                .and_then(|nodes| nodes.parse().ok())
+                .unwrap_or(0),
+            rev: protocol::store::stored_rev(&fields),
+        })
+        .collect();
+    Ok(Json(TopologyList { topologies }))
+}
+
+/// Applies a whole topology document: creates, updates and deletes nodes to match.
+#[utoipa::path(put, path = "/v1/topologies/{t}", tag = "topologies",
+    params(("t" = String, Path, description = "topology id"), PutQuery,
+           ("If-Match" = Option<String>, Header, description = "the rev the change applies to")),
+    request_body(content = Object, description = "the topology document, JSON or TOML (Content-Type: application/toml)",
+                 content_type = "application/json"),
+    responses((status = 201, body = Applied, description = "created"), (status = 200, body = Applied, description = "updated, or the plan of a dry run"),
+              (status = 412, description = "rev_mismatch"), (status = 422, description = "the document is not valid")))]
+pub async fn put(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+    Query(query): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    require_slug(&topology, "topology")?;
+    write_access(&caller, &topology)?;
+    let format = body::format_of(&headers, &[Format::Json, Format::Toml])?;
+    let bytes = body::read(body, &state.0.limits).await?;
+    let doc = match format {
+        Format::Toml => {
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                Failure::bad_request("malformed_document", "the TOML document is not UTF-8")
+            })?;
+            TopologyDoc::from_toml(text)
+        }
+        _ => {
+            // Depth first, then the document's own reading, which names what is wrong.
+            body::json::<serde_json::Value>(&bytes, &state.0.limits, "the document")?;
+            TopologyDoc::from_json(std::str::from_utf8(&bytes).unwrap_or_default())
+        }
+    }
+    .map_err(|error| Failure::bad_request(error.code(), error.message()))?;
+    let applied = state
+        .change(
+            &topology,
+            if_match(&headers)?,
+            Change::Put {
+                doc,
+                dry_run: query.dry_run,
+                reset_state: query.reset_state,
+            },
+        )
+        .await?;
+    let status = if applied.created_topology && !query.dry_run {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let rev = applied.rev;
+    Ok((status, etag(rev), Json(Applied::new(&topology, applied))).into_response())
+}
+
+/// The topology document; `Accept: application/toml` gives TOML. `ETag` carries the rev.
+#[utoipa::path(get, path = "/v1/topologies/{t}", tag = "topologies",
+    params(("t" = String, Path, description = "topology id")),
+    responses((status = 200, description = "the document, JSON or TOML", body = Object), (status = 404, description = "not_found")))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let TopologyRecord { doc, rev } = state.topology(&caller, &topology).await?;
+    let wants_toml = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/toml"));
+    if wants_toml {
+        let text = doc.to_toml().map_err(|error| {
+            Failure::from_store(protocol::store::ApiError::new(
+                error.code(),
+                error.message(),
+            ))
+        })?;
+        return Ok((
+            etag(rev),
+            [(header::CONTENT_TYPE, "application/toml")],
+            text,
+        )
+            .into_response());
+    }
+    Ok((etag(rev), Json(doc)).into_response())
+}
+
+/// Deletes the topology, its nodes, their state and latched outputs (history stays).
+#[utoipa::path(delete, path = "/v1/topologies/{t}", tag = "topologies",
+    params(("t" = String, Path, description = "topology id"),
+           ("If-Match" = Option<String>, Header, description = "the rev the change applies to")),
+    responses((status = 204, description = "deleted"), (status = 404, description = "not_found")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    write_access(&caller, &topology)?;
+    state
+        .change(&topology, if_match(&headers)?, Change::Delete)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A Mermaid `flowchart LR` of the topology.
+#[utoipa::path(get, path = "/v1/topologies/{t}/graph.mmd", tag = "topologies",
+    params(("t" = String, Path, description = "topology id")),
+    responses((status = 200, description = "Mermaid text", content_type = "text/vnd.mermaid", body = String)))]
+pub async fn graph(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(topology): Path<String>,
+) -> ApiResult<Response> {
+    let record = state.topology(&caller, &topology).await?;
+    let nodes = record
+        .doc
+        .resolved_nodes()
+        .map_err(|error| Failure::bad_request(error.code(), error.message()))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/vnd.mermaid; charset=utf-8")],
+        flowchart(&nodes),
+    )
+        .into_response())
+}
