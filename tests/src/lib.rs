@@ -5,11 +5,13 @@
 //! Layout: `lib.rs` ([`role_binary`]; [`eventually`] is redpill's, re-exported),
 //! `process.rs` ([`RoleProcess`]: a role binary as a child process), `graph.rs` (acting as
 //! the store and the API towards processors: creating nodes and injecting messages through
-//! redpill, reading node state back).
+//! redpill, reading node state back), `mesh.rs` ([`mesh::Mesh`]: Redis, store, processors and
+//! web_face as processes, with an HTTP client for the API).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod graph;
+pub mod mesh;
 mod process;
 
 use std::path::{Path, PathBuf};
