@@ -80,7 +80,7 @@ impl Mesh {
         let client = Client::connect(redis.config().set_prefix("gorgon"))
             .await
             .expect("connect to the test Redis");
-        let mut mesh = Mesh {
+        let mesh = Mesh {
             store: spawn("store", &all),
             processors: (0..processors).map(|_| spawn("processor", &all)).collect(),
             web: spawn("web_face", &all),
