@@ -395,3 +395,198 @@ fn rev_mismatch(topology: &str, expected: u64, current: &Current) -> ApiError {
     };
     ApiError::new("rev_mismatch", message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{Param, ParamKind};
+    use serde_json::json;
+
+    fn functions() -> Functions {
+        let describe = |name: &str, params: Vec<Param>| FunctionDescription {
+            name: name.to_owned(),
+            description: String::new(),
+            params,
+        };
+        Functions::new([
+            describe("pass", vec![]),
+            describe(
+                "count",
+                vec![Param::state("count", ParamKind::Integer, "seen")],
+            ),
+            describe(
+                "threshold",
+                vec![Param::setting("above", ParamKind::Number, "limit")],
+            ),
+        ])
+    }
+
+    fn doc(value: Value) -> TopologyDoc {
+        TopologyDoc::from_json(&value.to_string()).unwrap()
+    }
+
+    fn run(current: &mut Current, change: Change) -> Result<Outcome, ApiError> {
+        apply("t", current, None, change, &functions(), &Limits::default())
+    }
+
+    fn put(value: Value) -> Change {
+        Change::Put {
+            doc: doc(value),
+            dry_run: false,
+            reset_state: false,
+        }
+    }
+
+    /// A new source gets a `put` that carries its new targets and no attributes, so the
+    /// running state of a node whose own spec did not change is left alone.
+    #[test]
+    fn target_changes_send_puts_without_attributes() {
+        let mut current = Current::default();
+        run(
+            &mut current,
+            put(json!({"node": [{"id": "a", "function": "count", "attrs": {"count": 5}}]})),
+        )
+        .unwrap();
+        assert_eq!(current.rev, 1);
+        let outcome = run(
+            &mut current,
+            put(
+                json!({"node": [{"id": "a", "function": "count", "attrs": {"count": 5}},
+                                {"id": "b", "function": "pass", "sources": ["a"]}]}),
+            ),
+        )
+        .unwrap();
+        assert_eq!(outcome.applied.plan.created, ["b"]);
+        assert_eq!(outcome.applied.plan.updated, Vec::<String>::new());
+        let Body::Upsert {
+            spec,
+            targets,
+            reset_state,
+        } = &outcome.sends[0].1
+        else {
+            panic!("{:?}", outcome.sends);
+        };
+        assert_eq!(
+            (outcome.sends[0].0.as_str(), targets.as_slice()),
+            ("a", ["b".to_owned()].as_slice())
+        );
+        assert!(spec.attrs.is_empty() && !reset_state);
+        assert_eq!(outcome.sends[1].0, "b");
+        assert_eq!(current.rev, 2);
+    }
+
+    /// `reset_state` sends every node a `put` that drops its running state.
+    #[test]
+    fn reset_state_reaches_every_node() {
+        let mut current = Current::default();
+        let nodes =
+            json!({"node": [{"id": "a", "function": "pass"}, {"id": "b", "function": "count"}]});
+        run(&mut current, put(nodes.clone())).unwrap();
+        let outcome = run(
+            &mut current,
+            Change::Put {
+                doc: doc(nodes),
+                dry_run: false,
+                reset_state: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(outcome.sends.len(), 2);
+        assert!(outcome.sends.iter().all(|(_, body)| matches!(
+            body,
+            Body::Upsert {
+                reset_state: true,
+                ..
+            }
+        )));
+    }
+
+    /// A refused change leaves the topology as it was; a dry run too, and sends nothing.
+    #[test]
+    fn refusals_and_dry_runs_change_nothing() {
+        let mut current = Current::default();
+        run(
+            &mut current,
+            put(json!({"node": [{"id": "a", "function": "pass"}]})),
+        )
+        .unwrap();
+        let before = current.clone();
+        let error = run(
+            &mut current,
+            Change::CreateNode {
+                node: NodeSpec {
+                    id: "b".into(),
+                    function: "threshold".into(),
+                    sources: vec!["a".into()],
+                    attrs: json!({"above": "x"}).as_object().unwrap().clone(),
+                },
+            },
+        )
+        .unwrap_err();
+        assert_eq!(error.code, "invalid_attrs");
+        assert_eq!(current, before);
+        let dry = run(
+            &mut current,
+            Change::Put {
+                doc: doc(json!({"node": []})),
+                dry_run: true,
+                reset_state: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(dry.applied.plan.deleted, ["a"]);
+        assert!(dry.sends.is_empty());
+        assert_eq!(current, before);
+        let stale = apply(
+            "t",
+            &mut current,
+            Some(9),
+            Change::Delete,
+            &functions(),
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert_eq!(stale.code, "rev_mismatch");
+    }
+
+    /// Deleting a node others source from needs `force`, which also removes the edges and
+    /// moves the graph's edges into `sources`.
+    #[test]
+    fn delete_with_dependents() {
+        let mut current = Current::default();
+        run(
+            &mut current,
+            put(json!({"graph": "a --> b --> c",
+                       "node": [{"id": "a", "function": "pass"}, {"id": "b", "function": "pass"},
+                                {"id": "c", "function": "pass"}]})),
+        )
+        .unwrap();
+        let refused = run(
+            &mut current,
+            Change::DeleteNode {
+                node: "b".into(),
+                force: false,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(refused.code, "has_dependents");
+        assert!(
+            refused.message.contains("source of c"),
+            "{}",
+            refused.message
+        );
+        let outcome = run(
+            &mut current,
+            Change::DeleteNode {
+                node: "b".into(),
+                force: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(outcome.applied.plan.deleted, ["b"]);
+        assert_eq!(outcome.applied.plan.updated, ["c"]);
+        let doc = current.doc.unwrap();
+        assert_eq!(doc.graph, None);
+        assert!(doc.node.iter().all(|node| node.sources.is_empty()));
+    }
+}
