@@ -104,8 +104,12 @@ impl Mesh {
         })
         .await;
         // The store publishes the function registry at start; wait for it too.
-        mesh.web.wait_for_output("serving the REST API", Duration::from_secs(5)).await;
-        mesh.store.wait_for_output("starting", Duration::from_secs(10)).await;
+        mesh.web
+            .wait_for_output("serving the REST API", Duration::from_secs(5))
+            .await;
+        mesh.store
+            .wait_for_output("starting", Duration::from_secs(10))
+            .await;
         mesh
     }
 
@@ -148,7 +152,11 @@ impl Mesh {
     pub async fn queue_lengths(&self) -> Vec<(u64, u64)> {
         let mut lengths = Vec::new();
         for partition in 0..PARTITIONS {
-            let queue = Queue::new(&self.client, &Tag::partition(partition), protocol::names::INPUT_QUEUE);
+            let queue = Queue::new(
+                &self.client,
+                &Tag::partition(partition),
+                protocol::names::INPUT_QUEUE,
+            );
             let depth = queue.depth().await.expect("queue depth");
             lengths.push((depth.held, depth.dead));
         }
