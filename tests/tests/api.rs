@@ -781,3 +781,136 @@ async fn everything_survives_a_restart_of_every_process() {
         (StatusCode::OK, "\"3\"")
     );
 }
+
+/// A partition queue at its high-water mark refuses injects with 429 and `Retry-After`, all
+/// of a request or none; with no store running, changes answer 503 with `Retry-After`.
+#[tokio::test]
+async fn back_pressure_and_a_missing_store() {
+    let mut mesh = Mesh::start(
+        0,
+        &[
+            ("GORGON_QUEUE_HIGH_WATER", "10"),
+            ("GORGON_STORE_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    let created = mesh
+        .call(
+            Method::PUT,
+            "/v1/topologies/full",
+            &json!({"node": [{"id": "a", "function": "pass"}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let ndjson = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join("\n");
+    let inject = |n: usize| {
+        mesh.send(
+            mesh.request(Method::POST, "/v1/topologies/full/nodes/a/messages")
+                .header("content-type", "application/x-ndjson")
+                .body(ndjson(n)),
+        )
+    };
+    // The node's put already holds one place in the queue (no processor runs).
+    assert_eq!(inject(8).await.status, StatusCode::ACCEPTED);
+    let before = mesh.queue_lengths().await;
+    let refused = inject(2).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "backlog")
+    );
+    assert_eq!(refused.header("retry-after"), "1");
+    assert_eq!(mesh.queue_lengths().await, before, "all or none");
+    assert_eq!(inject(1).await.status, StatusCode::ACCEPTED);
+
+    mesh.store.signal("KILL");
+    mesh.store.wait_for_exit(Duration::from_secs(10)).await;
+    let started = std::time::Instant::now();
+    let no_store = mesh
+        .call(Method::PUT, "/v1/topologies/other", &json!({"node": []}))
+        .await;
+    assert_eq!(
+        (no_store.status, no_store.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    );
+    assert_eq!(no_store.header("retry-after"), "1");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The request expired unanswered, so a store started later does not apply it.
+    mesh.store = mesh.spawn("store");
+    mesh.store
+        .wait_for_output("starting", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = mesh
+        .call(Method::GET, "/v1/topologies/other", &Value::Null)
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+/// A message whose function fails is dead-lettered with its error, listed with its node and
+/// data, and replayed once the node is fixed.
+#[tokio::test]
+async fn dead_letters_are_listed_and_replayed() {
+    let mesh = Mesh::start(1, &[("GORGON_MAX_ATTEMPTS", "1")]).await;
+    let created = mesh
+        .call(
+            Method::PUT,
+            "/v1/topologies/dl",
+            &json!({"node": [{"id": "avg", "function": "average", "attrs": {"field": "/celsius"}}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let injected = mesh
+        .call(
+            Method::POST,
+            "/v1/topologies/dl/nodes/avg/messages",
+            &json!({"celsius": "warm", "kelvin": 300}),
+        )
+        .await;
+    let id = injected.json["msg_id"].as_str().unwrap().to_owned();
+    let node = get_settled(&mesh, "/v1/topologies/dl/nodes/avg", |node| {
+        node["status"]["dead_letters"] == 1
+    })
+    .await;
+    assert_eq!(node["status"]["state"], "error");
+    let listed = mesh
+        .call(Method::GET, "/v1/topologies/dl/dead-letters", &Value::Null)
+        .await;
+    let items = listed.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", listed.text);
+    assert_eq!(items[0]["id"], id.as_str());
+    assert_eq!(items[0]["node"], "avg");
+    assert_eq!(items[0]["attempts"], 1);
+    assert_eq!(items[0]["data"], json!({"celsius": "warm", "kelvin": 300}));
+    assert!(
+        items[0]["error"].as_str().unwrap().contains("/celsius"),
+        "{}",
+        items[0]["error"]
+    );
+
+    let fixed = mesh
+        .call(
+            Method::PATCH,
+            "/v1/topologies/dl/nodes/avg/attrs",
+            &json!({"field": "/kelvin"}),
+        )
+        .await;
+    assert_eq!(fixed.status, StatusCode::OK);
+    let replayed = mesh
+        .call(
+            Method::POST,
+            "/v1/topologies/dl/dead-letters/replay",
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(replayed.json, json!({"replayed": [id]}));
+    let node = get_settled(&mesh, "/v1/topologies/dl/nodes/avg", |node| {
+        node["attrs"]["count"] == 1
+    })
+    .await;
+    assert_eq!(node["attrs"]["mean"], 300.0);
+    assert_eq!(node["status"]["state"], "ok");
+    let listed = mesh
+        .call(Method::GET, "/v1/topologies/dl/dead-letters", &Value::Null)
+        .await;
+    assert_eq!(listed.json, json!({"items": []}));
+}
