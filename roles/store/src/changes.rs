@@ -196,20 +196,31 @@ pub fn apply(
             }
             let attrs = spec.attrs.clone();
             let spec = spec.clone();
-            current.doc = Some(next_doc);
-            current.rev += 1;
+            let changed = current.doc.as_ref() != Some(&next_doc);
+            if changed {
+                current.doc = Some(next_doc);
+                current.rev += 1;
+            }
             Ok(Outcome {
                 applied: Applied {
                     rev: current.rev,
                     plan: Plan {
-                        updated: vec![node.clone()],
+                        updated: if changed {
+                            vec![node.clone()]
+                        } else {
+                            Vec::new()
+                        },
                         ..Plan::default()
                     },
                     node: Some(spec),
                     attrs: Some(attrs),
                     ..Applied::default()
                 },
-                sends: vec![(node, Body::PatchAttrs { patch })],
+                sends: if changed {
+                    vec![(node, Body::PatchAttrs { patch })]
+                } else {
+                    Vec::new()
+                },
             })
         }
         Change::DeleteNode { node, force } => {
@@ -257,8 +268,11 @@ fn commit_doc(
     let plan = plan(&old, &next);
     let sends = node_changes(&old, &next, &plan, false);
     let spec = node.and_then(|id| next_doc.node.iter().find(|spec| spec.id == id).cloned());
-    current.doc = Some(next_doc);
-    current.rev += 1;
+    // A change that changes nothing keeps the rev and sends nothing.
+    if current.doc.as_ref() != Some(&next_doc) {
+        current.doc = Some(next_doc);
+        current.rev += 1;
+    }
     Ok(Outcome {
         applied: Applied {
             rev: current.rev,
@@ -525,6 +539,24 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.code, "invalid_attrs");
         assert_eq!(current, before);
+        for unchanged in [
+            Change::PatchAttrs {
+                node: "a".into(),
+                patch: Map::new(),
+            },
+            Change::PatchNode {
+                node: "a".into(),
+                function: None,
+                sources: None,
+            },
+        ] {
+            let outcome = run(&mut current, unchanged).unwrap();
+            assert!(outcome.sends.is_empty());
+            assert_eq!(
+                current, before,
+                "a change that changes nothing keeps the rev"
+            );
+        }
         let dry = run(
             &mut current,
             Change::Put {

@@ -98,6 +98,14 @@ async fn handle(
     let mut by_topology: BTreeMap<String, Vec<(Request, StoreRequest)>> = BTreeMap::new();
     for request in requests {
         match serde_json::from_slice::<StoreRequest>(&request.body) {
+            // A topology id must be a slug before it becomes part of a key.
+            Ok(parsed) if protocol::validate_slug(&parsed.topology).is_err() => {
+                let error = ApiError::new(
+                    "invalid_slug",
+                    format!("{:?} is not a topology id", parsed.topology),
+                );
+                replies.push((request, encode(&Err(error))));
+            }
             Ok(parsed) => by_topology
                 .entry(parsed.topology.clone())
                 .or_default()

@@ -98,6 +98,21 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8], limits: &Limits, what: &str) -> A
     })
 }
 
+/// Like [`json`], for a body that must be a JSON object: serde would also read a struct
+/// from an array, by position, which the API does not take.
+pub fn json_object<T: DeserializeOwned>(bytes: &[u8], limits: &Limits, what: &str) -> ApiResult<T> {
+    let value: Value = json(bytes, limits, what)?;
+    if !value.is_object() {
+        return Err(Failure::bad_request(
+            "malformed_json",
+            format!("{what} must be a JSON object"),
+        ));
+    }
+    serde_json::from_value(value).map_err(|error| {
+        Failure::bad_request("malformed_json", format!("{what} is not valid: {error}"))
+    })
+}
+
 /// The ndjson lines of `bytes` as JSON values, all or none: blank lines are skipped, and the
 /// first bad line fails the whole body, naming the line (1-based). 413 past the line limit.
 pub fn ndjson(bytes: &[u8], limits: &Limits) -> ApiResult<Vec<Value>> {
@@ -184,6 +199,24 @@ mod tests {
         assert_eq!(error.error.code, "too_deep");
         let error = json::<Value>(b"{\"a\":", &LIMITS, "the body").unwrap_err();
         assert_eq!(error.error.code, "malformed_json");
+    }
+
+    /// A body that must be an object refuses an array, which serde would read by position.
+    #[test]
+    fn object_bodies_refuse_arrays() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Patch {
+            #[serde(default)]
+            #[allow(dead_code)]
+            function: Option<String>,
+        }
+        assert!(json::<Patch>(b"[]", &LIMITS, "the change").is_ok());
+        let error = json_object::<Patch>(b"[]", &LIMITS, "the change").unwrap_err();
+        assert_eq!(error.error.code, "malformed_json");
+        assert_eq!(error.error.message, "the change must be a JSON object");
+        assert!(json_object::<Patch>(br#"{"function":"pass"}"#, &LIMITS, "the change").is_ok());
+        let error = json_object::<Patch>(b"[[[[1]]]]", &LIMITS, "the change").unwrap_err();
+        assert_eq!(error.error.code, "too_deep");
     }
 
     /// ndjson: blank lines skipped, a bad line named, the line limit applied.

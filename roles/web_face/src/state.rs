@@ -108,9 +108,10 @@ impl AppState {
         }
     }
 
-    /// The stored topology, if it exists and `caller` may see it; else 404.
+    /// The stored topology, if it exists and `caller` may see it; else 404. An id that is no
+    /// slug names no topology (and could not be made into its key).
     pub async fn topology(&self, caller: &Caller, topology: &str) -> ApiResult<TopologyRecord> {
-        if !caller.grants.reads(topology) {
+        if protocol::validate_slug(topology).is_err() || !caller.grants.reads(topology) {
             return Err(Failure::no_topology(topology));
         }
         self.read_topology(topology)

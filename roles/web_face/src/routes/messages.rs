@@ -1,7 +1,7 @@
 //! Injects, and the dead letters of a topology.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::write_access;
+use super::{write_access, Path, Query};
 use crate::auth::Caller;
 use crate::body::{self, Format};
 use crate::error::{ApiResult, Failure};

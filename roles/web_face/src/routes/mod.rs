@@ -9,12 +9,14 @@ pub mod topologies;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -133,6 +135,7 @@ pub fn router(state: AppState) -> Router {
             post(messages::replay),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
@@ -140,10 +143,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(v1)
         .fallback(not_found)
         .layer(middleware::from_fn(measure))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(middleware::from_fn(close_after_refusal))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let id = request
@@ -206,6 +211,26 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     next.run(request).await
 }
 
+/// Adds `Connection: close` to an error answer to a request that carried a body. The body
+/// may be unread (refused before reading it, or over the limit), and the server then closes
+/// the connection after the answer anyway; without the header a client would reuse the
+/// connection and see its next request fail.
+async fn close_after_refusal(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Counts requests by route and status, and times them.
 async fn measure(request: Request, next: Next) -> Response {
     let route = request
@@ -228,6 +253,53 @@ async fn not_found() -> Failure {
     Failure::not_found("no such route; GET /openapi.json lists them")
 }
 
+/// 405 for a route that exists without this method (axum adds the `Allow` header).
+async fn method_not_allowed() -> Failure {
+    Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method; GET /openapi.json lists the methods of each",
+    )
+}
+
+/// The ids of a route's path, like `axum::extract::Path`, refused in the API's error body
+/// (400 `invalid_path`, e.g. for a percent-encoding that is not UTF-8).
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(Failure::new(
+                rejection.status(),
+                "invalid_path",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// The query string, like `axum::extract::Query`, refused in the API's error body
+/// (400 `invalid_query`).
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(Failure::new(
+                rejection.status(),
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
 /// A panic in a handler: 500 without internals (the panic is in the log).
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
@@ -240,9 +312,10 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
-/// 404 when `caller` may not see `topology`, 403 when it may see but not change it.
+/// 404 when `caller` may not see `topology` (or it is no slug, so no topology has it), 403
+/// when it may see but not change it.
 pub fn write_access(caller: &Caller, topology: &str) -> ApiResult<()> {
-    if !caller.grants.reads(topology) {
+    if protocol::validate_slug(topology).is_err() || !caller.grants.reads(topology) {
         return Err(Failure::no_topology(topology));
     }
     if !caller.grants.writes(topology) {

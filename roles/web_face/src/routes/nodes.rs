@@ -1,7 +1,7 @@
 //! Node routes: create, list, read, change, patch attributes, delete, latched output.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{etag, if_match, write_access};
+use super::{etag, if_match, write_access, Path, Query};
 use crate::auth::Caller;
 use crate::body::{self, Format};
 use crate::error::{ApiResult, Failure};
@@ -90,7 +90,7 @@ pub async fn create(
     write_access(&caller, &topology)?;
     body::format_of(&headers, &[Format::Json])?;
     let bytes = body::read(body, &state.0.limits).await?;
-    let node: NodeSpec = body::json(&bytes, &state.0.limits, "the node")?;
+    let node: NodeSpec = body::json_object(&bytes, &state.0.limits, "the node")?;
     let mut applied = state
         .change(&topology, if_match(&headers)?, Change::CreateNode { node })
         .await?;
@@ -154,7 +154,7 @@ pub async fn patch(
     write_access(&caller, &topology)?;
     body::format_of(&headers, &[Format::Json])?;
     let bytes = body::read(body, &state.0.limits).await?;
-    let patch: NodePatch = body::json(&bytes, &state.0.limits, "the node change")?;
+    let patch: NodePatch = body::json_object(&bytes, &state.0.limits, "the node change")?;
     let mut applied = state
         .change(
             &topology,

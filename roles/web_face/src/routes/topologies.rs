@@ -1,7 +1,7 @@
 //! Topology routes: list, apply a whole document, read it (JSON, TOML, Mermaid), delete.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -10,7 +10,7 @@ use protocol::{flowchart, TopologyDoc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{etag, if_match, require_slug, write_access, Applied};
+use super::{etag, if_match, require_slug, write_access, Applied, Path, Query};
 use crate::auth::Caller;
 use crate::body::{self, Format};
 use crate::error::{ApiResult, Failure};
@@ -105,8 +105,15 @@ pub async fn put(
             TopologyDoc::from_toml(text)
         }
         _ => {
-            // Depth first, then the document's own reading, which names what is wrong.
-            body::json::<serde_json::Value>(&bytes, &state.0.limits, "the document")?;
+            // Depth first, then the document's own reading, which names what is wrong. An
+            // array would be read as a document by position; only an object is one.
+            let value = body::json::<serde_json::Value>(&bytes, &state.0.limits, "the document")?;
+            if !value.is_object() {
+                return Err(Failure::bad_request(
+                    "malformed_document",
+                    "the document must be a JSON object",
+                ));
+            }
             TopologyDoc::from_json(std::str::from_utf8(&bytes).unwrap_or_default())
         }
     }
