@@ -101,11 +101,15 @@ async fn role_stops_on_sigint() {
 /// Starts `role` with an API token, checks it is masked, and stops it with SIGTERM.
 async fn http_role_starts_and_stops(role: &str) {
     let redis = TestRedis::start();
+    let port = redpill::testing::free_port().to_string();
     let process = RoleProcess::spawn(
         role,
         &[
             ("REDIS_URL", &redis.url()),
             ("GORGON_API_TOKENS", API_TOKENS),
+            ("GORGON_WEB_PORT", &port),
+            ("GORGON_NOTIFIER_PORT", &port),
+            ("GORGON_STATS_PORT", &port),
         ],
     );
     let output = process.starts_and_stops_on("TERM").await;

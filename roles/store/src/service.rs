@@ -249,13 +249,25 @@ async fn apply_held(
                 .await?;
         }
         commit(client, settings, topology, keys, grant, &current, &sends).await?;
-        deliver(&keys.outbox, &keys.lease, grant).await?;
-        if current.doc.is_none() {
-            client
-                .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], false)
-                .await?;
+        // Committed: the changes are applied whatever happens next, so what follows only
+        // logs its failures. Undelivered node changes wait in the outbox for the next change
+        // or the sweep; a stale index entry is skipped by readers and removed by the sweep.
+        if let Err(error) = deliver(&keys.outbox, &keys.lease, grant).await {
+            tracing::warn!(%topology, error = format!("{error:#}"), "node changes committed but not yet delivered; the sweep will");
         }
-        fill_patched_attrs(client, settings, topology, &mut replies, &patches).await?;
+        if current.doc.is_none() {
+            if let Err(error) = client
+                .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], false)
+                .await
+            {
+                tracing::warn!(%topology, %error, "could not remove a deleted topology from the index");
+            }
+        }
+        if let Err(error) =
+            fill_patched_attrs(client, settings, topology, &mut replies, &patches).await
+        {
+            tracing::warn!(%topology, error = format!("{error:#}"), "answering attribute patches with the document's attributes");
+        }
     }
     Ok(replies)
 }
@@ -417,21 +429,48 @@ async fn sweep(client: Client, settings: Settings, owner: String, token: Cancell
 }
 
 async fn sweep_once(client: &Client, settings: &Settings, owner: &str) -> anyhow::Result<()> {
-    for topology in client
-        .read_set(&client.keys().plain(TOPOLOGY_INDEX))
-        .await?
-    {
+    let index = client.keys().plain(TOPOLOGY_INDEX);
+    for topology in client.read_set(&index).await? {
         let keys = TopologyKeys::new(client, &topology);
-        if keys.outbox.is_empty().await? {
+        let outbox_empty = keys.outbox.is_empty().await?;
+        let exists = client
+            .read_hashes(std::slice::from_ref(&keys.record))
+            .await?
+            .pop()
+            .is_some_and(|fields| fields.contains_key("doc"));
+        if outbox_empty && exists {
             continue;
         }
         let Acquired::Granted(grant) = keys.lease.acquire(owner, settings.lease_time).await? else {
             continue; // Someone is changing it, and delivers as they do.
         };
-        let delivered = deliver(&keys.outbox, &keys.lease, &grant).await;
+        let outcome = tidy(client, &index, &topology, &keys, &grant).await;
         let _ = keys.lease.release(&grant).await;
-        delivered?;
+        outcome?;
+    }
+    Ok(())
+}
+
+/// Under the topology's lease: delivers what its outbox holds, and takes a topology without a
+/// document (deleted, or whose creation never committed) off the index.
+async fn tidy(
+    client: &Client,
+    index: &str,
+    topology: &str,
+    keys: &TopologyKeys,
+    grant: &Grant,
+) -> anyhow::Result<()> {
+    if !keys.outbox.is_empty().await? {
+        deliver(&keys.outbox, &keys.lease, grant).await?;
         tracing::info!(%topology, "delivered node changes a store left behind");
+    }
+    let fields = client
+        .read_hashes(std::slice::from_ref(&keys.record))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    if !fields.contains_key("doc") {
+        client.update_set(index, &[topology], false).await?;
     }
     Ok(())
 }

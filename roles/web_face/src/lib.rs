@@ -63,6 +63,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         return Ok(());
     };
     runtime::check_partitions(&client, config.redis.partitions).await?;
+    tracing::info!(config = ?config, "starting");
     let state = state::AppState::new(
         client.clone(),
         body::Limits {
@@ -85,7 +86,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .with_context(|| {
             format!("could not listen on {address}; is the port (GORGON_WEB_PORT) taken?")
         })?;
-    tracing::info!(config = ?config, %address, "serving the REST API");
+    tracing::info!(%address, "serving the REST API");
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(token.clone().cancelled_owned())
