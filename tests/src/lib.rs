@@ -6,12 +6,14 @@
 //! `process.rs` ([`RoleProcess`]: a role binary as a child process), `graph.rs` (acting as
 //! the store and the API towards processors: creating nodes and injecting messages through
 //! redpill, reading node state back), `mesh.rs` ([`mesh::Mesh`]: Redis, store, processors and
-//! web_face as processes, with an HTTP client for the API).
+//! web_face as processes, with an HTTP client for the API), `mongo.rs` ([`mongo::TestMongo`]: a
+//! MongoDB-wire server of the test's own, `mongod` or nx-27017).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod graph;
 pub mod mesh;
+pub mod mongo;
 mod process;
 
 use std::path::{Path, PathBuf};

@@ -7,12 +7,13 @@
 //! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
 //! `output.rs` (the output event), [`function`] (what a function declares: its parameters), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
 //! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`, [`store`] (the store service's requests and replies, and
-//! where topologies are kept).
+//! where topologies are kept), [`history`] (history queries and pages).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 mod envelope;
 pub mod function;
+pub mod history;
 pub mod names;
 mod node;
 mod output;

@@ -22,8 +22,12 @@ pub const ARCHIVE_GROUP: &str = "archive";
 /// The topic every role publishes its stats to, once a second.
 pub const STATS_TOPIC: &str = "stats";
 
-/// The request/reply service of the store.
+/// The request/reply service of the store: topology changes.
 pub const STORE_SERVICE: &str = "store";
+
+/// The request/reply service of the store's archive: history queries. Apart from
+/// [`STORE_SERVICE`], so that reads never wait behind changes or the other way round.
+pub const HISTORY_SERVICE: &str = "history";
 
 /// The live channel carrying the output events of one topology, for the notifier. Each
 /// message is a JSON array of output events in commit order (all those of one processor

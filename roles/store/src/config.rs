@@ -23,6 +23,24 @@ pub struct Config {
     )]
     pub mongodb_uri: ConnectionUrl,
 
+    /// The most documents one archive write carries.
+    #[arg(long, env = "GORGON_ARCHIVE_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub archive_batch: u64,
+
+    /// The write concern of archive writes: `majority` (a replica set), `journaled`
+    /// (`w: 1, j: true`, for a standalone server) or a number of members.
+    #[arg(long, env = "GORGON_ARCHIVE_WRITE_CONCERN", default_value = "majority")]
+    pub archive_write_concern: String,
+
+    /// Days archived outputs are kept (a TTL index on `ts`); 0 keeps them for ever.
+    #[arg(long, env = "GORGON_ARCHIVE_RETENTION_DAYS", default_value_t = 0)]
+    pub archive_retention_days: u32,
+
+    /// How long a MongoDB operation waits for a reachable server, in milliseconds, before it
+    /// fails (and is retried).
+    #[arg(long, env = "GORGON_MONGODB_TIMEOUT_MS", default_value_t = 5000)]
+    pub mongodb_timeout_ms: u64,
+
     /// The most sources one node may have, counting those from a document's graph.
     #[arg(long, env = "GORGON_MAX_SOURCES", default_value_t = protocol::DEFAULT_MAX_SOURCES)]
     pub max_sources: usize,

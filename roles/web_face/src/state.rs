@@ -174,6 +174,39 @@ impl AppState {
         Ok(found)
     }
 
+    /// Asks the store for a page of history.
+    pub async fn history(
+        &self,
+        query: &protocol::history::HistoryQuery,
+    ) -> ApiResult<protocol::history::HistoryPage> {
+        let body = serde_json::to_vec(query).expect("a query always serializes");
+        let reply = self
+            .0
+            .requester
+            .request(
+                protocol::names::HISTORY_SERVICE,
+                &body,
+                self.0.settings.store_timeout,
+            )
+            .await
+            .map_err(|error| match error {
+                redpill::Error::Timeout { .. } => Failure::unavailable(format!(
+                    "no store answered the history query within {} ms",
+                    self.0.settings.store_timeout.as_millis()
+                )),
+                other => Failure::from(other),
+            })?;
+        let reply: protocol::history::HistoryReply =
+            serde_json::from_slice(&reply).map_err(|error| {
+                tracing::error!(%error, "the store's history reply does not parse");
+                Failure::from_store(ApiError::new(
+                    "internal",
+                    "the store's reply could not be read",
+                ))
+            })?;
+        reply.map_err(Failure::from_store)
+    }
+
     /// Sends a change to the store and waits for its answer.
     pub async fn change(
         &self,

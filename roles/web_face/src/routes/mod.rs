@@ -48,6 +48,7 @@ use crate::state::AppState;
         nodes::patch_attrs,
         nodes::delete,
         nodes::output,
+        nodes::history,
         messages::inject,
         messages::dead_letters,
         messages::replay,
@@ -122,6 +123,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(nodes::patch_attrs),
         )
         .route("/v1/topologies/{t}/nodes/{n}/output", get(nodes::output))
+        .route("/v1/topologies/{t}/nodes/{n}/history", get(nodes::history))
         .route(
             "/v1/topologies/{t}/nodes/{n}/messages",
             post(messages::inject),

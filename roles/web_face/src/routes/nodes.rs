@@ -349,3 +349,135 @@ fn changed_node(applied: &mut protocol::store::Applied) -> ApiResult<NodeSpec> {
         )
     })
 }
+
+/// Query of the history route.
+#[derive(Deserialize, IntoParams)]
+pub struct HistoryParams {
+    /// Only outputs with a greater seq.
+    after_seq: Option<u64>,
+    /// Only outputs with a smaller seq.
+    before_seq: Option<u64>,
+    /// Only outputs at or after this time (RFC 3339).
+    from: Option<String>,
+    /// Only outputs before this time (RFC 3339).
+    to: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u32>,
+    /// `desc` (newest first, the default) or `asc`.
+    order: Option<String>,
+}
+
+/// A page of archived outputs.
+#[derive(Serialize, ToSchema)]
+pub struct HistoryView {
+    /// Output events, by seq in the order asked for.
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<protocol::OutputEvent>,
+    /// The path of the next page, or null on the last.
+    next: Option<String>,
+}
+
+/// The node's archived outputs from MongoDB, newest first unless `order=asc`.
+#[utoipa::path(get, path = "/v1/topologies/{t}/nodes/{n}/history", tag = "nodes",
+    params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id"), HistoryParams),
+    responses((status = 200, body = HistoryView), (status = 400, description = "invalid_query"),
+              (status = 404, description = "not_found"), (status = 503, description = "the archive is unreachable")))]
+pub async fn history(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((topology, node)): Path<(String, String)>,
+    Query(params): Query<HistoryParams>,
+) -> ApiResult<Json<HistoryView>> {
+    // History outlives nodes and topologies: only the token's scope is checked.
+    if protocol::validate_slug(&topology).is_err() || !caller.grants.reads(&topology) {
+        return Err(Failure::no_topology(&topology));
+    }
+    let time = |name: &str, text: &Option<String>| -> ApiResult<Option<i64>> {
+        text.as_deref()
+            .map(|text| {
+                protocol::Timestamp::parse(text)
+                    .map(protocol::Timestamp::unix_ms)
+                    .ok_or_else(|| {
+                        Failure::bad_request(
+                            "invalid_query",
+                            format!("{name} must be an RFC 3339 time such as 2026-11-23T06:00:00Z"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > protocol::history::MAX_HISTORY_LIMIT {
+        return Err(Failure::bad_request(
+            "invalid_query",
+            format!(
+                "limit must be 1 to {}",
+                protocol::history::MAX_HISTORY_LIMIT
+            ),
+        ));
+    }
+    let ascending = match params.order.as_deref() {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(_) => {
+            return Err(Failure::bad_request(
+                "invalid_query",
+                "order must be asc or desc",
+            ))
+        }
+    };
+    let query = protocol::history::HistoryQuery {
+        topology: topology.clone(),
+        node: node.clone(),
+        after_seq: params.after_seq,
+        before_seq: params.before_seq,
+        from_ms: time("from", &params.from)?,
+        to_ms: time("to", &params.to)?,
+        limit,
+        ascending,
+    };
+    let page = state.history(&query).await?;
+    let next = match (page.more, page.items.last()) {
+        (true, Some(last)) => {
+            let mut parts = vec![
+                format!("limit={limit}"),
+                format!("order={}", if ascending { "asc" } else { "desc" }),
+            ];
+            let (after, before) = if ascending {
+                (Some(last.seq), query.before_seq)
+            } else {
+                (query.after_seq, Some(last.seq))
+            };
+            parts.extend(after.map(|seq| format!("after_seq={seq}")));
+            parts.extend(before.map(|seq| format!("before_seq={seq}")));
+            parts.extend(
+                params
+                    .from
+                    .as_ref()
+                    .map(|from| format!("from={}", encode(from))),
+            );
+            parts.extend(params.to.as_ref().map(|to| format!("to={}", encode(to))));
+            Some(format!(
+                "/v1/topologies/{topology}/nodes/{node}/history?{}",
+                parts.join("&")
+            ))
+        }
+        _ => None,
+    };
+    Ok(Json(HistoryView {
+        items: page.items,
+        next,
+    }))
+}
+
+/// `text` percent-encoded for a query string (RFC 3339 times carry `:` and `+`).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

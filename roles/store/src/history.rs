@@ -1,0 +1,126 @@
+//! History queries: pages of one node's archived outputs, answered from MongoDB over the
+//! history request/reply service.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::TryStreamExt as _;
+use mongodb::bson::{doc, DateTime, Document};
+use mongodb::Collection;
+use protocol::history::{HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
+use protocol::names;
+use protocol::store::ApiError;
+use redpill::{Client, Request, Responder};
+use tokio_util::sync::CancellationToken;
+
+use crate::archive::{from_document, is_unreachable};
+
+/// Serves history queries until `token` is cancelled.
+pub async fn serve(client: Client, outputs: Collection<Document>, token: CancellationToken) {
+    let responder = Responder::new(&client, names::HISTORY_SERVICE);
+    loop {
+        let batch = tokio::select! {
+            _ = token.cancelled() => return,
+            batch = responder.next(64, Duration::from_secs(1)) => batch,
+        };
+        let requests = match batch {
+            Ok(requests) => requests,
+            Err(error) => {
+                tracing::warn!(%error, "could not take history queries; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        if requests.is_empty() {
+            continue;
+        }
+        let replies = join_all(
+            requests
+                .into_iter()
+                .map(|request| answer(&outputs, request)),
+        )
+        .await;
+        if let Err(error) = responder.reply(replies).await {
+            tracing::warn!(%error, "could not send history replies");
+        }
+    }
+}
+
+async fn answer(outputs: &Collection<Document>, request: Request) -> (Request, redpill::Reply) {
+    let reply: HistoryReply = match serde_json::from_slice::<HistoryQuery>(&request.body) {
+        Ok(query) => page(outputs, &query).await,
+        Err(error) => Err(ApiError::new(
+            "invalid_query",
+            format!("not a history query: {error}"),
+        )),
+    };
+    let body = serde_json::to_vec(&reply).expect("a reply always serializes");
+    (request, Ok(body.into()))
+}
+
+/// One page: the matching outputs in `seq` order, and whether more follow.
+pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> HistoryReply {
+    let limit = query.limit.clamp(1, MAX_HISTORY_LIMIT);
+    let found = outputs
+        .find(filter(query))
+        .sort(doc! {"seq": if query.ascending { 1 } else { -1 }})
+        .limit(i64::from(limit) + 1)
+        .await;
+    let documents: Vec<Document> = match found {
+        Ok(cursor) => cursor.try_collect().await,
+        Err(error) => Err(error),
+    }
+    .map_err(|error| {
+        tracing::warn!(%error, "history query failed");
+        if is_unreachable(&error) {
+            ApiError::new(
+                "unavailable",
+                "the archive (MongoDB) is unreachable; retry shortly",
+            )
+        } else {
+            ApiError::new(
+                "internal",
+                "the archive query failed; the store's log has the details",
+            )
+        }
+    })?;
+    let more = documents.len() > limit as usize;
+    let items = documents
+        .iter()
+        .take(limit as usize)
+        .filter_map(|document| {
+            let event = from_document(document);
+            if event.is_none() {
+                tracing::warn!(id = ?document.get("_id"), "skipping an archive document of another shape");
+            }
+            event
+        })
+        .collect();
+    Ok(HistoryPage { items, more })
+}
+
+/// The MongoDB filter of `query`.
+fn filter(query: &HistoryQuery) -> Document {
+    let mut filter = doc! {"topology": &query.topology, "node": &query.node};
+    let mut seq = Document::new();
+    if let Some(after) = query.after_seq {
+        seq.insert("$gt", after as i64);
+    }
+    if let Some(before) = query.before_seq {
+        seq.insert("$lt", before as i64);
+    }
+    if !seq.is_empty() {
+        filter.insert("seq", seq);
+    }
+    let mut ts = Document::new();
+    if let Some(from) = query.from_ms {
+        ts.insert("$gte", DateTime::from_millis(from));
+    }
+    if let Some(to) = query.to_ms {
+        ts.insert("$lt", DateTime::from_millis(to));
+    }
+    if !ts.is_empty() {
+        filter.insert("ts", ts);
+    }
+    filter
+}
