@@ -118,6 +118,22 @@ impl Mesh {
         spawn(role, &self.env)
     }
 
+    /// The same with `extra` added to (or replacing in) the environment.
+    pub fn spawn_with(&self, role: &str, extra: &[(&str, &str)]) -> RoleProcess {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(key, _)| !extra.iter().any(|(name, _)| name == key))
+            .cloned()
+            .collect();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        spawn(role, &env)
+    }
+
     /// A request to `path` (under the base URL).
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http.request(method, format!("{}{path}", self.base))

@@ -8,8 +8,9 @@
 //! retried with backoff and the outputs wait in Redis.
 //!
 //! Document schema (see `docs/archive.md`): `_id` (string, = `msg_id`), `topology`, `node`,
-//! `seq` (Int64), `msg_id`, `input_id`, `injected_at` and `ts` (BSON dates), `data` (the
-//! output, JSON as BSON).
+//! `seq` (Int64), `msg_id`, `input_id`, `injected_at` and `ts` (BSON dates), `ts_ms` (`ts`
+//! as Int64 Unix milliseconds, which history filters on: some MongoDB-wire servers do not
+//! compare dates), `data` (the output, JSON as BSON).
 
 use std::time::Duration;
 
@@ -275,6 +276,7 @@ pub fn to_document(event: &OutputEvent) -> Document {
         "input_id": &event.input_id,
         "injected_at": DateTime::from_millis(event.injected_at.unix_ms()),
         "ts": DateTime::from_millis(event.ts.unix_ms()),
+        "ts_ms": event.ts.unix_ms(),
         "data": json_to_bson(&event.data),
     }
 }

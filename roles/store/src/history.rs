@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::TryStreamExt as _;
-use mongodb::bson::{doc, DateTime, Document};
+use mongodb::bson::{doc, Document};
 use mongodb::Collection;
 use protocol::history::{HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
 use protocol::names;
@@ -112,15 +112,17 @@ fn filter(query: &HistoryQuery) -> Document {
     if !seq.is_empty() {
         filter.insert("seq", seq);
     }
+    // `ts_ms` rather than the `ts` date: the same instant, and numbers compare the same on
+    // every MongoDB-wire server.
     let mut ts = Document::new();
     if let Some(from) = query.from_ms {
-        ts.insert("$gte", DateTime::from_millis(from));
+        ts.insert("$gte", from);
     }
     if let Some(to) = query.to_ms {
-        ts.insert("$lt", DateTime::from_millis(to));
+        ts.insert("$lt", to);
     }
     if !ts.is_empty() {
-        filter.insert("ts", ts);
+        filter.insert("ts_ms", ts);
     }
     filter
 }

@@ -1,0 +1,376 @@
+//! The MongoDB archive end to end: real Redis, a real MongoDB-wire server, real role
+//! processes. Exactly one document per output, with the documented fields and types; nothing
+//! lost or archived twice when MongoDB is down for a while or the store dies between
+//! MongoDB's acknowledgement and its own; two stores sharing the work; history pages that
+//! match MongoDB exactly.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use futures_util::TryStreamExt as _;
+use mesh_tests::eventually;
+use mesh_tests::mesh::Mesh;
+use mesh_tests::mongo::{MongoKind, TestMongo};
+use mongodb::bson::{doc, Bson, Document};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// How long MongoDB stays down in the outage test.
+const OUTAGE: Duration = Duration::from_secs(30);
+
+async fn mesh_with(mongo: &TestMongo, processors: usize, extra: &[(&str, &str)]) -> Mesh {
+    let uri = mongo.uri();
+    let mut env = vec![
+        ("MONGODB_URI", uri.as_str()),
+        ("GORGON_ARCHIVE_WRITE_CONCERN", "journaled"),
+        ("GORGON_MONGODB_TIMEOUT_MS", "1000"),
+    ];
+    env.extend_from_slice(extra);
+    Mesh::start(processors, &env).await
+}
+
+/// Creates topology `t` with `nodes` count nodes `n0..`.
+async fn count_nodes(mesh: &Mesh, nodes: usize) {
+    let specs: Vec<Value> = (0..nodes)
+        .map(|i| json!({"id": format!("n{i}"), "function": "count"}))
+        .collect();
+    let created = mesh
+        .call(Method::PUT, "/v1/topologies/t", &json!({ "node": specs }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+}
+
+/// Injects `per_node` messages into each of `n0..n<nodes>`, 1 000 per request.
+async fn inject(mesh: &Mesh, nodes: usize, per_node: usize) {
+    for node in 0..nodes {
+        let mut sent = 0;
+        while sent < per_node {
+            let lines = (sent..per_node.min(sent + 1000))
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>();
+            sent += lines.len();
+            let answer = mesh
+                .send(
+                    mesh.request(
+                        Method::POST,
+                        &format!("/v1/topologies/t/nodes/n{node}/messages"),
+                    )
+                    .header("content-type", "application/x-ndjson")
+                    .body(lines.join("\n")),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        }
+    }
+}
+
+/// Every archived document.
+async fn documents(mongo: &TestMongo) -> Vec<Document> {
+    let client = mongo.client().await;
+    client
+        .database(mesh_tests::mongo::DATABASE)
+        .collection::<Document>("outputs")
+        .find(doc! {})
+        .await
+        .expect("find")
+        .try_collect()
+        .await
+        .expect("read documents")
+}
+
+/// Waits until the archive holds `expected` documents (and no more, for a while).
+async fn archived(mongo: &TestMongo, expected: u64, timeout: Duration) {
+    let client = mongo.client().await;
+    let outputs = client
+        .database(mesh_tests::mongo::DATABASE)
+        .collection::<Document>("outputs");
+    eventually(
+        timeout,
+        &format!("{expected} archived documents"),
+        || async {
+            let count = outputs.count_documents(doc! {}).await.ok()?;
+            assert!(
+                count <= expected,
+                "{count} documents, more than the {expected} outputs"
+            );
+            (count == expected).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A number stored as an integer, whatever its width (servers may answer Int32).
+fn integer(value: &Bson) -> u64 {
+    match value {
+        Bson::Int32(n) => *n as u64,
+        Bson::Int64(n) => *n as u64,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+/// Checks the documents: one per `_id` = `msg_id`, each node's seqs exactly `1..=per_node`,
+/// fields and BSON types as documented.
+fn check_exactly_once(documents: &[Document], nodes: usize, per_node: u64, strict_types: bool) {
+    let mut ids = HashSet::new();
+    let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for document in documents {
+        let id = document.get_str("_id").expect("a string _id");
+        assert_eq!(document.get_str("msg_id").unwrap(), id);
+        assert!(ids.insert(id.to_owned()), "{id} archived twice");
+        assert_eq!(document.get_str("topology").unwrap(), "t");
+        assert!(document.get_str("input_id").is_ok());
+        assert!(
+            matches!(document.get("ts"), Some(Bson::DateTime(_))),
+            "{document}"
+        );
+        assert!(matches!(
+            document.get("injected_at"),
+            Some(Bson::DateTime(_))
+        ));
+        let seq = document.get("seq").expect("seq");
+        if strict_types {
+            assert!(matches!(seq, Bson::Int64(_)), "seq is {seq:?}");
+        }
+        let data = document.get_document("data").expect("data is a document");
+        assert_eq!(integer(data.get("count").unwrap()), integer(seq));
+        seqs.entry(document.get_str("node").unwrap().to_owned())
+            .or_default()
+            .push(integer(seq));
+    }
+    assert_eq!(seqs.len(), nodes);
+    for (node, mut list) in seqs {
+        list.sort_unstable();
+        assert_eq!(list, (1..=per_node).collect::<Vec<_>>(), "{node}");
+    }
+}
+
+/// 20 000 outputs → exactly 20 000 documents, one per `msg_id`, fields and types as documented.
+#[tokio::test]
+async fn every_output_is_archived_exactly_once() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 2, &[]).await;
+    count_nodes(&mesh, 10).await;
+    inject(&mesh, 10, 2000).await;
+    archived(&mongo, 20_000, Duration::from_secs(120)).await;
+    let strict = matches!(mongo.kind(), MongoKind::Mongod(_));
+    check_exactly_once(&documents(&mongo).await, 10, 2000, strict);
+}
+
+/// MongoDB down for 30 s while messages flow, then back: nothing lost, nothing archived
+/// twice, and the backlog drains.
+#[tokio::test]
+async fn mongodb_outage_loses_and_doubles_nothing() {
+    let mut mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[]).await;
+    count_nodes(&mesh, 4).await;
+    inject(&mesh, 4, 500).await;
+    archived(&mongo, 2000, Duration::from_secs(60)).await;
+    mongo.stop();
+    let started = std::time::Instant::now();
+    inject(&mesh, 4, 1000).await; // 1 000 more per node while MongoDB is away.
+                                  // Outputs are processed and wait in Redis meanwhile.
+    eventually(
+        Duration::from_secs(30),
+        "processing during the outage",
+        || async {
+            let node = mesh
+                .call(Method::GET, "/v1/topologies/t/nodes/n3", &Value::Null)
+                .await;
+            (node.json["attrs"]["count"] == 1500).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(OUTAGE.saturating_sub(started.elapsed())).await;
+    mongo.start_again();
+    archived(&mongo, 6000, Duration::from_secs(120)).await;
+    let strict = matches!(mongo.kind(), MongoKind::Mongod(_));
+    check_exactly_once(&documents(&mongo).await, 4, 1500, strict);
+    assert!(
+        mesh.store
+            .output()
+            .contains("archive write failed; retrying"),
+        "the outage was seen"
+    );
+}
+
+/// The store killed between MongoDB's acknowledgement and its own: the next store writes
+/// the same outputs again and MongoDB keeps one document each.
+#[tokio::test]
+async fn a_store_killed_after_writing_archives_nothing_twice() {
+    let mongo = TestMongo::start();
+    let mut mesh = mesh_with(&mongo, 1, &[]).await;
+    // Replace the store by one that aborts right after its first acknowledged write.
+    mesh.store.signal("KILL");
+    mesh.store.wait_for_exit(Duration::from_secs(10)).await;
+    let mut doomed = mesh.spawn_with("store", &[("GORGON_FAILPOINT", "archive_after_write")]);
+    doomed
+        .wait_for_output("archiving outputs", Duration::from_secs(10))
+        .await;
+    count_nodes(&mesh, 2).await;
+    inject(&mesh, 2, 1000).await;
+    let (status, output) = doomed.wait_for_exit(Duration::from_secs(60)).await;
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("failpoint archive_after_write"), "{output}");
+    let written = documents(&mongo).await.len();
+    assert!(written > 0, "the first write reached MongoDB");
+    mesh.store = mesh.spawn("store");
+    archived(&mongo, 2000, Duration::from_secs(120)).await;
+    check_exactly_once(&documents(&mongo).await, 2, 1000, false);
+}
+
+/// Two stores at once share the archive: no duplicates, no gaps.
+#[tokio::test]
+async fn two_stores_share_the_archive() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 2, &[]).await;
+    let second = mesh.spawn("store");
+    count_nodes(&mesh, 8).await;
+    inject(&mesh, 8, 1000).await;
+    archived(&mongo, 8000, Duration::from_secs(120)).await;
+    check_exactly_once(&documents(&mongo).await, 8, 1000, false);
+    assert!(second.output().contains("archiving outputs"));
+}
+
+/// History pages over 2 500 outputs, in both orders, by seq and by time, are exactly what
+/// MongoDB holds.
+#[tokio::test]
+async fn history_pages_match_mongodb() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[]).await;
+    count_nodes(&mesh, 1).await;
+    inject(&mesh, 1, 2500).await;
+    archived(&mongo, 2500, Duration::from_secs(120)).await;
+    let mut all = documents(&mongo).await;
+    all.sort_by_key(|document| integer(document.get("seq").unwrap()));
+    let seqs = |items: &[Value]| -> Vec<u64> {
+        items
+            .iter()
+            .map(|item| item["seq"].as_u64().unwrap())
+            .collect()
+    };
+
+    // Everything, newest first then oldest first, 100 a page, following `next`.
+    for (order, expected) in [
+        ("desc", (1..=2500).rev().collect::<Vec<u64>>()),
+        ("asc", (1..=2500).collect()),
+    ] {
+        let mut path = Some(format!(
+            "/v1/topologies/t/nodes/n0/history?limit=100&order={order}"
+        ));
+        let mut got = Vec::new();
+        let mut pages = 0;
+        while let Some(next) = path {
+            let page = mesh.call(Method::GET, &next, &Value::Null).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+            got.extend(seqs(page.json["items"].as_array().unwrap()));
+            path = page.json["next"].as_str().map(str::to_owned);
+            pages += 1;
+        }
+        assert_eq!(got, expected, "{order}");
+        assert_eq!(pages, 25, "{order}");
+    }
+
+    // One item is the output event exactly as archived.
+    let page = mesh
+        .call(
+            Method::GET,
+            "/v1/topologies/t/nodes/n0/history?limit=1",
+            &Value::Null,
+        )
+        .await;
+    let item = &page.json["items"][0];
+    let last = all.last().unwrap();
+    assert_eq!(item["msg_id"], last.get_str("_id").unwrap());
+    assert_eq!(item["seq"], 2500);
+    assert_eq!(item["data"], json!({"count": 2500}));
+    assert_eq!(item["topology"], "t");
+
+    // By seq: after 1 000 and before 1 101, oldest first.
+    let page = mesh
+        .call(
+            Method::GET,
+            "/v1/topologies/t/nodes/n0/history?after_seq=1000&before_seq=1101&order=asc&limit=1000",
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(
+        seqs(page.json["items"].as_array().unwrap()),
+        (1001..=1100).collect::<Vec<_>>()
+    );
+    assert_eq!(page.json["next"], Value::Null);
+
+    // By time: from the ts of seq 500 to (not including) the ts of seq 2000, as MongoDB
+    // answers the same filter.
+    let time = |seq: usize| match all[seq - 1].get("ts").unwrap() {
+        Bson::DateTime(time) => *time,
+        other => panic!("{other:?}"),
+    };
+    let (from, to) = (time(500), time(2000));
+    let expected: Vec<u64> = all
+        .iter()
+        .filter(|document| match document.get("ts").unwrap() {
+            Bson::DateTime(ts) => *ts >= from && *ts < to,
+            _ => false,
+        })
+        .map(|document| integer(document.get("seq").unwrap()))
+        .collect();
+    let rfc3339 = |time: mongodb::bson::DateTime| {
+        protocol::Timestamp::from_unix_ms(time.timestamp_millis()).to_string()
+    };
+    let mut path = Some(format!(
+        "/v1/topologies/t/nodes/n0/history?order=asc&limit=333&from={}&to={}",
+        rfc3339(from),
+        rfc3339(to)
+    ));
+    let mut got = Vec::new();
+    while let Some(next) = path {
+        let page = mesh.call(Method::GET, &next, &Value::Null).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        got.extend(seqs(page.json["items"].as_array().unwrap()));
+        path = page.json["next"].as_str().map(str::to_owned);
+    }
+    let outputs = mongo
+        .client()
+        .await
+        .database(mesh_tests::mongo::DATABASE)
+        .collection::<Document>("outputs");
+    let direct: Vec<u64> = outputs
+        .find(doc! {"topology": "t", "node": "n0",
+        "ts_ms": {"$gte": from.timestamp_millis(), "$lt": to.timestamp_millis()}})
+        .sort(doc! {"seq": 1})
+        .await
+        .unwrap()
+        .try_collect::<Vec<Document>>()
+        .await
+        .unwrap()
+        .iter()
+        .map(|document| integer(document.get("seq").unwrap()))
+        .collect();
+    assert_eq!(direct, expected, "MongoDB's own answer");
+    assert_eq!(got, expected);
+    assert!(!got.is_empty());
+
+    // Bad parameters.
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "order=up",
+        "from=yesterday",
+        "after_seq=-1",
+    ] {
+        let answer = mesh
+            .call(
+                Method::GET,
+                &format!("/v1/topologies/t/nodes/n0/history?{bad}"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            answer.text
+        );
+        assert_eq!(answer.code(), "invalid_query", "{bad}");
+    }
+}
