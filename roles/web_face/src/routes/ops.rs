@@ -62,10 +62,32 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text.
+/// Prometheus text. Besides the API's own counters it reports the output topic's fill level
+/// and the archive's backlog (entries not yet archived), read from Redis at each scrape.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let topic = redpill::Topic::partitioned(
+        &state.0.client,
+        protocol::names::OUTPUT_TOPIC,
+        state.0.settings.partitions,
+    );
+    match topic.stats().await {
+        Ok(shards) => {
+            let entries: u64 = shards.iter().map(|shard| shard.len).sum();
+            let bound: u64 = shards.iter().map(|shard| shard.bound).sum();
+            let backlog: u64 = shards
+                .iter()
+                .flat_map(|shard| &shard.groups)
+                .filter(|group| group.group == protocol::names::ARCHIVE_GROUP)
+                .map(|group| group.pending + group.lag.unwrap_or(0))
+                .sum();
+            metrics::gauge!("gorgon_output_topic_entries").set(entries as f64);
+            metrics::gauge!("gorgon_output_topic_bound").set(bound as f64);
+            metrics::gauge!("gorgon_archive_backlog_entries").set(backlog as f64);
+        }
+        Err(error) => tracing::debug!(%error, "could not read the output topic's stats"),
+    }
     let text = state
         .0
         .prometheus
