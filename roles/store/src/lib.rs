@@ -59,7 +59,9 @@ async fn connect_mongodb(
 
 /// Runs store until `token` is cancelled: connects to Redis (waiting for it while it is
 /// unreachable), checks the partition count, publishes the built-in functions' descriptions
-/// (so topologies can be validated before any processor ran), and serves topology changes.
+/// (so topologies can be validated before any processor ran), then serves topology changes,
+/// archives outputs to MongoDB and answers history queries, side by side; MongoDB being
+/// away holds up only the last two.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
     let redpill_config = config.redis.redpill_config(STORE);
     let Some(client) = runtime::connect(STORE, redpill_config, &token).await? else {
