@@ -359,10 +359,7 @@ async fn fill_patched_attrs(
         .iter()
         .map(|(_, (node, _))| {
             let partition = partition_of(topology, node, settings.partitions);
-            client.keys().tagged(
-                &Tag::partition(partition),
-                &names::node_record(&format!("{topology}/{node}")),
-            )
+            processor::state::node_key(client.keys(), partition, &format!("{topology}/{node}"))
         })
         .collect();
     let records = client.read_hashes(&record_keys).await?;

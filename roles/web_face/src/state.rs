@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::store::{
-    topology_tag, ApiError, Change, StoreReply, StoreRequest, TopologyRecord, TOPOLOGY_RECORD,
+    topology_tag, ApiError, Change, StoreRequest, TopologyRecord, TOPOLOGY_RECORD,
 };
 use redpill::{Client, Requester, Tag};
 
@@ -179,32 +179,8 @@ impl AppState {
         &self,
         query: &protocol::history::HistoryQuery,
     ) -> ApiResult<protocol::history::HistoryPage> {
-        let body = serde_json::to_vec(query).expect("a query always serializes");
-        let reply = self
-            .0
-            .requester
-            .request(
-                protocol::names::HISTORY_SERVICE,
-                &body,
-                self.0.settings.store_timeout,
-            )
+        self.ask(protocol::names::HISTORY_SERVICE, query, "the history query")
             .await
-            .map_err(|error| match error {
-                redpill::Error::Timeout { .. } => Failure::unavailable(format!(
-                    "no store answered the history query within {} ms",
-                    self.0.settings.store_timeout.as_millis()
-                )),
-                other => Failure::from(other),
-            })?;
-        let reply: protocol::history::HistoryReply =
-            serde_json::from_slice(&reply).map_err(|error| {
-                tracing::error!(%error, "the store's history reply does not parse");
-                Failure::from_store(ApiError::new(
-                    "internal",
-                    "the store's reply could not be read",
-                ))
-            })?;
-        reply.map_err(Failure::from_store)
     }
 
     /// Sends a change to the store and waits for its answer.
@@ -219,26 +195,39 @@ impl AppState {
             if_match,
             change,
         };
-        let body = serde_json::to_vec(&request).expect("a request always serializes");
+        self.ask(
+            protocol::names::STORE_SERVICE,
+            &request,
+            "the change; it may still be applied, so read the topology before retrying",
+        )
+        .await
+    }
+
+    /// Sends `request` to the store's `service` and reads its answer, `Result<T, ApiError>`
+    /// as JSON: 503 when no store answers in time (`what` names the request and says what
+    /// to do), the store's error with its status.
+    async fn ask<Q: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        service: &str,
+        request: &Q,
+        what: &str,
+    ) -> ApiResult<T> {
+        let body = serde_json::to_vec(request).expect("a request always serializes");
+        let timeout = self.0.settings.store_timeout;
         let reply = self
             .0
             .requester
-            .request(
-                protocol::names::STORE_SERVICE,
-                &body,
-                self.0.settings.store_timeout,
-            )
+            .request(service, &body, timeout)
             .await
             .map_err(|error| match error {
                 redpill::Error::Timeout { .. } => Failure::unavailable(format!(
-                    "no store answered within {} ms; the change may still be applied, so \
-                     read the topology before retrying",
-                    self.0.settings.store_timeout.as_millis()
+                    "no store answered within {} ms: {what}",
+                    timeout.as_millis()
                 )),
                 other => Failure::from(other),
             })?;
-        let reply: StoreReply = serde_json::from_slice(&reply).map_err(|error| {
-            tracing::error!(%error, "the store's reply does not parse");
+        let reply: Result<T, ApiError> = serde_json::from_slice(&reply).map_err(|error| {
+            tracing::error!(%error, %service, "the store's reply does not parse");
             Failure::from_store(ApiError::new(
                 "internal",
                 "the store's reply could not be read",
