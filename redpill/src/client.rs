@@ -140,6 +140,43 @@ impl Client {
         Ok(pipe.query_async(&mut conn).await?)
     }
 
+    /// Field `field` of each hash in `keys`, in one round trip (`None` where the hash or the
+    /// field is missing).
+    pub async fn read_hash_field(
+        &self,
+        keys: &[String],
+        field: &str,
+    ) -> Result<Vec<Option<String>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.hget(key, field);
+        }
+        let mut conn = self.conn();
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+
+    /// The last `count` elements (or all, if fewer) of each `(key, count)` list, first to
+    /// last, in one round trip (empty for a missing key). For bounded lists a writer keeps
+    /// under its tag, such as replay buffers.
+    pub async fn read_list_tails(&self, lists: &[(String, usize)]) -> Result<Vec<Vec<String>>> {
+        if lists.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (key, count) in lists {
+            if *count == 0 {
+                pipe.cmd("LRANGE").arg(key).arg(1).arg(0);
+            } else {
+                pipe.lrange(key, -(*count as isize), -1);
+            }
+        }
+        let mut conn = self.conn();
+        Ok(pipe.query_async(&mut conn).await?)
+    }
+
     /// Sets `fields` of the hash at `key`, in one round trip. For state a role publishes for
     /// others to read, such as the function descriptions of a processor.
     pub async fn write_hash(&self, key: &str, fields: &[(String, String)]) -> Result<()> {

@@ -74,23 +74,23 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let mut children: Vec<Child> = (0..args.processors)
-        .map(|_| {
-            Command::new(&args.processor)
-                .env_clear()
-                .env("REDIS_URL", &args.url)
-                .env("GORGON_PARTITIONS", args.partitions.to_string())
-                .env("RUST_LOG", "warn")
-                .envs(
-                    std::env::var("GORGON_BATCH_SIZE")
-                        .ok()
-                        .map(|size| ("GORGON_BATCH_SIZE", size)),
-                )
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start the processor binary (build it with cargo build --release)")
-        })
-        .collect();
+    let mut children: Vec<Child> =
+        (0..args.processors)
+            .map(|_| {
+                Command::new(&args.processor)
+                    .env_clear()
+                    .env("REDIS_URL", &args.url)
+                    .env("GORGON_PARTITIONS", args.partitions.to_string())
+                    .env("RUST_LOG", "warn")
+                    // GORGON_BATCH_SIZE, GORGON_REPLAY_BUFFER and the like pass through.
+                    .envs(std::env::vars().filter(|(name, _)| {
+                        name.starts_with("GORGON_") && name != "GORGON_PARTITIONS"
+                    }))
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("start the processor binary (build it with cargo build --release)")
+            })
+            .collect();
     // Watch the queues, not the nodes: cheap enough not to slow the processors down.
     let queues: Vec<redpill::Queue> = (0..args.partitions)
         .map(|partition| {

@@ -25,14 +25,25 @@ pub struct Plan {
     pub retries: Vec<(String, String)>,
     /// Inputs that go to the dead-letter list.
     pub dead: Vec<DeadInput>,
-    /// Output events as JSON, in order, with their topology.
-    pub outputs: Vec<(String, String)>,
+    /// Output events, in order.
+    pub outputs: Vec<PlannedOutput>,
     /// Forwards to nodes of this same partition: id and envelope.
     pub local: Vec<(String, Vec<u8>)>,
     /// Forwards to other partitions: partition, id and envelope, in order.
     pub remote: Vec<(u32, String, Vec<u8>)>,
     /// Forwards dropped because their edge had already delivered that output.
     pub repeats: u64,
+}
+
+/// One output event of the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedOutput {
+    /// Its topology.
+    pub topology: String,
+    /// Its node, as `topology/node`.
+    pub key: String,
+    /// The event as JSON.
+    pub text: String,
 }
 
 /// An input that goes to the dead-letter list.
@@ -267,7 +278,11 @@ impl Plan {
             }
             let text = serde_json::to_string(&event).expect("an output event serializes");
             state.output = Some(text.clone());
-            self.outputs.push((topology.to_owned(), text));
+            self.outputs.push(PlannedOutput {
+                topology: topology.to_owned(),
+                key: key.clone(),
+                text,
+            });
         }
         self.dirty.insert(key, Some(state));
         self.acks.push(delivery.id.clone());
@@ -395,7 +410,7 @@ mod tests {
         let events: Vec<OutputEvent> = plan
             .outputs
             .iter()
-            .map(|(_, text)| serde_json::from_str(text).unwrap())
+            .map(|output| serde_json::from_str(&output.text).unwrap())
             .collect();
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
         assert_eq!(
@@ -430,7 +445,7 @@ mod tests {
         let state = plan.dirty["t/a"].clone().unwrap();
         assert_eq!(state.seq, 3);
         assert_eq!(state.attrs["count"], json!(3));
-        assert_eq!(state.output.as_deref(), Some(plan.outputs[2].1.as_str()));
+        assert_eq!(state.output.as_deref(), Some(plan.outputs[2].text.as_str()));
         assert!(
             nodes["t/a"].attrs.get("count").is_none(),
             "the cache is untouched until commit"

@@ -1,6 +1,7 @@
 //! The processor role's configuration: flags, each with an environment variable.
 
 use clap::builder::RangedU64ValueParser;
+use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use runtime::RedisArgs;
 
@@ -45,4 +46,15 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_attempts: u32,
+
+    /// Output events kept per node in Redis (its replay buffer), so socket.io clients that
+    /// reconnect resume by `seq` without a gap; 0 keeps none (every resume is a `resync`).
+    /// Memory: about nodes × this × the size of an output event.
+    #[arg(
+        long,
+        env = "GORGON_REPLAY_BUFFER",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(0..=1_000_000).map(|n| n as usize)
+    )]
+    pub replay_buffer: usize,
 }

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use protocol::names;
 use protocol::roles::PROCESSOR;
 use tokio_util::sync::CancellationToken;
 
@@ -66,11 +67,23 @@ pub async fn run_with(
     };
     runtime::check_partitions(&client, config.redis.partitions).await?;
     runtime::publish_functions(&client, &registry.describe()).await?;
+    let published = client.keys().plain(names::PUBLISHED_SETTINGS);
+    client
+        .write_hash(
+            &published,
+            &[(
+                names::REPLAY_BUFFER_SETTING.to_owned(),
+                config.replay_buffer.to_string(),
+            )],
+        )
+        .await
+        .context("publishing the replay buffer length")?;
     let failpoint = std::env::var("GORGON_FAILPOINT").unwrap_or_default();
     let settings = Arc::new(partition::Settings {
         partitions: config.redis.partitions,
         batch_size: config.batch_size,
         max_attempts: config.max_attempts,
+        replay_buffer: config.replay_buffer,
         abort_after_commit: failpoint == "after_commit",
         batch_delay: failpoint
             .strip_prefix("batch_delay_ms:")

@@ -21,6 +21,8 @@ pub struct Settings {
     pub batch_size: usize,
     /// Deliveries before a failing message is dead-lettered.
     pub max_attempts: u32,
+    /// The most recent outputs kept per node for socket.io clients that resume (0: none).
+    pub replay_buffer: usize,
     /// Test-only: abort the process right after the first commit that has something for the
     /// outbox, before delivering it (`GORGON_FAILPOINT=after_commit`).
     pub abort_after_commit: bool,
@@ -263,11 +265,11 @@ impl Partition {
         if !plan.outputs.is_empty() {
             // One live message per topology per batch: a JSON array of its output events.
             let mut by_topology: Vec<(String, Vec<&str>)> = Vec::new();
-            for (topology, text) in &plan.outputs {
-                let channel = names::live_outputs(topology);
+            for output in &plan.outputs {
+                let channel = names::live_outputs(&output.topology);
                 match by_topology.iter_mut().find(|(name, _)| *name == channel) {
-                    Some((_, texts)) => texts.push(text),
-                    None => by_topology.push((channel, vec![text.as_str()])),
+                    Some((_, texts)) => texts.push(&output.text),
+                    None => by_topology.push((channel, vec![output.text.as_str()])),
                 }
             }
             let messages: Vec<(String, String)> = by_topology
@@ -289,6 +291,11 @@ impl Partition {
             write = match state {
                 Some(state) => {
                     let before = self.nodes.get(key);
+                    // A node deleted and made again within the batch counts from 1 again:
+                    // the outputs of its former self are no longer its to replay.
+                    if before.is_some_and(|before| state.seq < before.seq) {
+                        write = write.write("DEL", &self.replay_key(key), Vec::<String>::new());
+                    }
                     let fields: Vec<String> = state
                         .changed_fields(before)
                         .into_iter()
@@ -304,18 +311,43 @@ impl Partition {
                         write
                     }
                 }
-                None => write.write("DEL", &node_key, Vec::<String>::new()).write(
-                    "SREM",
-                    &self.nodes_key,
-                    key,
-                ),
+                None => write
+                    .write("DEL", &node_key, Vec::<String>::new())
+                    .write("DEL", &self.replay_key(key), Vec::<String>::new())
+                    .write("SREM", &self.nodes_key, key),
             };
         }
         if !plan.outputs.is_empty() {
             // One topic entry per batch: the JSON array of its output events.
-            let texts: Vec<&str> = plan.outputs.iter().map(|(_, text)| text.as_str()).collect();
+            let texts: Vec<&str> = plan
+                .outputs
+                .iter()
+                .map(|output| output.text.as_str())
+                .collect();
             let entry = json_array(&texts);
             write = write.publish_to_topic(&self.outputs, self.number as usize, &[entry]);
+        }
+        if self.settings.replay_buffer > 0 {
+            // Each node's replay buffer: one push of the batch's outputs, then one trim.
+            let mut by_node: Vec<(&str, Vec<&str>)> = Vec::new();
+            for output in &plan.outputs {
+                match by_node.iter_mut().find(|(key, _)| *key == output.key) {
+                    Some((_, texts)) => texts.push(&output.text),
+                    None => by_node.push((&output.key, vec![output.text.as_str()])),
+                }
+            }
+            let keep = -(self.settings.replay_buffer as i64);
+            for (key, texts) in by_node {
+                if plan.dirty.get(key).is_some_and(Option::is_none) {
+                    continue; // Deleted later in the batch.
+                }
+                let replay_key = self.replay_key(key);
+                write = write.write("RPUSH", &replay_key, texts).write(
+                    "LTRIM",
+                    &replay_key,
+                    (keep, -1),
+                );
+            }
         }
         let local: Vec<(&str, &[u8])> = plan
             .local
@@ -392,6 +424,10 @@ impl Partition {
 
     fn node_key(&self, member: &str) -> String {
         crate::state::node_key(self.client.keys(), self.number, member)
+    }
+
+    fn replay_key(&self, member: &str) -> String {
+        crate::state::replay_key(self.client.keys(), self.number, member)
     }
 }
 

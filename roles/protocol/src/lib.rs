@@ -3,19 +3,22 @@
 //! of the queues and topics messages go through. It does no I/O: roles send and receive
 //! these through redpill.
 //!
-//! Layout: [`roles`] (the name of each role), `slug.rs`, `partition.rs` (the node → partition
+//! Layout: [`roles`] (the name of each role), [`auth`] (API tokens and their scopes), `slug.rs`, `partition.rs` (the node → partition
 //! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
 //! `output.rs` (the output event), [`function`] (what a function declares: its parameters), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
 //! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`, [`store`] (the store service's requests and replies, and
-//! where topologies are kept), [`history`] (history queries and pages).
+//! where topologies are kept), [`history`] (history queries and pages), [`notify`] (what socket.io clients and the notifier
+//! send each other).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
+pub mod auth;
 mod envelope;
 pub mod function;
 pub mod history;
 pub mod names;
 mod node;
+pub mod notify;
 mod output;
 mod partition;
 mod record;

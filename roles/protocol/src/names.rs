@@ -43,5 +43,20 @@ pub fn node_record(member: &str) -> String {
     format!("node:{member}")
 }
 
+/// The key suffix, under a partition's tag, of node `member`'s replay buffer: a list of its
+/// latest output events (JSON, oldest first, consecutive seqs ending with the node's `seq`),
+/// at most as long as the processors' `GORGON_REPLAY_BUFFER`. Written only in the owner's
+/// batch commits, with the outputs themselves; read by the notifier to resume clients.
+pub fn node_replay(member: &str) -> String {
+    format!("replay:{member}")
+}
+
+/// The key suffix (no tag) of the hash where roles publish settings others show or use:
+/// field [`REPLAY_BUFFER_SETTING`] is written by every processor at start.
+pub const PUBLISHED_SETTINGS: &str = "published";
+
+/// The field of [`PUBLISHED_SETTINGS`] holding the replay buffer length processors keep.
+pub const REPLAY_BUFFER_SETTING: &str = "replay_buffer";
+
 /// The key suffix, under a partition's tag, of the set of the partition's nodes.
 pub const NODE_INDEX: &str = "nodes";

@@ -6,17 +6,20 @@
 //! names live in `protocol`; everything that speaks Redis lives in `redpill`.
 //!
 //! Layout: `redis_args.rs` (the Redis flags every role shares), `sensitive.rs` (values whose
-//! `Debug` hides secrets), `logging.rs`, `shutdown.rs`, `connect.rs`.
+//! `Debug` hides secrets), `logging.rs`, `shutdown.rs`, `connect.rs`, `listen.rs` (the
+//! address an HTTP role binds).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 mod connect;
+mod listen;
 mod logging;
 mod redis_args;
 mod sensitive;
 mod shutdown;
 
 pub use connect::{check_partitions, connect, publish_functions};
+pub use listen::listen_address;
 pub use logging::init_tracing;
 pub use redis_args::RedisArgs;
 pub use sensitive::{ConnectionUrl, Secret};

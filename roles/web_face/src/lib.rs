@@ -13,21 +13,21 @@
 //! itself when Redis returns. It is not where topologies are validated (the store does that)
 //! nor where messages are processed. History queries arrive with the archive.
 //!
-//! Layout: `config.rs`, `auth.rs` (tokens and scopes), `error.rs` (error bodies and
+//! Layout: `config.rs`, `error.rs` (error bodies and
 //! statuses), `body.rs` (content types and limits), `state.rs` (shared state, topology
 //! reads, store requests), `routes/` (the router, middleware, OpenAPI, and one file per
 //! group of routes), `lib.rs` ([`run`]).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
-pub mod auth;
+pub use protocol::auth;
 mod body;
 pub mod config;
 mod error;
 mod routes;
 mod state;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -43,16 +43,7 @@ pub use routes::ApiDoc;
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
     let tokens = auth::Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
         .map_err(|error| anyhow::anyhow!(error))?;
-    let mut bind = config.bind;
-    if !tokens.is_enabled() && !bind.is_loopback() {
-        tracing::warn!(
-            requested = %bind,
-            "GORGON_API_TOKENS is not set, so the API is open: binding 127.0.0.1 only"
-        );
-        bind = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    } else if !tokens.is_enabled() {
-        tracing::warn!("GORGON_API_TOKENS is not set: the API is open to anyone on this machine");
-    }
+    let bind = runtime::listen_address(config.bind, !tokens.is_enabled(), "API");
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .inspect_err(|error| tracing::warn!(%error, "metrics are off"))

@@ -1,9 +1,11 @@
-//! API tokens and what each may do.
+//! API tokens and what each may do, for every role that lets clients in (the REST API and
+//! the socket.io server).
 //!
 //! `GORGON_API_TOKENS="token1=admin,token2=rw:sensors,token3=ro:sensors"`: `admin` may do
 //! everything, `rw:<topology>` may read, write and inject in that topology, `ro:<topology>`
 //! may only read it. A token may be listed several times to reach several topologies.
-//! Requests carry `Authorization: Bearer <token>`. A topology a token may not read does not
+//! REST requests carry `Authorization: Bearer <token>`, socket.io handshakes
+//! `auth: {"token": "<token>"}`. A topology a token may not read does not
 //! exist for it (404), so tokens cannot probe for the names of others' topologies; one it may
 //! read but not write answers 403 to writes.
 
@@ -93,10 +95,10 @@ impl Tokens {
             });
             match scope.trim().split_once(':') {
                 None if scope.trim() == "admin" => grants.admin = true,
-                Some(("rw", topology)) if protocol::validate_slug(topology).is_ok() => {
+                Some(("rw", topology)) if crate::validate_slug(topology).is_ok() => {
                     grants.write.insert(topology.to_owned());
                 }
-                Some(("ro", topology)) if protocol::validate_slug(topology).is_ok() => {
+                Some(("ro", topology)) if crate::validate_slug(topology).is_ok() => {
                     grants.read.insert(topology.to_owned());
                 }
                 _ => {
@@ -125,26 +127,36 @@ impl Tokens {
         self.0.is_some()
     }
 
+    /// What `token` may do, and its position in the list (counted from 0): everything
+    /// (position 0) when the API is open, whatever the token.
+    pub fn grants(&self, token: Option<&str>) -> Result<(usize, Arc<Grants>), Refusal> {
+        let Some(tokens) = &self.0 else {
+            return Ok((0, Arc::new(Grants::admin())));
+        };
+        let token = token.ok_or(Refusal::Missing)?;
+        let (index, grants) = tokens.get(token).ok_or(Refusal::Unknown)?;
+        Ok((*index, Arc::clone(grants)))
+    }
+
     /// The caller presenting `authorization` (the header's value), from `peer` (the client
     /// address, used as the rate-limit key when the API is open).
     pub fn caller(&self, authorization: Option<&str>, peer: &str) -> Result<Caller, Refusal> {
-        let Some(tokens) = &self.0 else {
+        if !self.is_enabled() {
+            let (_, grants) = self.grants(None)?;
             return Ok(Caller {
-                grants: Arc::new(Grants::admin()),
+                grants,
                 key: peer.to_owned(),
             });
-        };
-        let token = authorization
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            })
-            .ok_or(Refusal::Missing)?;
-        let (index, grants) = tokens.get(token).ok_or(Refusal::Unknown)?;
+        }
+        let token = authorization.and_then(|value| {
+            let (scheme, token) = value.trim().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        });
+        let (index, grants) = self.grants(Some(token.ok_or(Refusal::Missing)?))?;
         Ok(Caller {
-            grants: Arc::clone(grants),
+            grants,
             key: format!("token-{index}"),
         })
     }
