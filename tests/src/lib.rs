@@ -7,7 +7,8 @@
 //! the store and the API towards processors: creating nodes and injecting messages through
 //! redpill, reading node state back), `mesh.rs` ([`mesh::Mesh`]: Redis, store, processors and
 //! web_face as processes, with an HTTP client for the API), `mongo.rs` ([`mongo::TestMongo`]: a
-//! MongoDB-wire server of the test's own, `mongod` or nx-27017).
+//! MongoDB-wire server of the test's own, `mongod` or nx-27017), `socketio.rs` (notifier
+//! processes and the Node socket.io clients of `socketio/clients.mjs`).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod mesh;
 pub mod mongo;
 mod process;
+pub mod socketio;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

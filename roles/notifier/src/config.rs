@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use clap::builder::TypedValueParser as _;
 use clap::Parser;
 use runtime::{RedisArgs, Secret};
 
@@ -26,7 +27,40 @@ pub struct Config {
     pub port: u16,
 
     /// API tokens and what each may do: `token1=admin,token2=rw:<topology>,token3=ro:<topology>`.
-    /// Unset, the API is open and only 127.0.0.1 is bound. Masked in logs.
+    /// Clients give theirs in the handshake, `auth: {"token": "..."}`. Unset, anyone may
+    /// subscribe to anything and only 127.0.0.1 is bound. Masked in logs.
     #[arg(long, env = "GORGON_API_TOKENS")]
     pub api_tokens: Option<Secret>,
+
+    /// Origins browsers may connect from, comma-separated (`https://app.example.com,...`).
+    /// A request whose `Origin` header is not listed is refused with 403; requests without an
+    /// `Origin` (clients that are not browsers) are let in. Unset: no check.
+    #[arg(long, env = "GORGON_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// The most sockets connected at once; the next handshake is refused.
+    #[arg(
+        long,
+        env = "GORGON_NOTIFIER_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+
+    /// The most subscriptions one socket may hold at once.
+    #[arg(long, env = "GORGON_NOTIFIER_MAX_SUBSCRIPTIONS", default_value_t = 100)]
+    pub max_subscriptions: usize,
+
+    /// Batches of live outputs waiting for one socket before it stops taking them and, once
+    /// it has caught up, reads what it missed from the replay buffers instead.
+    #[arg(
+        long,
+        env = "GORGON_NOTIFIER_SOCKET_BACKLOG",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u64).range(1..=65_536).map(|n| n as usize)
+    )]
+    pub socket_backlog: usize,
+
+    /// Packets socket.io buffers per socket before an emit has to wait.
+    #[arg(long, env = "GORGON_NOTIFIER_SOCKET_BUFFER", default_value_t = 1024)]
+    pub socket_buffer: usize,
 }

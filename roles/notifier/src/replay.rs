@@ -1,0 +1,171 @@
+//! What the notifier reads from Redis: which nodes a topology has, each node's latest seq,
+//! and each node's replay buffer (its latest output events, written by its processor in the
+//! same commit as the outputs themselves).
+
+use protocol::names;
+use protocol::store::{topology_tag, TopologyRecord, TOPOLOGY_RECORD};
+use redpill::{Client, Tag};
+
+use crate::hub::Event;
+
+/// A node, as `(topology, node)`.
+pub type Member = (String, String);
+
+/// Reads topologies, seqs and replay buffers. Cloning shares the connection.
+#[derive(Clone)]
+pub struct Reader {
+    client: Client,
+    partitions: u32,
+}
+
+impl Reader {
+    /// Reads through `client`, in a deployment of `partitions` partitions.
+    pub fn new(client: Client, partitions: u32) -> Reader {
+        Reader { client, partitions }
+    }
+
+    /// The node ids of each topology (`None` where it does not exist), in one round trip.
+    pub async fn nodes(&self, topologies: &[&str]) -> redpill::Result<Vec<Option<Vec<String>>>> {
+        let keys: Vec<String> = topologies
+            .iter()
+            .map(|topology| {
+                self.client
+                    .keys()
+                    .tagged(&Tag::named(&topology_tag(topology)), TOPOLOGY_RECORD)
+            })
+            .collect();
+        let records = self.client.read_hashes(&keys).await?;
+        Ok(topologies
+            .iter()
+            .zip(records)
+            .map(
+                |(topology, fields)| match TopologyRecord::from_fields(&fields) {
+                    Ok(record) => {
+                        record.map(|record| record.doc.node.into_iter().map(|n| n.id).collect())
+                    }
+                    Err(error) => {
+                        tracing::error!(%topology, %error, "a stored topology document does not parse");
+                        None
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// Each node's latest output seq: 0 before its first output, `None` when the node has
+    /// no record (deleted, or not yet made by its processor). One round trip.
+    pub async fn seqs(&self, members: &[Member]) -> redpill::Result<Vec<Option<u64>>> {
+        let keys: Vec<String> = members
+            .iter()
+            .map(|member| self.key(member, &names::node_record))
+            .collect();
+        let seqs = self.client.read_hash_field(&keys, "seq").await?;
+        Ok(seqs
+            .into_iter()
+            .map(|seq| seq.map(|seq| seq.parse().unwrap_or(0)))
+            .collect())
+    }
+
+    /// For each `(node, cursor, known)`: the node's replay buffer from just after `cursor`
+    /// (or as far back as it goes), oldest first, where `known` is a seq the node is known
+    /// to have reached. Reads only the tail it needs: usually one round trip for all nodes,
+    /// one more for nodes whose buffer grew meanwhile. When `known` is not above `cursor`
+    /// (the node counts from 1 again), the buffer's last `known` entries.
+    pub async fn buffers(&self, wants: &[(Member, u64, u64)]) -> redpill::Result<Vec<Vec<Event>>> {
+        let keys: Vec<String> = wants
+            .iter()
+            .map(|(member, _, _)| self.key(member, &names::node_replay))
+            .collect();
+        let mut counts: Vec<usize> = wants
+            .iter()
+            .map(|(_, cursor, known)| {
+                let needed = if known > cursor {
+                    known - cursor
+                } else {
+                    *known
+                };
+                needed.max(1) as usize
+            })
+            .collect();
+        let mut found: Vec<Option<Vec<Event>>> = (0..wants.len()).map(|_| None).collect();
+        for round in 0.. {
+            let pending: Vec<usize> = (0..wants.len()).filter(|i| found[*i].is_none()).collect();
+            if pending.is_empty() {
+                break;
+            }
+            let lists: Vec<(String, usize)> = pending
+                .iter()
+                .map(|i| (keys[*i].clone(), counts[*i]))
+                .collect();
+            let tails = self.client.read_list_tails(&lists).await?;
+            for (i, texts) in pending.into_iter().zip(tails) {
+                let complete = texts.len() < counts[i];
+                let events = consecutive_tail(
+                    texts
+                        .iter()
+                        .filter_map(|text| Event::parse(text).map(|(_, event)| event))
+                        .collect(),
+                );
+                let cursor = wants[i].1;
+                let reaches = events.first().is_none_or(|first| first.seq <= cursor + 1);
+                let newest = events.last().map_or(0, |last| last.seq);
+                if complete
+                    || reaches
+                    || events.len() < texts.len()
+                    || newest <= cursor
+                    || round >= 4
+                {
+                    found[i] = Some(events);
+                } else {
+                    // The buffer grew since `known` was read: ask for the longer tail.
+                    counts[i] = (newest - cursor) as usize;
+                }
+            }
+        }
+        Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    fn key(&self, (topology, node): &Member, suffix: &dyn Fn(&str) -> String) -> String {
+        let partition = protocol::partition_of(topology, node, self.partitions);
+        self.client.keys().tagged(
+            &Tag::partition(partition),
+            &suffix(&format!("{topology}/{node}")),
+        )
+    }
+}
+
+/// The events after the last break in their seqs (a buffer holds consecutive seqs, but one
+/// written across a node's deletion and re-creation could hold two runs).
+fn consecutive_tail(mut events: Vec<Event>) -> Vec<Event> {
+    let start = events
+        .windows(2)
+        .rposition(|pair| pair[1].seq != pair[0].seq + 1)
+        .map_or(0, |break_at| break_at + 1);
+    events.drain(..start);
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(seqs: &[u64]) -> Vec<Event> {
+        seqs.iter()
+            .map(|seq| {
+                Event::parse(&format!(r#"{{"topology":"t","node":"a","seq":{seq}}}"#))
+                    .unwrap()
+                    .1
+            })
+            .collect()
+    }
+
+    /// Only the last run of consecutive seqs is kept.
+    #[test]
+    fn keeps_the_consecutive_tail() {
+        let seqs = |events: Vec<Event>| events.iter().map(|event| event.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(consecutive_tail(events(&[3, 4, 5]))), [3, 4, 5]);
+        assert_eq!(seqs(consecutive_tail(events(&[8, 9, 1, 2]))), [1, 2]);
+        assert_eq!(seqs(consecutive_tail(events(&[]))), Vec::<u64>::new());
+        assert_eq!(seqs(consecutive_tail(events(&[5]))), [5]);
+    }
+}

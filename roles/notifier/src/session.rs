@@ -1,0 +1,496 @@
+//! One connected socket: its subscriptions, the last seq it was sent per node, and the task
+//! that sends it each output once, in `seq` order per node.
+//!
+//! Everything a socket receives goes through its one task, in order: subscribe and
+//! unsubscribe commands (from its event handlers), batches of live outputs (from the hub),
+//! and catch-ups (when the hub or the live channel may have dropped something). A live
+//! output whose seq is not the next one for its node is a gap: the task reads the node's
+//! replay buffer and sends what is missing first, or a `resync` when the buffer no longer
+//! holds it. A seq already sent is dropped. So a socket gets no gaps it is not told of, no
+//! repeats and nothing out of order, however live messages are lost or delayed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::auth::Grants;
+use protocol::notify::{Ack, Resync, Subscription, OUTPUT_EVENT, RESYNC_EVENT};
+use serde::Serialize;
+use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{SendError, SocketError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Batch, Event, Follower, Hub, Lag};
+use crate::replay::{Member, Reader};
+
+/// How long a socket waits before trying again when its socket.io buffer is full.
+const FULL_BUFFER_WAIT: Duration = Duration::from_millis(2);
+
+/// How long a catch-up waits before trying again while Redis is unreachable.
+const RETRY_WAIT: Duration = Duration::from_millis(250);
+
+/// What a socket's event handlers send its task.
+pub enum Command {
+    /// `subscribe`, with the acknowledgement to answer.
+    Subscribe(Subscription, AckSender),
+    /// `unsubscribe`, with the acknowledgement to answer.
+    Unsubscribe(Subscription, AckSender),
+}
+
+impl Command {
+    /// The acknowledgement it carries.
+    pub fn into_ack(self) -> AckSender {
+        match self {
+            Command::Subscribe(_, ack) | Command::Unsubscribe(_, ack) => ack,
+        }
+    }
+}
+
+/// What every socket's task shares.
+pub struct Shared {
+    /// The Redis reads.
+    pub reader: Reader,
+    /// The live fan-out.
+    pub hub: Hub,
+    /// The most subscriptions per socket.
+    pub max_subscriptions: usize,
+}
+
+/// The socket has gone: its task ends.
+struct Gone;
+
+/// One socket's state, owned by its task.
+pub struct Session {
+    socket: SocketRef,
+    grants: Arc<Grants>,
+    shared: Arc<Shared>,
+    follower: Follower,
+    /// Whole-topology subscriptions.
+    topologies: HashSet<String>,
+    /// Single-node subscriptions.
+    nodes: HashSet<Member>,
+    /// Per node covered by a subscription: the last seq sent (or resumed after). A node of
+    /// a followed topology without an entry was made after the subscription: it starts at 0.
+    cursors: HashMap<Member, u64>,
+}
+
+impl Session {
+    /// Starts the task of `socket`, which may do what `grants` allow. Returns where its
+    /// handlers send commands. The task ends when `token` is cancelled (the socket
+    /// disconnected, or the notifier stops) or the socket is found closed.
+    pub fn start(
+        socket: SocketRef,
+        grants: Arc<Grants>,
+        shared: Arc<Shared>,
+        backlog: usize,
+        token: CancellationToken,
+    ) -> mpsc::Sender<Command> {
+        let (commands, command_receiver) = mpsc::channel(64);
+        let (batches, batch_receiver) = mpsc::channel(backlog);
+        let follower = Follower {
+            id: socket.id,
+            batches,
+            lag: Arc::new(Lag::default()),
+        };
+        let session = Session {
+            socket,
+            grants,
+            shared,
+            follower,
+            topologies: HashSet::new(),
+            nodes: HashSet::new(),
+            cursors: HashMap::new(),
+        };
+        tokio::spawn(session.run(command_receiver, batch_receiver, token));
+        commands
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut batches: mpsc::Receiver<Arc<Batch>>,
+        token: CancellationToken,
+    ) {
+        let lag = Arc::clone(&self.follower.lag);
+        loop {
+            let step = tokio::select! {
+                biased;
+                _ = token.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => break,
+                },
+                _ = lag.marked() => {
+                    if lag.take() {
+                        self.catch_up(&token).await
+                    } else {
+                        Ok(())
+                    }
+                }
+                batch = batches.recv() => match batch {
+                    Some(batch) => self.deliver(&batch).await,
+                    None => break,
+                },
+            };
+            if step.is_err() {
+                break;
+            }
+        }
+        for topology in self.followed() {
+            self.shared.hub.unfollow(&topology, self.socket.id);
+        }
+        metrics::gauge!("gorgon_notifier_subscriptions")
+            .decrement((self.topologies.len() + self.nodes.len()) as f64);
+    }
+
+    async fn command(&mut self, command: Command) -> Result<(), Gone> {
+        match command {
+            Command::Subscribe(subscription, ack) => self.subscribe(subscription, ack).await,
+            Command::Unsubscribe(subscription, ack) => {
+                let answer = self.unsubscribe(&subscription);
+                self.answer(ack, &answer)
+            }
+        }
+    }
+
+    /// Checks and records a subscription, answers it with the positions, then replays what
+    /// it asked for.
+    async fn subscribe(&mut self, subscription: Subscription, ack: AckSender) -> Result<(), Gone> {
+        let refused = |code: &str, message: String| Ack::refused(code, message);
+        let topology = subscription.topology.clone();
+        let node = subscription.node.clone();
+        if protocol::validate_slug(&topology).is_err() || !self.grants.reads(&topology) {
+            let answer = refused("not_found", format!("no topology {topology:?}"));
+            return self.answer(ack, &answer);
+        }
+        if let Some(node) = node
+            .as_deref()
+            .filter(|node| protocol::validate_slug(node).is_err())
+        {
+            let answer = refused(
+                "not_found",
+                format!("no node {node:?} in topology {topology}"),
+            );
+            return self.answer(ack, &answer);
+        }
+        let known = match &node {
+            None => self.topologies.contains(&topology),
+            Some(node) => self.nodes.contains(&(topology.clone(), node.clone())),
+        };
+        if !known && self.topologies.len() + self.nodes.len() >= self.shared.max_subscriptions {
+            let answer = refused(
+                "too_many_subscriptions",
+                format!(
+                    "this socket already holds {} subscriptions, the most allowed \
+                     (GORGON_NOTIFIER_MAX_SUBSCRIPTIONS); unsubscribe from one first",
+                    self.shared.max_subscriptions
+                ),
+            );
+            return self.answer(ack, &answer);
+        }
+        let ids = match self.shared.reader.nodes(&[&topology]).await {
+            Ok(mut found) => found.pop().flatten(),
+            Err(error) => return self.answer(ack, &unavailable(&error)),
+        };
+        let Some(ids) = ids else {
+            let answer = refused("not_found", format!("no topology {topology:?}"));
+            return self.answer(ack, &answer);
+        };
+        let covered: Vec<Member> = match &node {
+            Some(node) if !ids.contains(node) => {
+                let answer = refused(
+                    "not_found",
+                    format!("no node {node:?} in topology {topology}"),
+                );
+                return self.answer(ack, &answer);
+            }
+            Some(node) => vec![(topology.clone(), node.clone())],
+            None => ids.into_iter().map(|id| (topology.clone(), id)).collect(),
+        };
+        // Follow first, read positions second: an output committed in between arrives live
+        // and is dropped as already covered, rather than falling between the two.
+        if let Err(error) = self
+            .shared
+            .hub
+            .follow(&topology, self.follower.clone())
+            .await
+        {
+            return self.answer(ack, &unavailable(&error));
+        }
+        let seqs = match self.shared.reader.seqs(&covered).await {
+            Ok(seqs) => seqs,
+            Err(error) => {
+                if !self.covers_topology(&topology) {
+                    self.shared.hub.unfollow(&topology, self.socket.id);
+                }
+                return self.answer(ack, &unavailable(&error));
+            }
+        };
+        if !known {
+            metrics::gauge!("gorgon_notifier_subscriptions").increment(1.0);
+        }
+        match &node {
+            None => self.topologies.insert(topology.clone()),
+            Some(node) => self.nodes.insert((topology.clone(), node.clone())),
+        };
+        let mut positions = BTreeMap::new();
+        let mut replay: Vec<(Member, u64)> = Vec::new();
+        for (member, latest) in covered.into_iter().zip(seqs) {
+            let latest = latest.unwrap_or(0);
+            let start = match self.cursors.get(&member) {
+                // Already covered by another subscription of this socket: it goes on.
+                Some(cursor) => *cursor,
+                None => {
+                    let start = subscription
+                        .after_seq
+                        .as_ref()
+                        .and_then(|after| after.for_node(&member.1))
+                        .unwrap_or(latest);
+                    self.cursors.insert(member.clone(), start);
+                    if start != latest {
+                        replay.push((member.clone(), latest));
+                    }
+                    start
+                }
+            };
+            positions.insert(member.1.clone(), start);
+        }
+        self.answer(ack, &Ack::done(Some(positions)))?;
+        self.replay(&replay).await
+    }
+
+    /// Ends a subscription; nodes no other subscription covers are forgotten.
+    fn unsubscribe(&mut self, subscription: &Subscription) -> Ack {
+        let topology = &subscription.topology;
+        let removed = match &subscription.node {
+            None => self.topologies.remove(topology),
+            Some(node) => self.nodes.remove(&(topology.clone(), node.clone())),
+        };
+        if removed {
+            metrics::gauge!("gorgon_notifier_subscriptions").decrement(1.0);
+        }
+        let (topologies, nodes) = (&self.topologies, &self.nodes);
+        self.cursors
+            .retain(|member, _| topologies.contains(&member.0) || nodes.contains(member));
+        if !self.covers_topology(topology) {
+            self.shared.hub.unfollow(topology, self.socket.id);
+        }
+        Ack::done(None)
+    }
+
+    /// Sends the outputs of one live batch that this socket follows, filling gaps first.
+    async fn deliver(&mut self, batch: &Batch) -> Result<(), Gone> {
+        for event in &batch.events {
+            let member = (batch.topology.clone(), event.node.clone());
+            if !self.covers(&member) {
+                continue;
+            }
+            let cursor = self.cursor(&member);
+            if event.seq <= cursor {
+                continue;
+            }
+            if event.seq > cursor + 1 {
+                let want = [(member.clone(), cursor, event.seq)];
+                match self.shared.reader.buffers(&want).await {
+                    Ok(mut buffers) => {
+                        let buffer = buffers.pop().unwrap_or_default();
+                        self.fill(&member, buffer, event.seq).await?;
+                    }
+                    Err(error) => {
+                        // Not now: the catch-up retries until Redis answers.
+                        tracing::debug!(%error, "replay buffer unreadable; catching up later");
+                        self.follower.lag.mark();
+                        continue;
+                    }
+                }
+            }
+            if event.seq == self.cursor(&member) + 1 {
+                self.emit_output(&event.raw).await?;
+                self.cursors.insert(member, event.seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every node this socket covers whatever it has not been sent: for when live
+    /// outputs may have been lost. Tries again while Redis is unreachable.
+    async fn catch_up(&mut self, token: &CancellationToken) -> Result<(), Gone> {
+        metrics::counter!("gorgon_notifier_catch_ups_total").increment(1);
+        loop {
+            match self.try_catch_up().await {
+                Ok(result) => return result,
+                Err(error) => {
+                    tracing::debug!(%error, "catch-up failed; trying again");
+                    tokio::select! {
+                        _ = token.cancelled() => return Err(Gone),
+                        _ = tokio::time::sleep(RETRY_WAIT) => {}
+                    }
+                    if !self.socket.connected() {
+                        return Err(Gone);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_catch_up(&mut self) -> redpill::Result<Result<(), Gone>> {
+        let topologies: Vec<&str> = self.topologies.iter().map(String::as_str).collect();
+        let found = self.shared.reader.nodes(&topologies).await?;
+        let mut members: HashSet<Member> = self.nodes.clone();
+        for (topology, ids) in topologies.iter().zip(found) {
+            for id in ids.unwrap_or_default() {
+                members.insert(((*topology).to_owned(), id));
+            }
+        }
+        let members: Vec<Member> = members.into_iter().collect();
+        let seqs = self.shared.reader.seqs(&members).await?;
+        let behind: Vec<(Member, u64)> = members
+            .into_iter()
+            .zip(seqs)
+            .filter_map(|(member, latest)| {
+                let latest = latest?;
+                (latest != self.cursor(&member)).then_some((member, latest))
+            })
+            .collect();
+        self.replay_or_fail(&behind).await
+    }
+
+    /// Sends each node's outputs after its cursor up to `latest`, from its replay buffer.
+    async fn replay(&mut self, nodes: &[(Member, u64)]) -> Result<(), Gone> {
+        match self.replay_or_fail(nodes).await {
+            Ok(result) => result,
+            Err(error) => {
+                tracing::debug!(%error, "replay buffers unreadable; catching up later");
+                self.follower.lag.mark();
+                Ok(())
+            }
+        }
+    }
+
+    async fn replay_or_fail(
+        &mut self,
+        nodes: &[(Member, u64)],
+    ) -> redpill::Result<Result<(), Gone>> {
+        if nodes.is_empty() {
+            return Ok(Ok(()));
+        }
+        let wants: Vec<(Member, u64, u64)> = nodes
+            .iter()
+            .map(|(member, latest)| (member.clone(), self.cursor(member), *latest))
+            .collect();
+        let buffers = self.shared.reader.buffers(&wants).await?;
+        for ((member, latest), buffer) in nodes.iter().zip(buffers) {
+            if let Err(gone) = self.fill(member, buffer, latest + 1).await {
+                return Ok(Err(gone));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Sends `member` what `buffer` holds after its cursor. When the buffer does not reach
+    /// back to the cursor (or the node counts from 1 again), first a `resync` naming what
+    /// will not come. `resume_at` is where the node is known to go on when the buffer is
+    /// empty: the seq of the live output that showed the gap, or the latest seq plus one.
+    async fn fill(
+        &mut self,
+        member: &Member,
+        buffer: Vec<Event>,
+        resume_at: u64,
+    ) -> Result<(), Gone> {
+        let cursor = self.cursor(member);
+        let available_from = buffer.first().map_or(resume_at, |event| event.seq);
+        let newest = buffer
+            .last()
+            .map_or(resume_at.saturating_sub(1), |event| event.seq);
+        let restarted = newest < cursor;
+        let mut sent = cursor;
+        if restarted || available_from > cursor + 1 {
+            let resync = Resync {
+                topology: member.0.clone(),
+                node: member.1.clone(),
+                after_seq: cursor,
+                next_seq: available_from,
+            };
+            self.emit(RESYNC_EVENT, &resync).await?;
+            metrics::counter!("gorgon_notifier_resyncs_total").increment(1);
+            sent = available_from.saturating_sub(1);
+        }
+        for event in &buffer {
+            if event.seq > sent {
+                self.emit_output(&event.raw).await?;
+                metrics::counter!("gorgon_notifier_outputs_replayed_total").increment(1);
+                sent = event.seq;
+            }
+        }
+        self.cursors.insert(member.clone(), sent);
+        Ok(())
+    }
+
+    fn covers(&self, member: &Member) -> bool {
+        self.topologies.contains(&member.0) || self.nodes.contains(member)
+    }
+
+    fn covers_topology(&self, topology: &str) -> bool {
+        self.topologies.contains(topology) || self.nodes.iter().any(|(of, _)| of == topology)
+    }
+
+    /// The topologies this socket follows in the hub.
+    fn followed(&self) -> HashSet<String> {
+        self.topologies
+            .iter()
+            .cloned()
+            .chain(self.nodes.iter().map(|(topology, _)| topology.clone()))
+            .collect()
+    }
+
+    fn cursor(&self, member: &Member) -> u64 {
+        self.cursors.get(member).copied().unwrap_or(0)
+    }
+
+    async fn emit_output(&self, raw: &serde_json::value::RawValue) -> Result<(), Gone> {
+        self.emit(OUTPUT_EVENT, raw).await?;
+        metrics::counter!("gorgon_notifier_outputs_sent_total").increment(1);
+        Ok(())
+    }
+
+    /// Emits `event`, waiting while the socket's buffer is full.
+    async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Gone> {
+        loop {
+            match self.socket.emit(event, data) {
+                Ok(()) => return Ok(()),
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    tokio::time::sleep(FULL_BUFFER_WAIT).await;
+                }
+                Err(SendError::Socket(SocketError::Closed)) => return Err(Gone),
+                Err(SendError::Serialize(error)) => {
+                    tracing::error!(%error, event, "an event could not be encoded; not sent");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Answers `ack` with `answer`. socket.io cannot keep an acknowledgement for later, so
+    /// one that meets a full socket buffer is dropped (and logged); the client's ack times
+    /// out and it may subscribe again.
+    fn answer(&self, ack: AckSender, answer: &Ack) -> Result<(), Gone> {
+        match ack.send(answer) {
+            Ok(()) => Ok(()),
+            Err(SendError::Socket(SocketError::Closed)) => Err(Gone),
+            Err(error) => {
+                metrics::counter!("gorgon_notifier_acks_dropped_total").increment(1);
+                tracing::warn!(socket = %self.socket.id, %error, "an acknowledgement was not sent (raise GORGON_NOTIFIER_SOCKET_BUFFER if the buffer was full)");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn unavailable(error: &redpill::Error) -> Ack {
+    tracing::warn!(%error, "a subscription could not be made: Redis did not answer");
+    Ack::refused(
+        "unavailable",
+        "the notifier cannot reach Redis just now; subscribe again in a moment",
+    )
+}

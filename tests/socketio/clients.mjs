@@ -1,0 +1,258 @@
+// socket.io clients for the mesh tests and the notifier benchmark, on the official client.
+//
+// Run: node clients.mjs '<json settings>'; prints one JSON object per line on stdout.
+//
+// mode "collect" (the default): `clients` sockets each subscribe with `subscribe`
+// ({"topology", "node"?}) and record every `output` and `resync`. When `resume` is true, a
+// socket that reconnects subscribes again with `after_seq` set, per node, to the last seq it
+// received (or the position its first ack gave). Prints {"event":"ready"} once every socket's
+// first subscribe was acknowledged, then {"event":"done", ...} once every socket has received
+// seqs 1..expect[node] of every node in `expect`, or `timeout_ms` passed. The report counts,
+// per socket, outputs missing, duplicated and out of order; with `latency`, the
+// inject-to-receipt times in milliseconds.
+//
+// mode "probe": one socket connects with `token`, optionally subscribes with `subscribe`,
+// and prints {"event":"probe","connected","connect_error","ack","resyncs","outputs"} after
+// `wait_ms` (for auth, limit and resync checks).
+
+import { io } from "socket.io-client";
+
+const settings = JSON.parse(process.argv[2] ?? "{}");
+const url = settings.url;
+const print = (object) => process.stdout.write(JSON.stringify(object) + "\n");
+
+function connect(token) {
+  return io(url, {
+    auth: token == null ? {} : { token },
+    transports: ["websocket"],
+    reconnectionDelay: 100,
+    reconnectionDelayMax: 1000,
+    timeout: 5000,
+    forceNew: true,
+  });
+}
+
+function subscribe(socket, request) {
+  return new Promise((resolve) => {
+    socket.timeout(10000).emit("subscribe", request, (error, ack) => {
+      resolve(error ? { ok: false, error: { code: "ack_timeout", message: String(error) } } : ack);
+    });
+  });
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)];
+}
+
+async function collect() {
+  const expect = settings.expect ?? {};
+  const nodes = Object.keys(expect);
+  const count = settings.clients ?? 1;
+  const clients = [];
+  let ready = 0;
+  let finished = false;
+  const started = Date.now();
+  let firstAt = null;
+  let lastAt = null;
+
+  const report = () => {
+    const latencies = [];
+    const perClient = clients.map((client) => {
+      let missing = 0;
+      let duplicated = 0;
+      let outOfOrder = 0;
+      let received = 0;
+      for (const node of nodes) {
+        const seen = client.seen[node];
+        for (let seq = 1; seq <= expect[node]; seq++) if (seen[seq] === 0) missing++;
+        duplicated += client.duplicated[node];
+        outOfOrder += client.outOfOrder[node];
+        received += client.received[node];
+      }
+      latencies.push(...client.latencies);
+      return {
+        received,
+        missing,
+        duplicated,
+        out_of_order: outOfOrder,
+        resyncs: client.resyncs.length,
+        connects: client.connects,
+        retries: client.retries,
+        other: client.other,
+      };
+    });
+    latencies.sort((a, b) => a - b);
+    const sum = (key) => perClient.reduce((total, client) => total + client[key], 0);
+    print({
+      event: "done",
+      elapsed_ms: Date.now() - started,
+      first_output_ms: firstAt === null ? null : firstAt - started,
+      last_output_ms: lastAt === null ? null : lastAt - started,
+      complete: perClient.every((client) => client.missing === 0),
+      received: sum("received"),
+      missing: sum("missing"),
+      duplicated: sum("duplicated"),
+      out_of_order: sum("out_of_order"),
+      resyncs: sum("resyncs"),
+      other: sum("other"),
+      reconnects: sum("connects") - perClient.length,
+      subscribe_retries: sum("retries"),
+      resync_events: clients.flatMap((client) => client.resyncs).slice(0, 20),
+      latency_ms: settings.latency
+        ? {
+            count: latencies.length,
+            p50: percentile(latencies, 50),
+            p90: percentile(latencies, 90),
+            p99: percentile(latencies, 99),
+            max: latencies.length ? latencies[latencies.length - 1] : null,
+          }
+        : undefined,
+      clients: settings.per_client ? perClient : undefined,
+    });
+  };
+
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    clearInterval(progress);
+    clearTimeout(deadline);
+    report();
+    for (const client of clients) client.socket.close();
+    process.exit(0);
+  };
+
+  const isComplete = (client) =>
+    nodes.every((node) => client.last[node] >= expect[node] && client.missingCount(node) === 0);
+
+  for (let i = 0; i < count; i++) {
+    const client = {
+      socket: connect(settings.token),
+      seen: {},
+      last: {},
+      duplicated: {},
+      outOfOrder: {},
+      received: {},
+      positions: {},
+      resyncs: [],
+      latencies: [],
+      connects: 0,
+      retries: 0,
+      other: 0,
+      subscribed: false,
+      done: false,
+      missingCount(node) {
+        const seen = this.seen[node];
+        for (let seq = 1; seq <= expect[node]; seq++) if (seen[seq] === 0) return 1;
+        return 0;
+      },
+    };
+    for (const node of nodes) {
+      client.seen[node] = new Uint32Array(expect[node] + 1);
+      client.last[node] = 0;
+      client.duplicated[node] = 0;
+      client.outOfOrder[node] = 0;
+      client.received[node] = 0;
+    }
+    client.socket.on("output", (event) => {
+      const node = event.node;
+      if (!(node in client.seen)) {
+        client.other++;
+        return;
+      }
+      client.received[node]++;
+      const now = Date.now();
+      if (firstAt === null) firstAt = now;
+      lastAt = now;
+      const seen = client.seen[node];
+      if (event.seq < seen.length) seen[event.seq]++;
+      if (event.seq <= client.last[node]) {
+        if (event.seq < seen.length && seen[event.seq] > 1) client.duplicated[node]++;
+        else client.outOfOrder[node]++;
+      } else {
+        client.last[node] = event.seq;
+      }
+      if (settings.latency) client.latencies.push(now - Date.parse(event.injected_at));
+      if (!client.done && event.seq >= expect[node] && isComplete(client)) {
+        client.done = true;
+        if (clients.every((other) => other.done)) finish();
+      }
+    });
+    client.socket.on("resync", (resync) => {
+      client.resyncs.push(resync);
+      if (resync.next_seq > 0 && resync.node in client.last) {
+        // What will not come over socket.io counts as missing unless read from history.
+        client.last[resync.node] = Math.max(client.last[resync.node], resync.next_seq - 1);
+      }
+    });
+    client.socket.on("connect", async () => {
+      client.connects++;
+      const request = { ...settings.subscribe };
+      if (client.subscribed && settings.resume) {
+        const after = {};
+        for (const node of Object.keys(client.positions)) after[node] = client.positions[node];
+        for (const node of nodes) after[node] = Math.max(after[node] ?? 0, client.last[node]);
+        request.after_seq = request.node ? after[request.node] ?? 0 : after;
+      }
+      let ack = await subscribe(client.socket, request);
+      // What a careful client does: "unavailable" (Redis away) and a lost ack are worth
+      // another try while connected; anything else is final.
+      while (ack && !ack.ok && ["unavailable", "ack_timeout"].includes(ack.error?.code) && client.socket.connected) {
+        client.retries++;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        ack = await subscribe(client.socket, request);
+      }
+      if (!ack || !ack.ok) {
+        process.stderr.write(`subscribe refused: ${JSON.stringify(ack)}\n`);
+        return;
+      }
+      if (!client.subscribed) {
+        client.positions = ack.positions ?? {};
+        client.subscribed = true;
+        ready++;
+        if (ready === count) print({ event: "ready", clients: count });
+      }
+    });
+    clients.push(client);
+  }
+
+  const progress = setInterval(() => {
+    const received = clients.reduce(
+      (total, client) => total + nodes.reduce((sum, node) => sum + client.received[node], 0),
+      0,
+    );
+    const connected = clients.filter((client) => client.socket.connected).length;
+    process.stderr.write(
+      `clients: ${connected}/${count} connected, ${received} outputs received, ` +
+        `${clients.filter((client) => client.done).length} complete\n`,
+    );
+  }, 2000);
+  const deadline = setTimeout(finish, settings.timeout_ms ?? 60000);
+}
+
+async function probe() {
+  const socket = connect(settings.token);
+  const result = { event: "probe", connected: false, connect_error: null, ack: null, resyncs: [], outputs: [] };
+  socket.on("output", (event) => result.outputs.push(event));
+  socket.on("resync", (resync) => result.resyncs.push(resync));
+  const outcome = await new Promise((resolve) => {
+    socket.on("connect", () => resolve("connected"));
+    socket.on("connect_error", (error) => {
+      result.connect_error = error.message;
+      resolve("refused");
+    });
+  });
+  if (outcome === "connected") {
+    result.connected = true;
+    if (settings.subscribe) result.ack = await subscribe(socket, settings.subscribe);
+    if (settings.subscribe_again) result.ack_again = await subscribe(socket, settings.subscribe_again);
+  }
+  await new Promise((resolve) => setTimeout(resolve, settings.wait_ms ?? 500));
+  socket.close();
+  print(result);
+  process.exit(0);
+}
+
+if ((settings.mode ?? "collect") === "probe") await probe();
+else await collect();

@@ -1,0 +1,322 @@
+//! The notifier end to end, with the official socket.io client: every output to every
+//! subscribed client exactly once and in order (100 clients over two notifiers), resuming
+//! by `seq` across a notifier killed with SIGKILL, `resync` when the replay buffer no longer
+//! holds what is asked for, and the handshake token, scopes, Origin and limits.
+
+use std::time::Duration;
+
+use mesh_tests::mesh::Mesh;
+use mesh_tests::socketio::{probe, Clients, Notifier};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// `sources` pass nodes fanning in to one `count` node, `total`.
+fn fan_in(sources: usize) -> Value {
+    let mut nodes: Vec<Value> = (1..=sources)
+        .map(|i| json!({"id": format!("s{i}"), "function": "pass"}))
+        .collect();
+    let names: Vec<String> = (1..=sources).map(|i| format!("s{i}")).collect();
+    nodes.push(json!({"id": "total", "function": "count", "sources": names}));
+    json!({"node": nodes})
+}
+
+async fn put(mesh: &Mesh, topology: &str, doc: &Value) {
+    let answer = mesh
+        .call(Method::PUT, &format!("/v1/topologies/{topology}"), doc)
+        .await;
+    assert!(
+        answer.status.is_success(),
+        "PUT {topology}: {}",
+        answer.text
+    );
+}
+
+/// Injects `count` messages into `topology/node` in ndjson requests of `per_request` lines.
+async fn inject(mesh: &Mesh, topology: &str, node: &str, count: usize, per_request: usize) {
+    let mut sent = 0;
+    while sent < count {
+        let lines = per_request.min(count - sent);
+        let body: String = (sent..sent + lines)
+            .map(|i| format!("{{\"i\":{i}}}\n"))
+            .collect();
+        let answer = mesh
+            .send(
+                mesh.request(
+                    Method::POST,
+                    &format!("/v1/topologies/{topology}/nodes/{node}/messages"),
+                )
+                .header("content-type", "application/x-ndjson")
+                .body(body),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        sent += lines;
+    }
+}
+
+/// Waits until `topology/node` has output `seq`.
+async fn wait_for_seq(mesh: &Mesh, topology: &str, node: &str, seq: u64) {
+    let path = format!("/v1/topologies/{topology}/nodes/{node}/output");
+    mesh_tests::eventually(Duration::from_secs(60), &path, || async {
+        let answer = mesh.call(Method::GET, &path, &Value::Null).await;
+        (answer.json["seq"].as_u64() >= Some(seq)).then_some(())
+    })
+    .await;
+}
+
+/// A client resuming after a seq still in the replay buffer gets exactly the outputs after
+/// it; one resuming after a seq the buffer no longer holds gets `resync` naming the gap,
+/// then the outputs the buffer holds. The ack gives each node's position.
+#[tokio::test]
+async fn resume_replays_from_the_buffer_or_resyncs() {
+    let mesh = Mesh::start(1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
+    put(
+        &mesh,
+        "feed",
+        &json!({"node": [{"id": "a", "function": "pass"}]}),
+    )
+    .await;
+    inject(&mesh, "feed", "a", 30, 30).await;
+    wait_for_seq(&mesh, "feed", "a", 30).await;
+    let notifier = Notifier::start(&mesh, &[]).await;
+
+    let seqs = |report: &Value| -> Vec<u64> {
+        report["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let inside = probe(&json!({
+        "url": notifier.url,
+        "subscribe": {"topology": "feed", "node": "a", "after_seq": 25},
+    }))
+    .await;
+    assert_eq!(inside["ack"], json!({"ok": true, "positions": {"a": 25}}));
+    assert_eq!(seqs(&inside), [26, 27, 28, 29, 30]);
+    assert_eq!(inside["resyncs"], json!([]));
+    let event = &inside["outputs"][0];
+    assert_eq!(event["topology"], "feed");
+    assert_eq!(event["node"], "a");
+    assert_eq!(event["data"], json!({"i": 25}));
+    for key in ["msg_id", "input_id", "injected_at", "ts"] {
+        assert!(event[key].is_string(), "{key} in {event}");
+    }
+
+    let outside = probe(&json!({
+        "url": notifier.url,
+        "subscribe": {"topology": "feed", "after_seq": 5},
+    }))
+    .await;
+    assert_eq!(outside["ack"], json!({"ok": true, "positions": {"a": 5}}));
+    assert_eq!(
+        outside["resyncs"],
+        json!([{"topology": "feed", "node": "a", "after_seq": 5, "next_seq": 21}])
+    );
+    assert_eq!(seqs(&outside), (21..=30).collect::<Vec<_>>());
+
+    let live = probe(&json!({
+        "url": notifier.url,
+        "subscribe": {"topology": "feed"},
+    }))
+    .await;
+    assert_eq!(live["ack"], json!({"ok": true, "positions": {"a": 30}}));
+    assert_eq!(seqs(&live), Vec::<u64>::new());
+}
+
+/// The figures every client must show: every output of every node exactly once, in order.
+fn assert_exact(report: &Value, clients: u64, outputs: u64) {
+    let figures = json!({
+        "complete": report["complete"],
+        "received": report["received"],
+        "missing": report["missing"],
+        "duplicated": report["duplicated"],
+        "out_of_order": report["out_of_order"],
+        "resyncs": report["resyncs"],
+        "other": report["other"],
+    });
+    assert_eq!(
+        figures,
+        json!({
+            "complete": true,
+            "received": clients * outputs,
+            "missing": 0,
+            "duplicated": 0,
+            "out_of_order": 0,
+            "resyncs": 0,
+            "other": 0,
+        }),
+        "{report}"
+    );
+}
+
+/// 100 clients, half on each of two notifiers, subscribed to one topology; 10 000 outputs
+/// (four pass nodes and the count node they fan in to, on several partitions) reach every
+/// client exactly once each, in seq order per node.
+#[tokio::test]
+async fn hundred_clients_get_every_output_once_in_order() {
+    let mesh = Mesh::start(2, &[]).await;
+    put(&mesh, "plant", &fan_in(4)).await;
+    let first = Notifier::start(&mesh, &[]).await;
+    let second = Notifier::start(&mesh, &[]).await;
+    let expect = json!({"s1": 1250, "s2": 1250, "s3": 1250, "s4": 1250, "total": 5000});
+    let clients: Vec<Clients> = [&first, &second]
+        .iter()
+        .map(|notifier| {
+            Clients::start(&json!({
+                "url": notifier.url,
+                "clients": 50,
+                "subscribe": {"topology": "plant"},
+                "expect": expect,
+                "timeout_ms": 120_000,
+            }))
+        })
+        .collect();
+    for group in &clients {
+        group.wait_for("ready", Duration::from_secs(30)).await;
+    }
+    for source in ["s1", "s2", "s3", "s4"] {
+        inject(&mesh, "plant", source, 1250, 250).await;
+    }
+    for group in clients {
+        let report = group.finish(Duration::from_secs(150)).await;
+        assert_exact(&report, 50, 10_000);
+        assert_eq!(report["reconnects"], 0, "{report}");
+    }
+}
+
+/// A notifier killed with SIGKILL while 100 clients receive a steady flow, then started
+/// again on its port: every client reconnects, subscribes again with its last seq per node,
+/// and ends with every output exactly once, in order, and no resync.
+#[tokio::test]
+async fn clients_resume_across_a_killed_notifier() {
+    let mesh = Mesh::start(2, &[("GORGON_REPLAY_BUFFER", "5000")]).await;
+    put(&mesh, "plant", &fan_in(4)).await;
+    let mut notifier = Notifier::start(&mesh, &[]).await;
+    let expect = json!({"s1": 1250, "s2": 1250, "s3": 1250, "s4": 1250, "total": 5000});
+    let clients = Clients::start(&json!({
+        "url": notifier.url,
+        "clients": 100,
+        "subscribe": {"topology": "plant"},
+        "expect": expect,
+        "resume": true,
+        "timeout_ms": 150_000,
+    }));
+    clients.wait_for("ready", Duration::from_secs(30)).await;
+    // 5 000 messages in 50 rounds of 25 per source, about 8 s in all.
+    let flow = async {
+        for round in 0..50 {
+            for source in ["s1", "s2", "s3", "s4"] {
+                inject(&mesh, "plant", source, 25, 25).await;
+            }
+            if round == 15 {
+                notifier.kill().await;
+            }
+            if round == 25 {
+                notifier.restart(&mesh).await;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    flow.await;
+    let report = clients.finish(Duration::from_secs(180)).await;
+    assert_exact(&report, 100, 10_000);
+    assert!(
+        report["reconnects"].as_u64() >= Some(100),
+        "every client reconnected: {report}"
+    );
+}
+
+/// The handshake needs a configured token; a token's scope decides which topologies it may
+/// follow (another one is not found, as in the REST API); bad requests, unknown topologies and
+/// nodes and one subscription too many are refused with their codes; an Origin not allowed
+/// gets 403 before socket.io sees the request.
+#[tokio::test]
+async fn tokens_scopes_origins_and_limits_are_enforced() {
+    let tokens = "adm=admin,alpha-reader=ro:alpha";
+    let mesh = Mesh::start(1, &[("GORGON_API_TOKENS", tokens)]).await;
+    for topology in ["alpha", "beta"] {
+        let answer = mesh
+            .send(
+                mesh.request(Method::PUT, &format!("/v1/topologies/{topology}"))
+                    .bearer_auth("adm")
+                    .json(&json!({"node": [{"id": "a", "function": "pass"}]})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    }
+    let notifier = Notifier::start(
+        &mesh,
+        &[
+            ("GORGON_ALLOWED_ORIGINS", "https://good.example"),
+            ("GORGON_NOTIFIER_MAX_SUBSCRIPTIONS", "1"),
+        ],
+    )
+    .await;
+    let url = &notifier.url;
+
+    let none = probe(&json!({"url": url})).await;
+    assert_eq!(none["connected"], false);
+    assert_eq!(
+        none["connect_error"],
+        "unauthorized: a token is required; connect with auth: {\"token\": \"...\"}"
+    );
+    let wrong = probe(&json!({"url": url, "token": "nope"})).await;
+    assert_eq!(wrong["connected"], false);
+    assert_eq!(
+        wrong["connect_error"],
+        "unauthorized: the token is not valid"
+    );
+
+    let reader =
+        |subscribe: Value| json!({"url": url, "token": "alpha-reader", "subscribe": subscribe});
+    let own = probe(&reader(json!({"topology": "alpha"}))).await;
+    assert_eq!(own["ack"], json!({"ok": true, "positions": {"a": 0}}));
+    let refused = |code: &str, message: &str| json!({"ok": false, "error": {"code": code, "message": message}});
+    let other = probe(&reader(json!({"topology": "beta"}))).await;
+    assert_eq!(other["ack"], refused("not_found", "no topology \"beta\""));
+    let missing_node = probe(&reader(json!({"topology": "alpha", "node": "zz"}))).await;
+    assert_eq!(
+        missing_node["ack"],
+        refused("not_found", "no node \"zz\" in topology alpha")
+    );
+    let admin_missing =
+        probe(&json!({"url": url, "token": "adm", "subscribe": {"topology": "gamma"}})).await;
+    assert_eq!(
+        admin_missing["ack"],
+        refused("not_found", "no topology \"gamma\"")
+    );
+    let malformed = probe(&reader(json!({"topology": "alpha", "after_seq": "soon"}))).await;
+    assert_eq!(malformed["ack"]["ok"], false);
+    assert_eq!(malformed["ack"]["error"]["code"], "invalid_request");
+
+    let admin = probe(&json!({
+        "url": url,
+        "token": "adm",
+        "subscribe": {"topology": "alpha"},
+        "subscribe_again": {"topology": "beta"},
+    }))
+    .await;
+    assert_eq!(admin["ack"], json!({"ok": true, "positions": {"a": 0}}));
+    assert_eq!(
+        admin["ack_again"]["error"]["code"],
+        "too_many_subscriptions"
+    );
+
+    let http = reqwest::Client::new();
+    let handshake = format!("{url}/socket.io/?EIO=4&transport=polling");
+    let status = |origin: Option<&'static str>| {
+        let mut request = http.get(&handshake);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        status(Some("https://evil.example")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(status(Some("https://good.example")).await, StatusCode::OK);
+    assert_eq!(status(None).await, StatusCode::OK);
+}
