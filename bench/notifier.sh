@@ -3,7 +3,9 @@
 # inject -> client latency at a steady rate, with the official socket.io-client (Node, from
 # tests/socketio), store, processor, web_face and notifier as release binaries on a private
 # Redis with AOF everysec, beside redis-benchmark's PUBLISH ceiling on the same server in the
-# same run. Every client must receive every output exactly once, in order (else exit 1).
+# same run, and beside the peer: a plain socket.io server (Node, bench/peer-socketio, pinned by
+# its lockfile) broadcasting the same number of events of the same shape from memory to the same
+# clients. Every client must receive every output exactly once, in order (else exit 1).
 #
 # Usage: bench/notifier.sh [clients] [outputs] [rate] [seconds]
 #   clients  socket.io clients, all subscribed to the topology (default 100)
@@ -20,7 +22,6 @@ outputs=${2:-20000}
 rate=${3:-200}
 seconds=${4:-20}
 nodes=10
-topology=bench
 root=$(cd "$(dirname "$0")/.." && pwd)
 
 fail() { echo "bench/notifier.sh: $*" >&2; exit 1; }
@@ -45,10 +46,12 @@ trap 'exit 130' INT TERM
 for tool in redis-server redis-benchmark redis-cli curl python3 node npm cargo; do
   command -v "$tool" >/dev/null || fail "$tool not found; install it and run again"
 done
-if [ ! -d "$root/tests/socketio/node_modules/socket.io-client" ]; then
-  echo "installing socket.io-client (npm ci --prefix tests/socketio)..." >&2
-  npm ci --prefix "$root/tests/socketio" --no-audit --no-fund --loglevel=error
-fi
+for package in tests/socketio bench/peer-socketio; do
+  if [ ! -d "$root/$package/node_modules" ]; then
+    echo "installing $package (npm ci)..." >&2
+    npm ci --prefix "$root/$package" --no-audit --no-fund --loglevel=error
+  fi
+done
 echo "building release binaries (cargo build --release --bins)..." >&2
 cargo build --release --quiet --bins --manifest-path "$root/Cargo.toml"
 
@@ -84,16 +87,20 @@ for _ in $(seq 300); do
 done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$notifier_port/readyz")" = 200 ] || { role_logs; fail "the roles did not become ready"; }
 
+# One topology per run, so each run's seqs start at 1.
 doc=$(python3 -c "import json; print(json.dumps({'node':[{'id':'n%d'%i,'function':'pass'} for i in range($nodes)]}))")
-status=$(curl -s -o "$work/put.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' --data "$doc" "$base/v1/topologies/$topology")
-case "$status" in 200 | 201) ;; *) role_logs; fail "PUT answered $status: $(cat "$work/put.json")" ;; esac
+for name in flat steady; do
+  status=$(curl -s -o "$work/put.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' --data "$doc" "$base/v1/topologies/$name")
+  case "$status" in 200 | 201) ;; *) role_logs; fail "PUT answered $status: $(cat "$work/put.json")" ;; esac
+done
 
-# run_clients NAME PER_NODE [latency]: starts the clients in the background; they print "ready".
+# run_clients RUN PER_NODE [latency [PORT]]: starts the clients of topology RUN (on the notifier,
+# or the server on PORT) in the background and waits until they print "ready".
 run_clients() {
   local expect
   expect=$(python3 -c "import json; print(json.dumps({'n%d'%i: $2 for i in range($nodes)}))")
-  node "$root/tests/socketio/clients.mjs" "{\"url\":\"http://127.0.0.1:$notifier_port\",\"clients\":$clients,\
-\"subscribe\":{\"topology\":\"$topology\"},\"expect\":$expect,\"latency\":${3:-false},\"timeout_ms\":600000}" \
+  node "$root/tests/socketio/clients.mjs" "{\"url\":\"http://127.0.0.1:${4:-$notifier_port}\",\"clients\":$clients,\
+\"subscribe\":{\"topology\":\"$1\"},\"expect\":$expect,\"latency\":${3:-false},\"timeout_ms\":300000}" \
     >"$work/$1.out" 2>"$work/$1.err" &
   pids+=("$!")
   client_pid=$!
@@ -101,7 +108,7 @@ run_clients() {
   cat "$work/$1.err" >&2
   fail "the clients did not subscribe within 60 s"
 }
-wait_clients() { # NAME: waits for the report
+wait_clients() { # RUN: waits for the report
   while kill -0 "$client_pid" 2>/dev/null; do sleep 0.5; done
   grep '"done"' "$work/$1.out" || { cat "$work/$1.err" >&2; fail "the clients printed no report"; }
 }
@@ -121,7 +128,7 @@ for i in $(seq 0 $((nodes - 1))); do
     lines=$((per_node - sent < 1000 ? per_node - sent : 1000))
     python3 -c "import sys; [print('{\"v\":%d}' % v) for v in range(int(sys.argv[1]))]" "$lines" >"$work/body.ndjson"
     status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-ndjson' \
-      --data-binary @"$work/body.ndjson" "$base/v1/topologies/$topology/nodes/n$i/messages")
+      --data-binary @"$work/body.ndjson" "$base/v1/topologies/flat/nodes/n$i/messages")
     [ "$status" = 202 ] || fail "inject answered $status"
     sent=$((sent + lines))
   done
@@ -135,7 +142,7 @@ echo "steady: $rate messages/s for $seconds s to $clients clients..." >&2
 total=$((rate * seconds))
 total=$((total - total % nodes))
 run_clients steady "$((total / nodes))" true
-python3 - "$base" "$topology" "$nodes" "$rate" "$total" <<'PY'
+python3 - "$base" steady "$nodes" "$rate" "$total" <<'PY'
 import sys, time, urllib.request
 base, topology, nodes, rate, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 start = time.monotonic()
@@ -152,11 +159,24 @@ PY
 steady=$(wait_clients steady)
 check "$steady"
 
+echo "peer: plain socket.io broadcasting $outputs events to $clients clients..." >&2
+peer_port=$(free_port)
+node "$root/bench/peer-socketio/server.mjs" "$peer_port" 2>"$work/peer.err" &
+pids+=("$!")
+for _ in $(seq 100); do grep -q "peer socket.io server" "$work/peer.err" 2>/dev/null && break; sleep 0.1; done
+run_clients peer "$per_node" false "$peer_port"
+curl -sf "http://127.0.0.1:$peer_port/emit?topology=peer&nodes=$nodes&per_node=$per_node" >/dev/null || fail "the peer did not start emitting"
+peer=$(wait_clients peer)
+check "$peer"
+peer_rate=$(report_field "$peer" "int(r['received'] * 1000 / max(1, r['last_output_ms'] - r['first_output_ms']))")
+peer_ms=$(report_field "$peer" "r['last_output_ms'] - r['first_output_ms']")
+
 cat <<EOF
 machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%Y-%m-%d); redis $(redis-server --version | awk '{print $3}' | cut -d= -f2)
 command: bench/notifier.sh $clients $outputs $rate $seconds
 redis-benchmark PUBLISH, pipelined 100: $publish_p100 /s
 redis-benchmark PUBLISH, 8 clients unpipelined: $publish_c8 /s
 flat out: $(report_field "$flat" "r['received']") events to $clients clients in $flat_ms ms: $flat_rate events/s delivered; lost 0, duplicated 0, out of order 0
+peer, socket.io $(node -p "require('$root/bench/peer-socketio/node_modules/socket.io/package.json').version") broadcasting from memory: $(report_field "$peer" "r['received']") events to $clients clients in $peer_ms ms: $peer_rate events/s delivered
 steady $rate msg/s for $seconds s ($((rate * clients)) events/s): inject -> client latency ms p50 $(report_field "$steady" "r['latency_ms']['p50']"), p90 $(report_field "$steady" "r['latency_ms']['p90']"), p99 $(report_field "$steady" "r['latency_ms']['p99']"), max $(report_field "$steady" "r['latency_ms']['max']") over $(report_field "$steady" "r['latency_ms']['count']") events; lost 0, duplicated 0, out of order 0
 EOF

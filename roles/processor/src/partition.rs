@@ -328,25 +328,26 @@ impl Partition {
             write = write.publish_to_topic(&self.outputs, self.number as usize, &[entry]);
         }
         if self.settings.replay_buffer > 0 {
-            // Each node's replay buffer: one push of the batch's outputs, then one trim.
-            let mut by_node: Vec<(&str, Vec<&str>)> = Vec::new();
+            // Each node's replay buffer: one push of the batch's outputs, and a trim back to
+            // the bound only when the node's seq crosses a multiple of a quarter of it, so a
+            // buffer holds at least the bound and at most a quarter more (plus one batch).
+            let bound = self.settings.replay_buffer as u64;
+            let slack = (bound / 4).max(1);
+            let mut by_node: HashMap<&str, Vec<&str>> = HashMap::new();
             for output in &plan.outputs {
-                match by_node.iter_mut().find(|(key, _)| *key == output.key) {
-                    Some((_, texts)) => texts.push(&output.text),
-                    None => by_node.push((&output.key, vec![output.text.as_str()])),
-                }
+                by_node.entry(&output.key).or_default().push(&output.text);
             }
-            let keep = -(self.settings.replay_buffer as i64);
             for (key, texts) in by_node {
-                if plan.dirty.get(key).is_some_and(Option::is_none) {
+                let Some(Some(state)) = plan.dirty.get(key) else {
                     continue; // Deleted later in the batch.
-                }
+                };
                 let replay_key = self.replay_key(key);
-                write = write.write("RPUSH", &replay_key, texts).write(
-                    "LTRIM",
-                    &replay_key,
-                    (keep, -1),
-                );
+                let before = state.seq.saturating_sub(texts.len() as u64);
+                let trim = state.seq > bound && before / slack != state.seq / slack;
+                write = write.write("RPUSH", &replay_key, texts);
+                if trim {
+                    write = write.write("LTRIM", &replay_key, (-(bound as i64), -1));
+                }
             }
         }
         let local: Vec<(&str, &[u8])> = plan

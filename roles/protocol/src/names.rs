@@ -44,9 +44,10 @@ pub fn node_record(member: &str) -> String {
 }
 
 /// The key suffix, under a partition's tag, of node `member`'s replay buffer: a list of its
-/// latest output events (JSON, oldest first, consecutive seqs ending with the node's `seq`),
-/// at most as long as the processors' `GORGON_REPLAY_BUFFER`. Written only in the owner's
-/// batch commits, with the outputs themselves; read by the notifier to resume clients.
+/// latest output events (JSON, oldest first, consecutive seqs ending with the node's `seq`):
+/// at least the processors' `GORGON_REPLAY_BUFFER` of them (when there are as many) and at
+/// most a quarter more, plus one batch. Written only in the owner's batch commits, with the
+/// outputs themselves; read by the notifier to resume clients.
 pub fn node_replay(member: &str) -> String {
     format!("replay:{member}")
 }
