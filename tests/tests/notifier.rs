@@ -66,7 +66,8 @@ async fn wait_for_seq(mesh: &Mesh, topology: &str, node: &str, seq: u64) {
 
 /// A client resuming after a seq still in the replay buffer gets exactly the outputs after
 /// it; one resuming after a seq the buffer no longer holds gets `resync` naming the gap,
-/// then the outputs the buffer holds. The ack gives each node's position.
+/// then the outputs the buffer holds. The ack gives each node's position; a second
+/// subscription covering a node already followed does not start it again.
 #[tokio::test]
 async fn resume_replays_from_the_buffer_or_resyncs() {
     let mesh = Mesh::start(1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
@@ -116,12 +117,19 @@ async fn resume_replays_from_the_buffer_or_resyncs() {
     );
     assert_eq!(seqs(&outside), (21..=30).collect::<Vec<_>>());
 
+    // Live only; a node subscription on top of it goes on from the same position, so
+    // asking it to replay from 0 sends nothing twice.
     let live = probe(&json!({
         "url": notifier.url,
         "subscribe": {"topology": "feed"},
+        "subscribe_again": {"topology": "feed", "node": "a", "after_seq": 0},
     }))
     .await;
     assert_eq!(live["ack"], json!({"ok": true, "positions": {"a": 30}}));
+    assert_eq!(
+        live["ack_again"],
+        json!({"ok": true, "positions": {"a": 30}})
+    );
     assert_eq!(seqs(&live), Vec::<u64>::new());
 }
 

@@ -230,32 +230,31 @@ impl Session {
         if !known {
             metrics::gauge!("gorgon_notifier_subscriptions").increment(1.0);
         }
-        match &node {
-            None => self.topologies.insert(topology.clone()),
-            Some(node) => self.nodes.insert((topology.clone(), node.clone())),
-        };
         let mut positions = BTreeMap::new();
         let mut replay: Vec<(Member, u64)> = Vec::new();
         for (member, latest) in covered.into_iter().zip(seqs) {
             let latest = latest.unwrap_or(0);
-            let start = match self.cursors.get(&member) {
+            let start = if self.covers(&member) {
                 // Already covered by another subscription of this socket: it goes on.
-                Some(cursor) => *cursor,
-                None => {
-                    let start = subscription
-                        .after_seq
-                        .as_ref()
-                        .and_then(|after| after.for_node(&member.1))
-                        .unwrap_or(latest);
-                    self.cursors.insert(member.clone(), start);
-                    if start != latest {
-                        replay.push((member.clone(), latest));
-                    }
-                    start
+                self.cursor(&member)
+            } else {
+                let start = subscription
+                    .after_seq
+                    .as_ref()
+                    .and_then(|after| after.for_node(&member.1))
+                    .unwrap_or(latest);
+                self.cursors.insert(member.clone(), start);
+                if start != latest {
+                    replay.push((member.clone(), latest));
                 }
+                start
             };
             positions.insert(member.1.clone(), start);
         }
+        match &node {
+            None => self.topologies.insert(topology.clone()),
+            Some(node) => self.nodes.insert((topology.clone(), node.clone())),
+        };
         self.answer(ack, &Ack::done(Some(positions)))?;
         self.replay(&replay).await
     }
