@@ -256,16 +256,18 @@ fn on_command(
     move |TryData(subscription): TryData<Subscription>, ack: AckSender| {
         match subscription {
             Ok(subscription) => {
-                if let Err(error) = commands.try_send(make(subscription, ack)) {
-                    let ack = match error {
-                        mpsc::error::TrySendError::Full(command)
-                        | mpsc::error::TrySendError::Closed(command) => command.into_ack(),
-                    };
-                    ack.send(&Ack::refused(
-                        "busy",
-                        "this socket has too many requests waiting; wait for their answers",
-                    ))
-                    .ok();
+                // Closed: the socket's task has ended because the socket is going away, and
+                // there is no one to answer.
+                if let Err(mpsc::error::TrySendError::Full(command)) =
+                    commands.try_send(make(subscription, ack))
+                {
+                    command
+                        .into_ack()
+                        .send(&Ack::refused(
+                            "busy",
+                            "this socket has too many requests waiting; wait for their answers",
+                        ))
+                        .ok();
                 }
             }
             Err(error) => {
