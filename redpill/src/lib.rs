@@ -9,7 +9,9 @@
 //! - [`Topic`]: persistent publish/subscribe on Redis streams. Every subscriber [`Group`]
 //!   receives every message, including those published while it had no live member; members
 //!   share the work. Retention is bounded per shard and a full shard refuses new entries
-//!   ([`Error::Full`]) instead of dropping unread ones.
+//!   ([`Error::Full`]) instead of dropping unread ones — unless the topic is a
+//!   [ring](Topic::ring), which keeps the newest entries and is read without a group from an
+//!   entry id ([`Topic::read_after`]): for telemetry, which must never hold a writer back.
 //! - [`Live`]: fire-and-forget PUBLISH/SUBSCRIBE. Redis pub/sub loses whatever is published
 //!   while a subscriber is disconnected, so nothing that must arrive goes this way; queues and
 //!   topics use PUBLISH only as a wake-up hint and poll as a fallback. Subscriptions are

@@ -27,6 +27,7 @@ pub struct Topic {
     shards: Arc<Vec<String>>,
     wake_channel: String,
     bound: u64,
+    ring: bool,
 }
 
 /// Where a new group starts reading.
@@ -96,6 +97,7 @@ impl Topic {
             name: format!("topic {name}"),
             shards: Arc::new(shards),
             bound: DEFAULT_TOPIC_BOUND,
+            ring: false,
         }
     }
 
@@ -103,6 +105,16 @@ impl Topic {
     /// [`Error::Full`] (retryable) until every group has acknowledged enough to trim.
     pub fn with_bound(mut self, bound: u64) -> Topic {
         self.bound = bound.max(1);
+        self
+    }
+
+    /// Make this a ring: keep about the newest `bound` entries per shard (Redis's `MAXLEN ~`,
+    /// so a little more), trimming the oldest even when a group has not read them, so that
+    /// publishing never fails with [`Error::Full`]. For telemetry, which must never hold a
+    /// writer back and whose readers want recent entries, read with [`Topic::read_after`].
+    pub fn ring(mut self, bound: u64) -> Topic {
+        self.bound = bound.max(1);
+        self.ring = true;
         self
     }
 
@@ -133,6 +145,23 @@ impl Topic {
         }
         let bodies: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
         let mut conn = self.client.conn();
+        if self.ring {
+            let mut pipe = redis::pipe();
+            for body in &bodies {
+                pipe.cmd("XADD")
+                    .arg(key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.bound)
+                    .arg("*")
+                    .arg("b")
+                    .arg(*body)
+                    .ignore();
+            }
+            pipe.xlen(key).publish(&self.wake_channel, "1").ignore();
+            let (len,): (u64,) = pipe.query_async(&mut conn).await?;
+            return Ok(len);
+        }
         let (appended, len): (i64, u64) = scripts::run(
             &mut conn,
             &scripts::TOPIC_PUBLISH,
@@ -185,6 +214,45 @@ impl Topic {
         };
         handle.create().await?;
         Ok(handle)
+    }
+
+    /// Reads up to `max` entries of shard `shard` published after entry id `after`, oldest
+    /// first, without a group: `"0"` reads from the oldest retained, `"<unix ms>"` from that
+    /// time on. Pass the last id returned to read on. Returns at once, possibly with nothing.
+    pub async fn read_after(&self, shard: usize, after: &str, max: usize) -> Result<Vec<Entry>> {
+        let key = self
+            .shards
+            .get(shard)
+            .ok_or_else(|| Error::Invalid(format!("{} has no shard {shard}", self.name)))?;
+        let mut conn = self.client.conn();
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(key)
+            .arg(format!("({after}"))
+            .arg("+")
+            .arg("COUNT")
+            .arg(max.max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|id| entry_of(shard, id))
+            .collect())
+    }
+
+    /// Like [`Topic::read_after`], but waits up to `timeout` for an entry when there is none.
+    pub async fn read_after_wait(
+        &self,
+        shard: usize,
+        after: &str,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Entry>> {
+        self.client
+            .wait_for(&self.wake_channel, timeout, || {
+                self.read_after(shard, after, max)
+            })
+            .await
     }
 
     /// Fill level and per-group backlog of every shard.

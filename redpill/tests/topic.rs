@@ -250,3 +250,46 @@ async fn make_room_trims_acknowledged_entries_at_the_bound() {
     assert_eq!(topic.make_room(0).await.unwrap(), 1);
     assert_eq!(texts(&group.read(10).await.unwrap()), ["m2"]);
 }
+
+/// A ring topic never refuses: past its bound it drops the oldest entries, unread or not,
+/// and a reader without a group reads on from the last id it saw, in order, waking on a
+/// publish.
+#[tokio::test]
+async fn a_ring_keeps_the_newest_entries_and_readers_read_on_from_an_id() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let topic = Topic::new(&client, &Tag::named("ring"), "telemetry").ring(100);
+    for chunk in bodies(0..1_000).chunks(10) {
+        topic.publish(0, chunk).await.expect("a ring never refuses");
+    }
+    let kept = topic.read_after(0, "0", 10_000).await.unwrap();
+    // MAXLEN ~ trims whole stream nodes: about the bound, never fewer, the newest in order.
+    assert!(
+        (100..=300).contains(&kept.len()),
+        "kept {} entries",
+        kept.len()
+    );
+    let expected: Vec<String> = bodies(1_000 - kept.len()..1_000);
+    assert_eq!(texts(&kept), expected);
+
+    // Reading on from the last id: exactly what follows, nothing twice.
+    let last = kept.last().unwrap().id.clone();
+    assert!(topic.read_after(0, &last, 10).await.unwrap().is_empty());
+    let reader = {
+        let topic = topic.clone();
+        let last = last.clone();
+        tokio::spawn(async move {
+            topic
+                .read_after_wait(0, &last, 10, Duration::from_secs(5))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    topic.publish(0, &["m1000", "m1001"]).await.unwrap();
+    let woken = reader.await.unwrap();
+    assert_eq!(texts(&woken), ["m1000", "m1001"]);
+    let after_first = topic.read_after(0, &woken[0].id, 10).await.unwrap();
+    assert_eq!(texts(&after_first), ["m1001"]);
+    client.close().await;
+}
