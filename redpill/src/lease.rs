@@ -142,16 +142,30 @@ impl Lease {
 
     /// The current holder and the time left, if any.
     pub async fn holder(&self) -> Result<Option<(Grant, Duration)>> {
-        let mut conn = self.client.conn();
-        let (holder, remaining): (Option<String>, i64) = redis::pipe()
-            .get(&self.key)
-            .pttl(&self.key)
-            .query_async(&mut conn)
-            .await?;
-        Ok(holder
-            .as_deref()
-            .and_then(Grant::parse)
-            .map(|grant| (grant, Duration::from_millis(remaining.max(0) as u64))))
+        let mut holders = Lease::holders(std::slice::from_ref(self)).await?;
+        Ok(holders.pop().flatten())
+    }
+
+    /// [`Lease::holder`] of each of `leases` (all of one client), in one round trip.
+    pub async fn holders(leases: &[Lease]) -> Result<Vec<Option<(Grant, Duration)>>> {
+        let Some(first) = leases.first() else {
+            return Ok(Vec::new());
+        };
+        let mut pipe = redis::pipe();
+        for lease in leases {
+            pipe.get(&lease.key).pttl(&lease.key);
+        }
+        let mut conn = first.client.conn();
+        let replies: Vec<(Option<String>, i64)> = pipe.query_async(&mut conn).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(holder, remaining)| {
+                holder
+                    .as_deref()
+                    .and_then(Grant::parse)
+                    .map(|grant| (grant, Duration::from_millis(remaining.max(0) as u64)))
+            })
+            .collect())
     }
 
     /// A batch of writes that Redis applies only while `grant` holds this lease, all or none,

@@ -50,11 +50,21 @@ impl Outbox {
 
     /// Entries waiting to be delivered.
     pub async fn len(&self) -> Result<u64> {
-        let mut conn = self.client.conn();
-        Ok(redis::cmd("LLEN")
-            .arg(&self.key)
-            .query_async(&mut conn)
-            .await?)
+        let mut lens = Outbox::lens(std::slice::from_ref(self)).await?;
+        Ok(lens.pop().unwrap_or(0))
+    }
+
+    /// [`Outbox::len`] of each of `outboxes` (all of one client), in one round trip.
+    pub async fn lens(outboxes: &[Outbox]) -> Result<Vec<u64>> {
+        let Some(first) = outboxes.first() else {
+            return Ok(Vec::new());
+        };
+        let mut pipe = redis::pipe();
+        for outbox in outboxes {
+            pipe.llen(&outbox.key);
+        }
+        let mut conn = first.client.conn();
+        Ok(pipe.query_async(&mut conn).await?)
     }
 
     /// True when nothing waits.

@@ -93,6 +93,10 @@ pub struct QueueDepth {
     pub delayed: u64,
     /// In the dead-letter list.
     pub dead: u64,
+    /// When the message at the head of the waiting list (the next to be pulled) was created,
+    /// in unix ms, read from its id: a UUIDv7 as [`new_id`] makes, or an id starting with
+    /// one. `None` when nothing waits or the id carries no time.
+    pub oldest_ms: Option<u64>,
 }
 
 impl Queue {
@@ -411,20 +415,43 @@ impl Queue {
 
     /// How many messages the queue holds, by state.
     pub async fn depth(&self) -> Result<QueueDepth> {
-        let mut conn = self.client.conn();
-        let (waiting, held, delayed, dead): (u64, u64, u64, u64) = redis::pipe()
-            .llen(&self.keys.waiting)
-            .hlen(&self.keys.body)
-            .zcard(&self.keys.delayed)
-            .llen(&self.keys.dead)
-            .query_async(&mut conn)
-            .await?;
-        Ok(QueueDepth {
-            waiting,
-            held,
-            delayed,
-            dead,
-        })
+        let mut depths = Queue::depths(std::slice::from_ref(self)).await?;
+        Ok(depths.pop().unwrap_or_default())
+    }
+
+    /// [`Queue::depth`] of each of `queues` (all of one client), in one round trip.
+    pub async fn depths(queues: &[Queue]) -> Result<Vec<QueueDepth>> {
+        let Some(first) = queues.first() else {
+            return Ok(Vec::new());
+        };
+        let mut pipe = redis::pipe();
+        for queue in queues {
+            pipe.llen(&queue.keys.waiting)
+                .hlen(&queue.keys.body)
+                .zcard(&queue.keys.delayed)
+                .llen(&queue.keys.dead)
+                .lindex(&queue.keys.waiting, 0);
+        }
+        let mut conn = first.client.conn();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        replies
+            .chunks(5)
+            .map(|reply| {
+                let count = |value: &Value| -> Result<u64> {
+                    redis::from_redis_value(value.clone())
+                        .map_err(|err| Error::decode("queue depth", err))
+                };
+                let head: Option<String> = redis::from_redis_value(reply[4].clone())
+                    .map_err(|err| Error::decode("queue head", err))?;
+                Ok(QueueDepth {
+                    waiting: count(&reply[0])?,
+                    held: count(&reply[1])?,
+                    delayed: count(&reply[2])?,
+                    dead: count(&reply[3])?,
+                    oldest_ms: head.as_deref().and_then(id_time_ms),
+                })
+            })
+            .collect()
     }
 
     /// Up to `count` dead letters from position `start` (0 = the oldest).
@@ -623,6 +650,17 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()
 }
 
+/// The creation time, in unix ms, of a message id that is or starts with a UUIDv7 in simple
+/// form ([`new_id`]; forwarded messages append `.<suffix>` to one).
+pub fn id_time_ms(id: &str) -> Option<u64> {
+    let uuid = uuid::Uuid::try_parse(id.get(..32)?).ok()?;
+    if uuid.get_version_num() != 7 {
+        return None;
+    }
+    let (seconds, nanos) = uuid.get_timestamp()?.to_unix();
+    Some(seconds * 1_000 + u64::from(nanos) / 1_000_000)
+}
+
 /// Decodes a pull reply: how many came from the in-flight set, then the deliveries.
 fn decode_deliveries(reply: Vec<Value>) -> Result<(usize, Vec<Delivery>)> {
     let mut values = reply.into_iter();
@@ -702,6 +740,28 @@ fn decode_dead_letter(record: &[u8]) -> Result<DeadLetter> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn id_time_comes_from_uuid_v7_ids_and_their_forwarded_forms() {
+        let id = super::new_id();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let at = super::id_time_ms(&id).expect("a v7 id");
+        assert!(now.abs_diff(at) < 1_000, "{at} vs {now}");
+        assert_eq!(super::id_time_ms(&format!("{id}.room-1")), Some(at));
+        // 0x0190_0000_0000 ms = 1 717 986 918 400: a fixed v7 id decodes exactly.
+        assert_eq!(
+            super::id_time_ms("01900000000070008000000000000000"),
+            Some(1_717_986_918_400)
+        );
+        assert_eq!(super::id_time_ms("m1"), None);
+        assert_eq!(super::id_time_ms("0190000000004000800000000000000z"), None);
+        // A v4 id carries no time.
+        assert_eq!(super::id_time_ms("01900000000040008000000000000000"), None);
+    }
+
     use super::*;
 
     /// The dead-letter record written by the Lua scripts reads back field for field, and the

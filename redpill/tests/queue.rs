@@ -467,3 +467,39 @@ async fn fixed_setting_is_set_once() {
         "64"
     );
 }
+
+/// `depths` reads several queues in one round trip, with the creation time of each head
+/// message: the oldest waiting, which is what a backlog's age is measured by.
+#[tokio::test]
+async fn depths_tell_the_age_of_the_oldest_waiting_message() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let busy = Queue::new(&client, &Tag::named("a"), "busy");
+    let idle = Queue::new(&client, &Tag::named("b"), "idle");
+    let before = now_ms();
+    let ids = busy.push(&bodies(0..3)).await.unwrap();
+    let after = now_ms();
+    let depths = Queue::depths(&[busy.clone(), idle.clone()]).await.unwrap();
+    assert_eq!((depths[0].waiting, depths[0].held), (3, 3));
+    let oldest = depths[0].oldest_ms.expect("the head's id carries its time");
+    assert!(
+        (before..=after).contains(&oldest),
+        "{before} <= {oldest} <= {after}"
+    );
+    assert_eq!(redpill::id_time_ms(&ids[0]), Some(oldest));
+    assert_eq!(depths[1], redpill::QueueDepth::default());
+    // Pulling the head moves the age on to the next message.
+    let pulled = busy.pull(1).await.unwrap();
+    assert_eq!(pulled[0].id, ids[0]);
+    let next = busy.depth().await.unwrap();
+    assert_eq!(next.oldest_ms, redpill::id_time_ms(&ids[1]));
+    assert_eq!(Queue::depths(&[]).await.unwrap(), Vec::new());
+    client.close().await;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
