@@ -63,10 +63,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let tokens = Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
         .map_err(|error| anyhow::anyhow!(error))?;
     let bind = runtime::listen_address(config.bind, !tokens.is_enabled(), "socket.io server");
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .inspect_err(|error| tracing::warn!(%error, "metrics are off"))
-        .ok();
+    let metrics = runtime::install_metrics(true);
     let redpill_config = config.redis.redpill_config(NOTIFIER);
     let Some(client) = runtime::connect(NOTIFIER, redpill_config, &token).await? else {
         tracing::info!("stopped before connecting to Redis");
@@ -121,7 +118,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .collect();
     let http = Http {
         client: client.clone(),
-        prometheus,
+        prometheus: metrics.prometheus.clone(),
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -141,6 +138,13 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
             format!("could not listen on {address}; is the port (GORGON_NOTIFIER_PORT) taken?")
         })?;
     tracing::info!(%address, "serving socket.io");
+    let stats = runtime::spawn_stats(
+        &client,
+        NOTIFIER,
+        &metrics,
+        config.redis.stats_interval(),
+        &token,
+    );
     let closing = {
         let (io, token) = (io.clone(), token.clone());
         async move {
@@ -153,6 +157,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .with_graceful_shutdown(closing)
         .await
         .context("the socket.io server failed");
+    stats.stop().await;
     client.close().await;
     tracing::info!("stopped");
     served

@@ -33,6 +33,8 @@ pub struct Plan {
     pub remote: Vec<(u32, String, Vec<u8>)>,
     /// Forwards dropped because their edge had already delivered that output.
     pub repeats: u64,
+    /// Function calls that failed (to be retried or dead-lettered).
+    pub function_errors: u64,
 }
 
 /// One output event of the batch.
@@ -44,6 +46,8 @@ pub struct PlannedOutput {
     pub key: String,
     /// The event as JSON.
     pub text: String,
+    /// When the inject that caused it was accepted, Unix ms.
+    pub injected_at_ms: i64,
 }
 
 /// An input that goes to the dead-letter list.
@@ -282,6 +286,7 @@ impl Plan {
                 topology: topology.to_owned(),
                 key: key.clone(),
                 text,
+                injected_at_ms: message.injected_at_ms,
             });
         }
         self.dirty.insert(key, Some(state));
@@ -299,6 +304,7 @@ impl Plan {
         error: String,
         context: &Context<'_>,
     ) {
+        self.function_errors += 1;
         state.status.state = Health::Error;
         state.status.last_error = Some(error.clone());
         if delivery.attempts + 1 >= context.max_attempts {

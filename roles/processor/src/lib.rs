@@ -53,6 +53,7 @@ pub async fn run_with(
     registry: Registry,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
+    let metrics = runtime::install_metrics(false);
     let lease_time = Duration::from_millis(config.lease_ms);
     // The heartbeat lives as long as a lease, so a dead processor's partitions and its share
     // are freed together.
@@ -94,6 +95,13 @@ pub async fn run_with(
     if !failpoint.is_empty() {
         tracing::warn!(failpoint = %failpoint, "a failpoint is set (GORGON_FAILPOINT, for tests only)");
     }
+    let stats = runtime::spawn_stats(
+        &client,
+        PROCESSOR,
+        &metrics,
+        config.redis.stats_interval(),
+        &token,
+    );
     let outcome = ownership::run(
         client.clone(),
         Arc::new(registry),
@@ -103,6 +111,7 @@ pub async fn run_with(
     )
     .await
     .context("partition ownership failed");
+    stats.stop().await;
     client.close().await;
     tracing::info!("stopped");
     outcome

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use protocol::names;
 use redpill::{Client, Grant, Lease, Live, Outbox, Queue, Tag, Topic};
@@ -206,6 +206,7 @@ impl Partition {
         if batch.is_empty() {
             return Ok(());
         }
+        let pulled = batch.len() as u64;
         let nodes = std::mem::take(&mut self.nodes);
         let registry = Arc::clone(&self.registry);
         let settings = Arc::clone(&self.settings);
@@ -231,6 +232,7 @@ impl Partition {
         if !plan.outputs.is_empty() {
             self.room -= 1;
         }
+        let commit_started = Instant::now();
         if let Err(failure) = self.commit(&plan).await {
             if let Failure::Lost = failure {
                 tracing::warn!(
@@ -248,6 +250,7 @@ impl Partition {
             );
             std::process::abort();
         }
+        record_batch(&plan, pulled, commit_started.elapsed());
         for (key, state) in plan.dirty {
             match state {
                 Some(state) => self.nodes.insert(key, state),
@@ -433,6 +436,45 @@ impl Partition {
 }
 
 /// `[a,b,c]` from JSON texts.
+/// The stats of a committed batch: messages in, outputs per topology, failures, the commit's
+/// time and each output's end-to-end latency (inject accepted → output committed).
+fn record_batch(plan: &Plan, pulled: u64, commit: Duration) {
+    use protocol::stats;
+    metrics::counter!(stats::MESSAGES_IN).increment(pulled);
+    metrics::histogram!(stats::BATCH_COMMIT).record(commit.as_secs_f64());
+    if plan.function_errors > 0 {
+        metrics::counter!(stats::FUNCTION_ERRORS).increment(plan.function_errors);
+    }
+    if !plan.retries.is_empty() {
+        metrics::counter!(stats::RETRIES).increment(plan.retries.len() as u64);
+    }
+    if !plan.dead.is_empty() {
+        metrics::counter!(stats::DEAD_LETTERED).increment(plan.dead.len() as u64);
+    }
+    if plan.outputs.is_empty() {
+        return;
+    }
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_micros() as i64)
+        .unwrap_or(0);
+    let latency = metrics::histogram!(stats::E2E_LATENCY);
+    let mut by_topology: Vec<(&str, u64)> = Vec::new();
+    for output in &plan.outputs {
+        latency.record((now_us - output.injected_at_ms * 1_000).max(0) as f64 / 1e6);
+        match by_topology
+            .iter_mut()
+            .find(|(name, _)| *name == output.topology)
+        {
+            Some((_, count)) => *count += 1,
+            None => by_topology.push((&output.topology, 1)),
+        }
+    }
+    for (topology, count) in by_topology {
+        metrics::counter!(stats::OUTPUTS, "topology" => topology.to_owned()).increment(count);
+    }
+}
+
 fn json_array(texts: &[&str]) -> String {
     let mut array =
         String::with_capacity(texts.iter().map(|text| text.len() + 1).sum::<usize>() + 2);

@@ -8,7 +8,8 @@
 //! `output.rs` (the output event), [`function`] (what a function declares: its parameters), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
 //! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`, [`store`] (the store service's requests and replies, and
 //! where topologies are kept), [`history`] (history queries and pages), [`notify`] (what socket.io clients and the notifier
-//! send each other).
+//! send each other), [`stats`] (the report every role publishes once a second, and the names
+//! of the metrics the monitor charts).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
@@ -23,6 +24,7 @@ mod output;
 mod partition;
 mod record;
 mod slug;
+pub mod stats;
 pub mod store;
 mod time;
 mod topology;

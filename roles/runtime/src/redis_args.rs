@@ -46,9 +46,24 @@ pub struct RedisArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub consumer_ttl_ms: u64,
+
+    /// How often, in milliseconds, this process publishes its stats report (counters,
+    /// histograms, heartbeat) for the stats monitor.
+    #[arg(
+        long,
+        env = "GORGON_STATS_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub stats_interval_ms: u64,
 }
 
 impl RedisArgs {
+    /// How often this process publishes its stats report.
+    pub fn stats_interval(&self) -> Duration {
+        Duration::from_millis(self.stats_interval_ms)
+    }
+
     /// The redpill settings for a process of `role`: these flags over redpill's defaults,
     /// with the role as the consumer name.
     pub fn redpill_config(&self, role: &str) -> redpill::Config {

@@ -192,9 +192,16 @@ async fn archive_batch(
     let mut delay = Duration::from_millis(100);
     for chunk in documents.chunks(settings.batch.max(1)) {
         loop {
+            let started = std::time::Instant::now();
             match insert(outputs, chunk, &settings.write_concern).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    metrics::histogram!(protocol::stats::ARCHIVE_WRITE)
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::counter!(protocol::stats::ARCHIVED).increment(chunk.len() as u64);
+                    break;
+                }
                 Err(error) => {
+                    metrics::counter!("gorgon_archive_write_failures_total").increment(1);
                     tracing::warn!(error = %error, documents = chunk.len(), "archive write failed; retrying (the outputs wait in Redis)");
                     tokio::select! {
                         _ = token.cancelled() => return false,

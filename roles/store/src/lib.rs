@@ -63,6 +63,7 @@ async fn connect_mongodb(
 /// archives outputs to MongoDB and answers history queries, side by side; MongoDB being
 /// away holds up only the last two.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
+    let metrics = runtime::install_metrics(false);
     let redpill_config = config.redis.redpill_config(STORE);
     let Some(client) = runtime::connect(STORE, redpill_config, &token).await? else {
         tracing::info!("stopped before connecting to Redis");
@@ -71,6 +72,13 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     runtime::check_partitions(&client, config.redis.partitions).await?;
     runtime::publish_functions(&client, &processor::Registry::builtins().describe()).await?;
     tracing::info!(config = ?config, "starting");
+    let stats = runtime::spawn_stats(
+        &client,
+        STORE,
+        &metrics,
+        config.redis.stats_interval(),
+        &token,
+    );
     let settings = service::Settings {
         partitions: config.redis.partitions,
         limits: protocol::Limits {
@@ -113,6 +121,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     token.cancel();
     let archived = archiver.await;
     let _ = history.await;
+    stats.stop().await;
     client.close().await;
     let outcome = outcome.and(match archived {
         Ok(result) => result.context("the archive failed"),

@@ -44,10 +44,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let tokens = auth::Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
         .map_err(|error| anyhow::anyhow!(error))?;
     let bind = runtime::listen_address(config.bind, !tokens.is_enabled(), "API");
-    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .inspect_err(|error| tracing::warn!(%error, "metrics are off"))
-        .ok();
+    let metrics = runtime::install_metrics(true);
     let redpill_config = config.redis.redpill_config(WEB_FACE);
     let Some(client) = runtime::connect(WEB_FACE, redpill_config, &token).await? else {
         tracing::info!("stopped before connecting to Redis");
@@ -63,7 +60,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
             lines: config.ndjson_lines,
         },
         tokens,
-        prometheus,
+        metrics.prometheus.clone(),
         state::Settings {
             partitions: config.redis.partitions,
             queue_high_water: config.queue_high_water,
@@ -78,11 +75,19 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
             format!("could not listen on {address}; is the port (GORGON_WEB_PORT) taken?")
         })?;
     tracing::info!(%address, "serving the REST API");
+    let stats = runtime::spawn_stats(
+        &client,
+        WEB_FACE,
+        &metrics,
+        config.redis.stats_interval(),
+        &token,
+    );
     let app = routes::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(token.clone().cancelled_owned())
         .await
         .context("the HTTP server failed");
+    stats.stop().await;
     client.close().await;
     tracing::info!("stopped");
     served
