@@ -72,6 +72,18 @@ pub struct ShardStats {
     pub groups: Vec<GroupBacklog>,
 }
 
+impl ShardStats {
+    /// Entries of this shard group `group` has not acknowledged: pending plus not yet
+    /// delivered (0 for a group the shard does not have).
+    pub fn backlog(&self, group: &str) -> u64 {
+        self.groups
+            .iter()
+            .filter(|backlog| backlog.group == group)
+            .map(|backlog| backlog.pending + backlog.lag.unwrap_or(0))
+            .sum()
+    }
+}
+
 impl Topic {
     /// Topic `name` with one shard under tag `tag`.
     pub fn new(client: &Client, tag: &Tag, name: &str) -> Topic {

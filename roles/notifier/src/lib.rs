@@ -229,7 +229,7 @@ impl Gate {
             return;
         };
         self.connections.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("gorgon_notifier_connections").increment(1.0);
+        metrics::gauge!(protocol::stats::NOTIFIER_CONNECTIONS).increment(1.0);
         // The socket's task ends when the socket disconnects (or the notifier stops).
         let closed = token.child_token();
         let commands = Session::start(socket.clone(), grants, shared, backlog, closed.clone());
@@ -245,7 +245,7 @@ impl Gate {
         socket.on_disconnect(move || {
             closed.cancel();
             gate.connections.fetch_sub(1, Ordering::Relaxed);
-            metrics::gauge!("gorgon_notifier_connections").decrement(1.0);
+            metrics::gauge!(protocol::stats::NOTIFIER_CONNECTIONS).decrement(1.0);
             std::future::ready(())
         });
     }

@@ -449,7 +449,7 @@ impl Session {
 
     async fn emit_output(&self, raw: &serde_json::value::RawValue) -> Result<(), Gone> {
         self.emit(OUTPUT_EVENT, raw).await?;
-        metrics::counter!("gorgon_notifier_outputs_sent_total").increment(1);
+        metrics::counter!(protocol::stats::NOTIFIER_EVENTS).increment(1);
         Ok(())
     }
 

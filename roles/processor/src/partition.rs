@@ -58,11 +58,6 @@ pub struct Partition {
     room: u64,
 }
 
-/// The most entries (batches of output events) kept in each shard of the output topic until
-/// the archive has acknowledged them. At the bound the partition stops taking messages, so
-/// its queue grows and the API pushes back; nothing is dropped.
-pub const OUTPUT_ENTRIES_BOUND: u64 = 100_000;
-
 /// Why a step failed.
 enum Failure {
     /// The lease is gone: stop at once.
@@ -97,7 +92,7 @@ impl Partition {
             queue: Queue::new(client, &tag, names::INPUT_QUEUE).fenced_by(&lease, &grant),
             outbox: Outbox::new(client, &tag, names::OUTBOX),
             outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions)
-                .with_bound(OUTPUT_ENTRIES_BOUND),
+                .with_bound(names::OUTPUT_TOPIC_BOUND),
             room: 0,
             live: Live::new(client),
             nodes_key: crate::state::nodes_key(client.keys(), number),
@@ -188,11 +183,11 @@ impl Partition {
     async fn step(&mut self) -> Result<(), Failure> {
         if self.room == 0 {
             let len = self.outputs.make_room(self.number as usize).await?;
-            self.room = OUTPUT_ENTRIES_BOUND.saturating_sub(len);
+            self.room = names::OUTPUT_TOPIC_BOUND.saturating_sub(len);
             if self.room == 0 {
                 tracing::warn!(
                     partition = self.number,
-                    bound = OUTPUT_ENTRIES_BOUND,
+                    bound = names::OUTPUT_TOPIC_BOUND,
                     "output topic shard full: waiting for the archive to catch up"
                 );
                 tokio::time::sleep(Duration::from_millis(500)).await;

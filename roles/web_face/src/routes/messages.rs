@@ -89,7 +89,7 @@ pub async fn inject(
         }
         Err(error) => return Err(error.into()),
     }
-    metrics::counter!("gorgon_messages_injected_total").increment(envelopes.len() as u64);
+    metrics::counter!(protocol::stats::MESSAGES_INJECTED).increment(envelopes.len() as u64);
     let body = match format {
         Format::Ndjson => json!({
             "msg_ids": envelopes.into_iter().map(|(id, _)| id).collect::<Vec<_>>()

@@ -244,9 +244,9 @@ async fn measure(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("gorgon_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!(protocol::stats::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("gorgon_http_request_duration_seconds", "method" => method, "route" => route)
+    metrics::histogram!(protocol::stats::HTTP_REQUEST, "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
 }

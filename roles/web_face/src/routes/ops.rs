@@ -71,16 +71,15 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         &state.0.client,
         protocol::names::OUTPUT_TOPIC,
         state.0.settings.partitions,
-    );
+    )
+    .with_bound(protocol::names::OUTPUT_TOPIC_BOUND);
     match topic.stats().await {
         Ok(shards) => {
             let entries: u64 = shards.iter().map(|shard| shard.len).sum();
             let bound: u64 = shards.iter().map(|shard| shard.bound).sum();
             let backlog: u64 = shards
                 .iter()
-                .flat_map(|shard| &shard.groups)
-                .filter(|group| group.group == protocol::names::ARCHIVE_GROUP)
-                .map(|group| group.pending + group.lag.unwrap_or(0))
+                .map(|shard| shard.backlog(protocol::names::ARCHIVE_GROUP))
                 .sum();
             metrics::gauge!("gorgon_output_topic_entries").set(entries as f64);
             metrics::gauge!("gorgon_output_topic_bound").set(bound as f64);
