@@ -29,4 +29,20 @@ pub struct Config {
     /// Unset, the API is open and only 127.0.0.1 is bound. Masked in logs.
     #[arg(long, env = "GORGON_API_TOKENS")]
     pub api_tokens: Option<Secret>,
+
+    /// How many seconds of history the monitor keeps and charts.
+    #[arg(long, env = "GORGON_STATS_WINDOW_S", default_value_t = 900,
+        value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub window_s: u64,
+
+    /// An instance not heard from for this many milliseconds is shown unhealthy.
+    #[arg(long, env = "GORGON_STATS_HEALTH_TIMEOUT_MS", default_value_t = 2_500,
+        value_parser = clap::value_parser!(u64).range(100..))]
+    pub health_timeout_ms: u64,
+
+    /// An instance not heard from for this many seconds is dropped from the list (its
+    /// counts stay in the totals).
+    #[arg(long, env = "GORGON_STATS_FORGET_AFTER_S", default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub forget_after_s: u64,
 }
