@@ -43,6 +43,11 @@ impl RoleProcess {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Everything the process wrote so far.
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
