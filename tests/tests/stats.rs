@@ -374,6 +374,16 @@ async fn the_monitor_wants_an_admin_token_when_tokens_are_set() {
         assert_eq!(headers["content-type"], content_type, "{path}");
         assert!(headers.contains_key("content-security-policy"), "{path}");
         assert!(!body.is_empty());
+        // Asked again with its tag: 304 and no body.
+        let etag = headers["etag"].to_str().unwrap().to_owned();
+        let again = reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
     }
     let (status, _, _) = get(&format!("{base}/nothing-here"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

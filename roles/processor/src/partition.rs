@@ -430,7 +430,6 @@ impl Partition {
     }
 }
 
-/// `[a,b,c]` from JSON texts.
 /// The stats of a committed batch: messages in, outputs per topology, failures, the commit's
 /// time and each output's end-to-end latency (inject accepted → output committed).
 fn record_batch(plan: &Plan, pulled: u64, commit: Duration) {
@@ -470,6 +469,7 @@ fn record_batch(plan: &Plan, pulled: u64, commit: Duration) {
     }
 }
 
+/// `[a,b,c]` from JSON texts.
 fn json_array(texts: &[&str]) -> String {
     let mut array =
         String::with_capacity(texts.iter().map(|text| text.len() + 1).sum::<usize>() + 2);

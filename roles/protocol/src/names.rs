@@ -16,8 +16,9 @@ pub const PARTITION_LEASE: &str = "owner";
 /// is a JSON array of output events: those one processor batch committed, in commit order.
 pub const OUTPUT_TOPIC: &str = "outputs";
 
-/// The most entries each shard of [`OUTPUT_TOPIC`] keeps; a processor whose shard is full
-/// waits for the archive to catch up.
+/// The most entries (batches of output events) each shard of [`OUTPUT_TOPIC`] keeps until
+/// the archive has acknowledged them. At the bound the partition stops taking messages, so
+/// its queue grows and the API pushes back; nothing is dropped.
 pub const OUTPUT_TOPIC_BOUND: u64 = 100_000;
 
 /// The subscriber group of the archive on [`OUTPUT_TOPIC`].

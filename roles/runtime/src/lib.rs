@@ -3,8 +3,9 @@
 //! Each role's `main.rs` calls, in order: [`init_tracing`], its own `Config::parse()` (which
 //! flattens [`RedisArgs`]), [`shutdown_token`], then `<role>::run(config, token)`, and `run`
 //! calls [`connect`]. Roles record metrics with the `metrics` macros; [`install_metrics`] and
-//! [`spawn_stats`] make them the role's `/metrics` and its once-a-second stats report. Anything a single role needs lives in that role; message shapes and
-//! names live in `protocol`; everything that speaks Redis lives in `redpill`.
+//! [`spawn_stats`] make them the role's `/metrics` and its once-a-second stats report.
+//! Anything a single role needs lives in that role; message shapes and names live in
+//! `protocol`; everything that speaks Redis lives in `redpill`.
 //!
 //! Layout: `redis_args.rs` (the Redis flags every role shares), `sensitive.rs` (values whose
 //! `Debug` hides secrets), `logging.rs`, `shutdown.rs`, `connect.rs`, `listen.rs` (the

@@ -91,8 +91,15 @@ impl Metrics {
             gauges: Vec::new(),
             histograms: Vec::new(),
         };
-        let metrics = self.registry.0.lock().expect("metrics registry");
-        for (key, metric) in metrics.iter() {
+        // Copy the handles out, so that roles registering metrics never wait on the encoding.
+        let metrics: Vec<(Key, Metric)> = {
+            let registry = self.registry.0.lock().expect("metrics registry");
+            registry
+                .iter()
+                .map(|(key, metric)| (key.clone(), metric.clone()))
+                .collect()
+        };
+        for (key, metric) in metrics {
             let name = key.name().to_owned();
             let labels: BTreeMap<String, String> = key
                 .labels()
@@ -232,6 +239,7 @@ fn unix_ms() -> u64 {
 #[derive(Clone, Default)]
 struct Registry(Arc<Mutex<HashMap<Key, Metric>>>);
 
+#[derive(Clone)]
 enum Metric {
     Counter(Arc<CounterCell>, Counter),
     Gauge(Arc<GaugeCell>, Gauge),

@@ -109,9 +109,49 @@ pub struct Heatmap {
     pub count: Vec<u64>,
 }
 
+/// One second of a heatmap: how many values fell in each bucket, and the second's quantiles.
+/// What the monitor keeps of a second once no more reports for it are expected: a few
+/// hundred bytes instead of a whole histogram.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Values per bucket.
+    pub counts: [u64; EDGES_US.len()],
+    /// The median, µs.
+    pub p50: u64,
+    /// The 99th percentile, µs.
+    pub p99: u64,
+    /// The largest value, µs.
+    pub max: u64,
+    /// The number of values.
+    pub count: u64,
+}
+
+impl Column {
+    /// The column of `histogram`; `None` when it holds no value.
+    pub fn of(histogram: &Histogram<u64>) -> Option<Column> {
+        (!histogram.is_empty()).then(|| Column {
+            counts: bucket_counts(histogram),
+            p50: histogram.value_at_quantile(0.5),
+            p99: histogram.value_at_quantile(0.99),
+            max: histogram.max(),
+            count: histogram.len(),
+        })
+    }
+
+    /// Adds a histogram that arrived after the column was made: its counts and its max go in;
+    /// the quantiles stay those of the values the column was made from.
+    pub fn add_late(&mut self, histogram: &Histogram<u64>) {
+        for (total, count) in self.counts.iter_mut().zip(bucket_counts(histogram)) {
+            *total += count;
+        }
+        self.count += histogram.len();
+        self.max = self.max.max(histogram.max());
+    }
+}
+
 impl Heatmap {
-    /// The heatmap of `seconds`, each the histogram of that second if it has one.
-    pub fn of<'a>(seconds: impl IntoIterator<Item = Option<&'a Histogram<u64>>>) -> Heatmap {
+    /// The heatmap of a run of seconds, each the column of that second if it has values.
+    pub fn of(seconds: impl IntoIterator<Item = Option<Column>>) -> Heatmap {
         let mut heatmap = Heatmap {
             unit: "us",
             buckets: buckets(),
@@ -121,18 +161,18 @@ impl Heatmap {
             max: Vec::new(),
             count: Vec::new(),
         };
-        for (index, histogram) in seconds.into_iter().enumerate() {
-            match histogram.filter(|histogram| !histogram.is_empty()) {
-                Some(histogram) => {
-                    for (bucket, count) in bucket_counts(histogram).into_iter().enumerate() {
+        for (index, column) in seconds.into_iter().enumerate() {
+            match column {
+                Some(column) => {
+                    for (bucket, count) in column.counts.into_iter().enumerate() {
                         if count > 0 {
                             heatmap.cells.push([index as u64, bucket as u64, count]);
                         }
                     }
-                    heatmap.p50.push(Some(histogram.value_at_quantile(0.5)));
-                    heatmap.p99.push(Some(histogram.value_at_quantile(0.99)));
-                    heatmap.max.push(Some(histogram.max()));
-                    heatmap.count.push(histogram.len());
+                    heatmap.p50.push(Some(column.p50));
+                    heatmap.p99.push(Some(column.p99));
+                    heatmap.max.push(Some(column.max));
+                    heatmap.count.push(column.count);
                 }
                 None => {
                     heatmap.p50.push(None);
@@ -211,7 +251,7 @@ mod tests {
         let mut merged = new_histogram();
         merged.add(&first).unwrap();
         merged.add(&second).unwrap();
-        let heatmap = Heatmap::of([None, Some(&merged), Some(&new_histogram())]);
+        let heatmap = Heatmap::of([None, Column::of(&merged), Column::of(&new_histogram())]);
         assert_eq!(heatmap.cells, [[1, 9, 98], [1, 13, 2]]);
         assert_eq!(heatmap.count, [0, 100, 0]);
         assert_eq!(heatmap.p50, [None, Some(1_000), None]);
@@ -219,5 +259,18 @@ mod tests {
         assert!(merged.equivalent(heatmap.p99[1].unwrap(), 30_000));
         assert!(merged.equivalent(heatmap.max[1].unwrap(), 30_000));
         assert_eq!(heatmap.buckets.len(), 25);
+
+        // A histogram arriving late adds its counts and max; the quantiles stay.
+        let mut column = Column::of(&merged).unwrap();
+        let mut late = new_histogram();
+        late.record_n(3_000_000, 3).unwrap(); // 3 s, bucket 19
+        column.add_late(&late);
+        assert_eq!(
+            (column.counts[9], column.counts[13], column.counts[19]),
+            (98, 2, 3)
+        );
+        assert_eq!(column.count, 103);
+        assert!(late.equivalent(column.max, 3_000_000));
+        assert_eq!(column.p50, 1_000);
     }
 }

@@ -16,7 +16,7 @@ use protocol::roles;
 use protocol::stats::{self, decode_histogram, new_histogram, Report, Sample};
 use serde::Serialize;
 
-use crate::heatmap::Heatmap;
+use crate::heatmap::{Column, Heatmap};
 
 /// The latency histograms the monitor charts, by the metric they come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -70,13 +70,59 @@ const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 /// A metric's name and labels.
 type Series = (String, BTreeMap<String, String>);
 
+/// Seconds this far behind the newest one reported are sealed: their histograms become
+/// heatmap columns. Reports land within about a second of their span, so none is expected
+/// for them any more.
+const SEAL_AFTER_S: u64 = 5;
+
+/// The latency quantiles of `/metrics` come from blocks of this many seconds.
+const BLOCK_S: u64 = 10;
+
 /// One second, all instances together.
 #[derive(Default)]
 struct Second {
     roles: BTreeMap<&'static str, u64>,
     topologies: BTreeMap<String, u64>,
     http: [u64; 4],
+    /// Merged histograms, while the second is open.
     histograms: BTreeMap<Kind, Histogram<u64>>,
+    /// What is kept once it is sealed.
+    columns: BTreeMap<Kind, Column>,
+    sealed: bool,
+}
+
+impl Second {
+    fn column(&self, kind: Kind) -> Option<Column> {
+        if self.sealed {
+            self.columns.get(&kind).cloned()
+        } else {
+            self.histograms.get(&kind).and_then(Column::of)
+        }
+    }
+
+    fn seal(&mut self) {
+        self.columns = std::mem::take(&mut self.histograms)
+            .into_iter()
+            .filter_map(|(kind, histogram)| Column::of(&histogram).map(|column| (kind, column)))
+            .collect();
+        self.sealed = true;
+    }
+
+    fn add(&mut self, kind: Kind, histogram: &Histogram<u64>) -> bool {
+        if self.sealed {
+            match self.columns.get_mut(&kind) {
+                Some(column) => column.add_late(histogram),
+                None => {
+                    if let Some(column) = Column::of(histogram) {
+                        self.columns.insert(kind, column);
+                    }
+                }
+            }
+            return true;
+        }
+        let merged = self.histograms.entry(kind).or_insert_with(new_histogram);
+        merged.add(histogram).is_ok()
+    }
 }
 
 /// `delta` counted over the milliseconds `(start_ms, end_ms]`, split by unix second in
@@ -161,6 +207,8 @@ pub struct Limits {
 pub struct Window {
     limits: Limits,
     seconds: BTreeMap<u64, Second>,
+    /// Histograms by block of [`BLOCK_S`] seconds (unix second / `BLOCK_S`), for `/metrics`.
+    blocks: BTreeMap<u64, BTreeMap<Kind, Histogram<u64>>>,
     instances: BTreeMap<String, Instance>,
     /// Totals of forgotten instances, by role and series, so totals never go down.
     retired: HashMap<(String, Series), u64>,
@@ -176,6 +224,7 @@ impl Window {
         Window {
             limits,
             seconds: BTreeMap::new(),
+            blocks: BTreeMap::new(),
             instances: BTreeMap::new(),
             retired: HashMap::new(),
             rejected: 0,
@@ -237,9 +286,11 @@ impl Window {
                 };
                 match decode_histogram(&sample.hdr) {
                     Ok(histogram) => {
+                        let block = self.blocks.entry(middle_s / BLOCK_S).or_default();
+                        let merged = block.entry(kind).or_insert_with(new_histogram);
+                        let into_block = merged.add(&histogram).is_ok();
                         let slot = self.seconds.entry(middle_s).or_default();
-                        let merged = slot.histograms.entry(kind).or_insert_with(new_histogram);
-                        if merged.add(&histogram).is_err() {
+                        if !(slot.add(kind, &histogram) && into_block) {
                             self.rejected += 1;
                         }
                     }
@@ -271,11 +322,23 @@ impl Window {
         self.seconds.keys().next_back().copied()
     }
 
-    /// Drops seconds older than the window before `now_s` and forgets instances silent for
+    /// Drops seconds older than the window before `now_s`, seals the seconds
+    /// [`SEAL_AFTER_S`] behind the newest one reported, and forgets instances silent for
     /// longer than `forget_after`, keeping their counts in the totals.
     pub fn prune(&mut self, now_s: u64, now: Instant) {
         let oldest = now_s.saturating_sub(self.limits.window_s);
         self.seconds = self.seconds.split_off(&oldest);
+        if let Some(newest) = self.newest_second() {
+            let open_from = newest.saturating_sub(SEAL_AFTER_S);
+            for (_, second) in self.seconds.range_mut(..open_from) {
+                if !second.sealed {
+                    second.seal();
+                }
+            }
+        }
+        self.blocks = self
+            .blocks
+            .split_off(&(now_s.saturating_sub(60 + BLOCK_S) / BLOCK_S));
         let forget: Vec<String> = self
             .instances
             .iter()
@@ -360,7 +423,7 @@ impl Window {
                 let heatmap = Heatmap::of(
                     slots
                         .iter()
-                        .map(|slot| slot.and_then(|slot| slot.histograms.get(kind))),
+                        .map(|slot| slot.and_then(|slot| slot.column(*kind))),
                 );
                 (kind.name().to_owned(), heatmap)
             })
@@ -455,11 +518,12 @@ impl Window {
             .collect()
     }
 
-    /// Every kind's values over the last `seconds` before `now_s`, merged.
+    /// Every kind's values over about the last `seconds` before `now_s` (whole blocks of
+    /// [`BLOCK_S`] seconds, so up to `BLOCK_S` more; at most the last 70 s), merged.
     pub fn recent(&self, kind: Kind, now_s: u64, seconds: u64) -> Histogram<u64> {
         let mut merged = new_histogram();
-        for (_, slot) in self.seconds.range(now_s.saturating_sub(seconds)..now_s) {
-            if let Some(histogram) = slot.histograms.get(&kind) {
+        for (_, block) in self.blocks.range(now_s.saturating_sub(seconds) / BLOCK_S..) {
+            if let Some(histogram) = block.get(&kind) {
                 let _ = merged.add(histogram);
             }
         }
@@ -711,5 +775,38 @@ mod tests {
             window.snapshot(started, 60, Instant::now()).seconds,
             [started - 1]
         );
+    }
+
+    /// Seconds behind the newest one reported are sealed into columns: the heatmap stays the
+    /// same, a late histogram still counts, and `/metrics`' quantiles come from the blocks.
+    #[test]
+    fn sealed_seconds_keep_their_heatmap_columns() {
+        let now = Instant::now();
+        let mut window = Window::new(limits());
+        window.ingest(report("processor", "p1", 2_000, 1, &[]), 2_000_999, now);
+        window.ingest(
+            report("processor", "p1", 2_001, 2, &[1_000, 30_000]),
+            2_001_999,
+            now,
+        );
+        let before = window.snapshot(2_003, 3, now).heatmaps["e2e"].clone();
+        for at in 2_002..2_010 {
+            window.ingest(report("processor", "p1", at, 2, &[]), at * 1_000 + 999, now);
+        }
+        window.prune(2_010, now);
+        assert!(window.seconds[&2_001].sealed && !window.seconds[&2_006].sealed);
+        assert!(window.seconds[&2_001].histograms.is_empty());
+        let after = window.snapshot(2_003, 3, now).heatmaps["e2e"].clone();
+        assert_eq!(after, before);
+        assert_eq!(after.cells, [[1, 9, 1], [1, 13, 1]]);
+        // A report whose span's middle falls in the sealed second adds to its column.
+        let mut late = report("processor", "p2", 2_001, 0, &[5_000]);
+        late.started_at_ms = 2_001_000;
+        window.ingest(late, 2_002_000, now);
+        let late = window.snapshot(2_003, 3, now).heatmaps["e2e"].clone();
+        assert_eq!(late.cells, [[1, 9, 1], [1, 11, 1], [1, 13, 1]]);
+        assert_eq!(late.count, [0, 3, 0]);
+        let recent = window.recent(Kind::E2e, 2_010, 60);
+        assert_eq!(recent.len(), 3);
     }
 }
