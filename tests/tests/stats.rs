@@ -438,6 +438,8 @@ async fn the_dashboard_draws_heatmaps_and_instances_in_chromium() {
         (stop, handle)
     };
 
+    // Some seconds of traffic first, so the screenshot shows heatmap columns over time.
+    tokio::time::sleep(Duration::from_secs(12)).await;
     let screenshot =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/stats-dashboard.png");
     std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
