@@ -1,0 +1,223 @@
+//! `scripts/up` brings the whole mesh up from the Procfile under foreman, on a Redis and a
+//! MongoDB given by URL: every role runs and works together, a second `scripts/up` only
+//! prints the URLs, and SIGTERM stops every process it started.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mesh_tests::mongo::TestMongo;
+use redpill::testing::{free_port, TestRedis};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `scripts/up` with `env` added, its output gathered.
+fn up(env: &[(String, String)], output: Arc<Mutex<String>>) -> tokio::process::Child {
+    let mut child = tokio::process::Command::new(repository().join("scripts/up"))
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run scripts/up");
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let output = Arc::clone(&output);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut output = output.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
+    }
+    child
+}
+
+async fn answers(url: &str) -> bool {
+    reqwest::get(url)
+        .await
+        .is_ok_and(|response| response.status().is_success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_up_runs_every_role_and_stops_them_all() {
+    assert!(
+        std::process::Command::new("foreman")
+            .arg("version")
+            .output()
+            .is_ok_and(|output| output.status.success()),
+        "foreman not found: apt-get install ruby-foreman (.ci/run does)"
+    );
+    // The debug role binaries, built as every mesh test builds them; scripts/up's own build
+    // (the same packages) then has nothing to do.
+    mesh_tests::role_binary("web_face");
+    let redis = TestRedis::start();
+    let mongo = TestMongo::start();
+    let var = tempfile::tempdir().unwrap();
+    let (web, notifier, stats) = (free_port(), free_port(), free_port());
+    let env: Vec<(String, String)> = [
+        ("REDIS_URL", redis.url()),
+        ("MONGODB_URI", mongo.uri()),
+        ("GORGON_PARTITIONS", "8".to_owned()),
+        ("GORGON_WEB_PORT", web.to_string()),
+        ("GORGON_NOTIFIER_PORT", notifier.to_string()),
+        ("GORGON_STATS_PORT", stats.to_string()),
+        ("GORGON_UP_VAR", var.path().display().to_string()),
+        ("GORGON_UP_PROFILE", "dev".to_owned()),
+        ("GORGON_UP_FORMATION", "all=1,processor=2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let output = Arc::new(Mutex::new(String::new()));
+    let mut running = up(&env, Arc::clone(&output));
+    let api = format!("http://127.0.0.1:{web}");
+    let dashboard = format!("http://127.0.0.1:{stats}");
+    let printed = mesh_tests::eventually(
+        Duration::from_secs(300),
+        "scripts/up to print the mesh's URLs",
+        || {
+            let output = output.lock().unwrap().clone();
+            std::future::ready(output.contains("Ctrl-C stops it all").then_some(output))
+        },
+    )
+    .await;
+    assert!(
+        printed.contains(&format!("REST API        {api}/v1")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("dashboard       {dashboard}/")),
+        "{printed}"
+    );
+    mesh_tests::eventually(
+        Duration::from_secs(60),
+        "every HTTP role to answer",
+        || async {
+            (answers(&format!("{api}/readyz")).await
+                && answers(&format!("http://127.0.0.1:{notifier}/readyz")).await
+                && answers(&format!("{dashboard}/readyz")).await)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The roles work together: a topology, 100 injects, a count of exactly 100.
+    let http = reqwest::Client::new();
+    let doc = json!({"node": [
+        {"id": "a", "function": "pass"},
+        {"id": "total", "function": "count", "sources": ["a"]},
+    ]});
+    let put = http
+        .put(format!("{api}/v1/topologies/feed"))
+        .json(&doc)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+    let body: String = (0..100).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    let inject = http
+        .post(format!("{api}/v1/topologies/feed/nodes/a/messages"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inject.status(), StatusCode::ACCEPTED);
+    mesh_tests::eventually(
+        Duration::from_secs(30),
+        "the count to reach 100",
+        || async {
+            let output: Value = http
+                .get(format!("{api}/v1/topologies/feed/nodes/total/output"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (output["seq"] == 100).then_some(())
+        },
+    )
+    .await;
+    // Every process of the formation reports to the monitor.
+    mesh_tests::eventually(
+        Duration::from_secs(30),
+        "every role on the dashboard",
+        || async {
+            let snapshot: Value = http
+                .get(format!("{dashboard}/api/v1/snapshot?window=10"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let mut roles: Vec<&str> = snapshot["instances"]
+                .as_array()?
+                .iter()
+                .filter(|i| i["healthy"] == true)
+                .filter_map(|i| i["role"].as_str())
+                .collect();
+            roles.sort();
+            (roles
+                == [
+                    "notifier",
+                    "processor",
+                    "processor",
+                    "stats",
+                    "store",
+                    "web_face",
+                ])
+            .then_some(())
+        },
+    )
+    .await;
+
+    // A second scripts/up while the first runs only prints the URLs.
+    let second_output = Arc::new(Mutex::new(String::new()));
+    let second = up(&env, Arc::clone(&second_output)).wait().await.unwrap();
+    assert!(second.success());
+    let second_output = second_output.lock().unwrap().clone();
+    assert!(second_output.contains("already running"), "{second_output}");
+
+    // SIGTERM: every role stops, and scripts/up with them.
+    let pid = running.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(60), running.wait())
+        .await
+        .expect("scripts/up stops within 60 s of SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{}", output.lock().unwrap());
+    for port in [web, notifier, stats] {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "port {port} still answers after the stop:\n{}",
+            output.lock().unwrap()
+        );
+    }
+    let output = output.lock().unwrap().clone();
+    assert!(output.contains("up: stopping the roles"), "{output}");
+    // It started no Redis or MongoDB of its own: it was given both.
+    assert!(
+        !output.contains("starting Redis") && !output.contains("starting nx-27017"),
+        "{output}"
+    );
+    assert!(!var.path().join("up.pid").exists());
+}
