@@ -184,3 +184,29 @@ fn spawn(role: &str, env: &[(String, String)]) -> RoleProcess {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     RoleProcess::spawn(role, &env)
 }
+
+/// Injects `{"i": n}` for each `n` of `numbers` into `topology/node` of the API at `base`,
+/// as one ndjson request; returns the answer's status.
+pub async fn inject_numbers(
+    http: &reqwest::Client,
+    base: &str,
+    topology: &str,
+    node: &str,
+    numbers: std::ops::Range<u64>,
+) -> StatusCode {
+    let body: String = numbers.map(|i| format!("{{\"i\":{i}}}\n")).collect();
+    http.post(format!(
+        "{base}/v1/topologies/{topology}/nodes/{node}/messages"
+    ))
+    .header("content-type", "application/x-ndjson")
+    .body(body)
+    .send()
+    .await
+    .expect("the API answered")
+    .status()
+}
+
+/// The JSON body of `GET url`; `None` when the request or the body fails.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_tests::mesh::{Mesh, PARTITIONS};
+use mesh_tests::mesh::{inject_numbers, Mesh, PARTITIONS};
 use mesh_tests::mongo::TestMongo;
 use mesh_tests::socketio::Notifier;
 use mesh_tests::RoleProcess;
@@ -420,15 +420,8 @@ async fn the_dashboard_draws_heatmaps_and_instances_in_chromium() {
                 let http = reqwest::Client::new();
                 let mut sent = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let body: String = (0..20).map(|i| format!("{{\"i\":{i}}}\n")).collect();
-                    let response = http
-                        .post(format!("{mesh_base}/v1/topologies/feed/nodes/a/messages"))
-                        .header("content-type", "application/x-ndjson")
-                        .body(body)
-                        .send()
-                        .await
-                        .expect("inject");
-                    assert_eq!(response.status(), StatusCode::ACCEPTED);
+                    let status = inject_numbers(&http, &mesh_base, "feed", "a", 0..20).await;
+                    assert_eq!(status, StatusCode::ACCEPTED);
                     sent += 20;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }

@@ -7,10 +7,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mesh_tests::mesh::{get_json, inject_numbers};
 use mesh_tests::mongo::TestMongo;
 use redpill::testing::{free_port, TestRedis};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn repository() -> PathBuf {
@@ -127,27 +128,17 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
         .await
         .unwrap();
     assert!(put.status().is_success(), "{}", put.text().await.unwrap());
-    let body: String = (0..100).map(|i| format!("{{\"i\":{i}}}\n")).collect();
-    let inject = http
-        .post(format!("{api}/v1/topologies/feed/nodes/a/messages"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(inject.status(), StatusCode::ACCEPTED);
+    let injected = inject_numbers(&http, &api, "feed", "a", 0..100).await;
+    assert_eq!(injected, StatusCode::ACCEPTED);
     mesh_tests::eventually(
         Duration::from_secs(30),
         "the count to reach 100",
         || async {
-            let output: Value = http
-                .get(format!("{api}/v1/topologies/feed/nodes/total/output"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let output = get_json(
+                &http,
+                &format!("{api}/v1/topologies/feed/nodes/total/output"),
+            )
+            .await?;
             (output["seq"] == 100).then_some(())
         },
     )
@@ -157,14 +148,8 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
         Duration::from_secs(30),
         "every role on the dashboard",
         || async {
-            let snapshot: Value = http
-                .get(format!("{dashboard}/api/v1/snapshot?window=10"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let snapshot =
+                get_json(&http, &format!("{dashboard}/api/v1/snapshot?window=10")).await?;
             let mut roles: Vec<&str> = snapshot["instances"]
                 .as_array()?
                 .iter()
