@@ -73,6 +73,8 @@ pub struct Session {
     /// Per node covered by a subscription: the last seq sent (or resumed after). A node of
     /// a followed topology without an entry was made after the subscription: it starts at 0.
     cursors: HashMap<Member, u64>,
+    /// Events emitted, counted once per event: the handle is looked up once per socket.
+    events_sent: metrics::Counter,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
             topologies: HashSet::new(),
             nodes: HashSet::new(),
             cursors: HashMap::new(),
+            events_sent: metrics::counter!(protocol::stats::NOTIFIER_EVENTS),
         };
         tokio::spawn(session.run(command_receiver, batch_receiver, token));
         commands
@@ -449,7 +452,7 @@ impl Session {
 
     async fn emit_output(&self, raw: &serde_json::value::RawValue) -> Result<(), Gone> {
         self.emit(OUTPUT_EVENT, raw).await?;
-        metrics::counter!(protocol::stats::NOTIFIER_EVENTS).increment(1);
+        self.events_sent.increment(1);
         Ok(())
     }
 

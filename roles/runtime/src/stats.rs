@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram as Hdr;
@@ -93,7 +93,7 @@ impl Metrics {
         };
         // Copy the handles out, so that roles registering metrics never wait on the encoding.
         let metrics: Vec<(Key, Metric)> = {
-            let registry = self.registry.0.lock().expect("metrics registry");
+            let registry = self.registry.0.read().expect("metrics registry");
             registry
                 .iter()
                 .map(|(key, metric)| (key.clone(), metric.clone()))
@@ -236,8 +236,9 @@ fn unix_ms() -> u64 {
 }
 
 /// Every metric registered, by key; each handle is made once and cloned for later callers.
+/// A read lock finds a handle already made, so callers on many threads do not queue.
 #[derive(Clone, Default)]
-struct Registry(Arc<Mutex<HashMap<Key, Metric>>>);
+struct Registry(Arc<RwLock<HashMap<Key, Metric>>>);
 
 #[derive(Clone)]
 enum Metric {
@@ -397,7 +398,12 @@ impl Recorder for StatsRecorder {
     }
 
     fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-        let mut metrics = self.registry.0.lock().expect("metrics registry");
+        if let Some(Metric::Counter(_, handle)) =
+            self.registry.0.read().expect("metrics registry").get(key)
+        {
+            return handle.clone();
+        }
+        let mut metrics = self.registry.0.write().expect("metrics registry");
         if let Some(Metric::Counter(_, handle)) = metrics.get(key) {
             return handle.clone();
         }
@@ -415,7 +421,12 @@ impl Recorder for StatsRecorder {
     }
 
     fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-        let mut metrics = self.registry.0.lock().expect("metrics registry");
+        if let Some(Metric::Gauge(_, handle)) =
+            self.registry.0.read().expect("metrics registry").get(key)
+        {
+            return handle.clone();
+        }
+        let mut metrics = self.registry.0.write().expect("metrics registry");
         if let Some(Metric::Gauge(_, handle)) = metrics.get(key) {
             return handle.clone();
         }
@@ -433,7 +444,12 @@ impl Recorder for StatsRecorder {
     }
 
     fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-        let mut metrics = self.registry.0.lock().expect("metrics registry");
+        if let Some(Metric::Histogram(_, handle)) =
+            self.registry.0.read().expect("metrics registry").get(key)
+        {
+            return handle.clone();
+        }
+        let mut metrics = self.registry.0.write().expect("metrics registry");
         if let Some(Metric::Histogram(_, handle)) = metrics.get(key) {
             return handle.clone();
         }
