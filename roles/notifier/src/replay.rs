@@ -117,12 +117,26 @@ impl Reader {
                 {
                     found[i] = Some(events);
                 } else {
-                    // The buffer grew since `known` was read: ask for the longer tail.
-                    counts[i] = (newest - cursor) as usize;
+                    // The buffer grew since `known` was read: ask for a tail twice as long
+                    // as the gap, so a node that keeps outputting between two reads cannot
+                    // outrun them (asking for exactly the gap fell short each round under
+                    // load, and the client was sent a resync the buffer did not call for).
+                    counts[i] = ((newest - cursor) as usize).saturating_mul(2);
                 }
             }
         }
-        Ok(found.into_iter().map(Option::unwrap_or_default).collect())
+        Ok(found
+            .into_iter()
+            .zip(wants)
+            .map(|(events, (_, cursor, known))| {
+                let mut events = events.unwrap_or_default();
+                if known > cursor {
+                    // A longer tail also holds what the client already has.
+                    events.retain(|event| event.seq > *cursor);
+                }
+                events
+            })
+            .collect())
     }
 
     fn key(&self, (topology, node): &Member, suffix: &dyn Fn(&str) -> String) -> String {
