@@ -210,3 +210,17 @@ pub async fn inject_numbers(
 pub async fn get_json(http: &reqwest::Client, url: &str) -> Option<Value> {
     http.get(url).send().await.ok()?.json().await.ok()
 }
+
+/// The roles of the instances a stats snapshot shows healthy, sorted (a role twice for two
+/// instances).
+pub fn healthy_roles(snapshot: &Value) -> Vec<String> {
+    let mut roles: Vec<String> = snapshot["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|instance| instance["healthy"] == true)
+        .filter_map(|instance| instance["role"].as_str().map(str::to_owned))
+        .collect();
+    roles.sort();
+    roles
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh_tests::mesh::{inject_numbers, Mesh, PARTITIONS};
+use mesh_tests::mesh::{healthy_roles, inject_numbers, Mesh, PARTITIONS};
 use mesh_tests::mongo::TestMongo;
 use mesh_tests::socketio::Notifier;
 use mesh_tests::RoleProcess;
@@ -106,19 +106,6 @@ fn sum(values: &Value) -> u64 {
         .as_array()
         .map(|values| values.iter().filter_map(Value::as_u64).sum())
         .unwrap_or(0)
-}
-
-/// The roles of the healthy instances, with how many of each.
-fn healthy_roles(snapshot: &Value) -> Vec<String> {
-    let mut roles: Vec<String> = snapshot["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["healthy"] == true)
-        .map(|i| i["role"].as_str().unwrap().to_owned())
-        .collect();
-    roles.sort();
-    roles
 }
 
 /// Every role instance is listed; counters, per-second throughput and histogram counts add

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mesh_tests::mesh::{get_json, inject_numbers};
+use mesh_tests::mesh::{get_json, healthy_roles, inject_numbers};
 use mesh_tests::mongo::TestMongo;
 use redpill::testing::{free_port, TestRedis};
 use reqwest::StatusCode;
@@ -150,14 +150,7 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
         || async {
             let snapshot =
                 get_json(&http, &format!("{dashboard}/api/v1/snapshot?window=10")).await?;
-            let mut roles: Vec<&str> = snapshot["instances"]
-                .as_array()?
-                .iter()
-                .filter(|i| i["healthy"] == true)
-                .filter_map(|i| i["role"].as_str())
-                .collect();
-            roles.sort();
-            (roles
+            (healthy_roles(&snapshot)
                 == [
                     "notifier",
                     "processor",
