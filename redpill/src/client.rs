@@ -41,6 +41,10 @@ impl Client {
         let client = Self::connect_lazy(config)?;
         client.ping().await?;
         client.check_durability().await?;
+        // The first beat before returning: the heartbeat task may not have run yet, and a
+        // consumer without a heartbeat key is taken for dead by reclaims and memberships.
+        let mut conn = client.conn();
+        let _: () = client.heartbeat().query_async(&mut conn).await?;
         Ok(client)
     }
 
@@ -108,6 +112,14 @@ impl Client {
         let mut conn = self.conn();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+
+    /// The command that renews this consumer's heartbeat key for one TTL.
+    pub(crate) fn heartbeat(&self) -> redis::Cmd {
+        heartbeat_cmd(
+            &self.inner.keys.consumer(&self.inner.consumer_id),
+            self.inner.config.consumer_ttl,
+        )
     }
 
     /// Whether each consumer's heartbeat key exists, in one round trip.
@@ -356,13 +368,8 @@ impl Client {
                 let Some(inner) = weak.upgrade() else { return };
                 let mut conn = inner.conn.clone();
                 drop(inner);
-                let renewed: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(ttl.as_millis() as u64)
-                    .query_async(&mut conn)
-                    .await;
+                let renewed: redis::RedisResult<()> =
+                    heartbeat_cmd(&key, ttl).query_async(&mut conn).await;
                 match renewed {
                     Ok(()) => {
                         if warned {
@@ -386,6 +393,12 @@ impl Client {
             }
         });
     }
+}
+
+fn heartbeat_cmd(key: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(1).arg("PX").arg(ttl.as_millis() as u64);
+    cmd
 }
 
 fn durability_problems(settings: &std::collections::HashMap<String, String>) -> Vec<String> {

@@ -19,12 +19,17 @@ impl Members {
         }
     }
 
-    /// Adds this client (its consumer id) to the group.
+    /// Adds this client (its consumer id) to the group. The heartbeat key is written in the
+    /// same transaction: the heartbeat task may not have beaten yet, and a member without one
+    /// would be taken for dead and removed by the next [`Members::alive`].
     pub async fn join(&self) -> Result<()> {
         let mut conn = self.client.conn();
-        let _: i64 = redis::cmd("SADD")
-            .arg(&self.key)
-            .arg(self.client.consumer_id())
+        let _: () = redis::pipe()
+            .atomic()
+            .add_command(self.client.heartbeat())
+            .ignore()
+            .sadd(&self.key, self.client.consumer_id())
+            .ignore()
             .query_async(&mut conn)
             .await?;
         Ok(())
