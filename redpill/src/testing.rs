@@ -238,10 +238,30 @@ where
     }
 }
 
-/// A port nothing listens on right now.
+/// Ports handed out start here, below the kernel's ephemeral range (32768 and up on Linux):
+/// a port picked by binding port 0 and then released can be taken a moment later as the local
+/// port of some outgoing connection, and the server meant for it then fails with "address in
+/// use" (seen in CI).
+const PORT_BASE: u16 = 20_000;
+/// How many ports the range holds.
+const PORT_SPAN: u16 = 12_000;
+
+/// A port nothing listens on right now, never handed out twice by this process.
+///
+/// Ports come from 20000–31999, outside the ephemeral range, in a sequence that starts at an
+/// offset taken from the process id, so test binaries running side by side rarely meet; each
+/// candidate is bound once to check nobody holds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("find a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % u32::from(PORT_SPAN);
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..PORT_SPAN {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % u32::from(PORT_SPAN);
+        let port = PORT_BASE + u16::try_from(offset).expect("offset below PORT_SPAN");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_BASE}..{}", PORT_BASE + PORT_SPAN)
 }
