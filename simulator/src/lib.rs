@@ -1,19 +1,24 @@
 //! simulator: the Gorgon load generator and verifier, a client of the mesh like any other.
 //!
-//! In this version it has only its configuration; the load and the checks arrive with its own
-//! issue.
+//! It drives a running mesh only through the REST API and socket.io, as users would: builds a
+//! scenario topology ([`scenario`]), follows every node with socket.io clients ([`live`]),
+//! injects at a target rate or flat out while history readers query, waits for the outputs to
+//! settle, and checks what arrived against what was injected ([`ledger`]): lost, duplicated,
+//! out of order, and whether each node's latched seq matches the messages that reached it.
+//! [`run`] ties it together and makes the report.
 //!
-//! Layout: `lib.rs` ([`Config`]), `main.rs`.
+//! It is not a benchmark harness of its own: `bench/` runs it beside the peers and the Redis
+//! ceiling. It does not talk to Redis or MongoDB.
+//!
+//! Layout: `config.rs` (the command line), `scenario.rs`, `api.rs` (REST), `live.rs`
+//! (socket.io), `ledger.rs` (the verification), `run.rs`, `main.rs`.
 
-/// Everything the simulator reads at start-up.
-#[derive(clap::Parser, Debug)]
-#[command(
-    name = "simulator",
-    version,
-    about = "Gorgon load generator and verifier"
-)]
-pub struct Config {
-    /// The base URL of the web_face REST API to drive.
-    #[arg(long, env = "GORGON_API", default_value = "http://127.0.0.1:8080")]
-    pub api: String,
-}
+pub mod api;
+pub mod config;
+pub mod ledger;
+pub mod live;
+pub mod run;
+pub mod scenario;
+
+pub use config::{Config, Load, Scenario};
+pub use run::{run, Report};

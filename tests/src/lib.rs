@@ -62,7 +62,8 @@ fn profile_dir() -> PathBuf {
     profile_dir.to_path_buf()
 }
 
-/// Runs `cargo build` once per test process for the binaries of all roles, into the target
+/// Runs `cargo build` once per test process for the binaries of all roles and the
+/// simulator, into the target
 /// directory and profile of the running test.
 fn build_role_binaries(profile_dir: &Path) {
     static BUILT: OnceLock<()> = OnceLock::new();
@@ -73,8 +74,11 @@ fn build_role_binaries(profile_dir: &Path) {
             .expect("mesh-tests is inside the workspace");
         let mut build = Command::new(cargo);
         build.current_dir(workspace).arg("build").arg("--bins");
-        for role in protocol::roles::ALL {
-            build.args(["-p", role]);
+        for package in protocol::roles::ALL
+            .iter()
+            .chain([&protocol::roles::SIMULATOR])
+        {
+            build.args(["-p", package]);
         }
         match profile_dir.file_name().and_then(|name| name.to_str()) {
             Some("debug") | None => {}

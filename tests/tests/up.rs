@@ -1,6 +1,8 @@
 //! `scripts/up` brings the whole mesh up from the Procfile under foreman, on a Redis and a
-//! MongoDB given by URL: every role runs and works together, a second `scripts/up` only
-//! prints the URLs, and SIGTERM stops every process it started.
+//! MongoDB given by URL: every role runs and works together, the simulator's chain and
+//! sensors scenarios pass their verification against it (0 lost, 0 duplicated, 0 out of
+//! order), a second `scripts/up` only prints the URLs, and SIGTERM stops every process it
+//! started.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -44,6 +46,36 @@ fn up(env: &[(String, String)], output: Arc<Mutex<String>>) -> tokio::process::C
         });
     }
     child
+}
+
+/// Runs the simulator with `args` against the mesh and returns its `--json` report, after
+/// checking it exited 0 (verification passed).
+async fn simulate(api: &str, notifier: &str, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(mesh_tests::role_binary("simulator"))
+        .args(["--api", api, "--notifier", notifier, "--json", "--quiet"])
+        .args(["--settle-timeout-s", "60"])
+        .args(args)
+        .output()
+        .await
+        .expect("run the simulator");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("no JSON report ({error}); stderr:\n{stderr}"));
+    assert!(output.status.success(), "{report:#}\n{stderr}");
+    report
+}
+
+/// The verification figures of a report that must all be zero.
+fn faults(report: &serde_json::Value) -> serde_json::Value {
+    let verdict = &report["verdict"];
+    json!({
+        "lost": verdict["lost"],
+        "duplicated": verdict["duplicated"],
+        "out_of_order": verdict["out_of_order"],
+        "unexpected": verdict["unexpected"],
+        "effect_mismatches": verdict["effect_mismatches"],
+        "errors": report["errors"],
+    })
 }
 
 async fn answers(url: &str) -> bool {
@@ -143,6 +175,66 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
         },
     )
     .await;
+    // The simulator's scenarios, small: every output of every node arrives exactly once.
+    let zero = json!({"lost": 0, "duplicated": 0, "out_of_order": 0, "unexpected": 0,
+                      "effect_mismatches": 0, "errors": 0});
+    let notifier_url = format!("http://127.0.0.1:{notifier}");
+    let chain = simulate(
+        &api,
+        &notifier_url,
+        &[
+            "--messages",
+            "500",
+            "--batch",
+            "50",
+            "--clients",
+            "2",
+            "chain",
+            "--length",
+            "10",
+        ],
+    )
+    .await;
+    assert_eq!(faults(&chain), zero, "{chain:#}");
+    assert_eq!(chain["sent"], 500);
+    // 500 messages through 10 links, to each of the 2 clients.
+    assert_eq!(chain["verdict"]["expected"], 2 * 500 * 10);
+    assert_eq!(chain["verdict"]["received"], 2 * 500 * 10);
+    assert_eq!(chain["node_messages"], 500 * 10);
+    assert_eq!(chain["passed"], true);
+    let sensors = simulate(
+        &api,
+        &notifier_url,
+        &[
+            "--messages",
+            "2000",
+            "--readers",
+            "2",
+            "sensors",
+            "--sensors",
+            "200",
+            "--rooms",
+            "10",
+            "--zones",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(faults(&sensors), zero, "{sensors:#}");
+    assert_eq!(sensors["sent"], 2000);
+    assert_eq!(sensors["nodes"], 200 + 10 + 2 + 1);
+    // Each message outputs at its sensor and its room, plus whatever the zones and the site
+    // latched.
+    assert!(
+        sensors["verdict"]["expected"].as_u64().unwrap() >= 2 * 2000,
+        "{sensors:#}"
+    );
+    assert_eq!(
+        sensors["verdict"]["received"],
+        sensors["verdict"]["expected"]
+    );
+    assert_eq!(sensors["history_statuses"]["500"], serde_json::Value::Null);
+
     // Every process of the formation reports to the monitor.
     mesh_tests::eventually(
         Duration::from_secs(30),

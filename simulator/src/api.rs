@@ -1,0 +1,269 @@
+//! The REST calls the simulator makes, the way any client of web_face would.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use protocol::{OutputEvent, TopologyDoc};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// How long a topology PUT may take: a document of ten thousand nodes is checked and written
+/// by the store in one go.
+const PUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long any other request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a throttled inject is retried before the run gives up on it.
+const MAX_RETRIES: u32 = 600;
+
+/// A client of one topology on one web_face.
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    topology: String,
+    token: Option<String>,
+}
+
+/// What an inject request did.
+#[derive(Debug, Default)]
+pub struct Injected {
+    /// The ids of the messages, in the order sent.
+    pub ids: Vec<u128>,
+    /// How many times it was answered 429 or 503 and sent again after `Retry-After`.
+    pub throttled: u32,
+}
+
+#[derive(Deserialize)]
+struct InjectReply {
+    #[serde(default)]
+    msg_id: Option<String>,
+    #[serde(default)]
+    msg_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct HistoryView {
+    items: Vec<OutputEvent>,
+    next: Option<String>,
+}
+
+/// The `input_id` (or `msg_id`) of an output event as a number: 32 hex digits.
+pub fn parse_id(text: &str) -> Option<u128> {
+    u128::from_str_radix(text, 16).ok()
+}
+
+impl Api {
+    /// A client of `topology` at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: &str, topology: &str, token: Option<String>) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .pool_max_idle_per_host(256)
+            .build()
+            .context("make the HTTP client")?;
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            topology: topology.to_owned(),
+            token,
+        })
+    }
+
+    fn request(&self, method: Method, tail: &str) -> RequestBuilder {
+        let url = format!("{}/v1/topologies/{}{tail}", self.base, self.topology);
+        let builder = self.http.request(method, url);
+        match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        }
+    }
+
+    /// Deletes the topology; one that does not exist is fine.
+    pub async fn delete_topology(&self) -> anyhow::Result<()> {
+        let response = self
+            .request(Method::DELETE, "")
+            .send()
+            .await
+            .with_context(|| format!("could not reach the API at {}", self.base))?;
+        match response.status() {
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            status => bail!(
+                "DELETE topology {}: {}",
+                self.topology,
+                body_of(status, response).await
+            ),
+        }
+    }
+
+    /// Creates the topology from `doc`.
+    pub async fn put_topology(&self, doc: &TopologyDoc) -> anyhow::Result<()> {
+        let response = self
+            .request(Method::PUT, "")
+            .timeout(PUT_TIMEOUT)
+            .json(doc)
+            .send()
+            .await
+            .with_context(|| format!("could not reach the API at {}", self.base))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = body_of(status, response).await;
+        if text.contains("too_many_sources") {
+            bail!(
+                "PUT topology {}: {text}\nthe store allows fewer sources per node than the \
+                 scenario needs: restart the store with a larger GORGON_MAX_SOURCES, or pass \
+                 more --rooms / --zones",
+                self.topology
+            );
+        }
+        bail!("PUT topology {}: {text}", self.topology)
+    }
+
+    /// Injects `messages` into `node`: one JSON message, or ndjson for more. A 429 or 503 is
+    /// waited out (`Retry-After`) and sent again; anything else not 202 is an error.
+    pub async fn inject(&self, node: &str, messages: &[Value]) -> anyhow::Result<Injected> {
+        let (content_type, body) = match messages {
+            [one] => ("application/json", serde_json::to_vec(one)?),
+            many => {
+                let mut body = Vec::with_capacity(many.len() * 64);
+                for message in many {
+                    serde_json::to_writer(&mut body, message)?;
+                    body.push(b'\n');
+                }
+                ("application/x-ndjson", body)
+            }
+        };
+        let tail = format!("/nodes/{node}/messages");
+        let mut throttled = 0;
+        loop {
+            let response = self
+                .request(Method::POST, &tail)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body.clone())
+                .send()
+                .await
+                .with_context(|| format!("inject into {node}"))?;
+            let status = response.status();
+            if status == StatusCode::ACCEPTED {
+                let reply: InjectReply = response.json().await.context("read the inject reply")?;
+                let texts = match reply.msg_id {
+                    Some(id) => vec![id],
+                    None => reply.msg_ids,
+                };
+                let ids = texts
+                    .iter()
+                    .map(|text| parse_id(text).ok_or_else(|| anyhow!("msg_id {text:?} is not hex")))
+                    .collect::<anyhow::Result<Vec<u128>>>()?;
+                if ids.len() != messages.len() {
+                    bail!(
+                        "inject into {node}: {} ids for {} messages",
+                        ids.len(),
+                        messages.len()
+                    );
+                }
+                return Ok(Injected { ids, throttled });
+            }
+            if matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) && throttled < MAX_RETRIES
+            {
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|text| text.parse::<f64>().ok())
+                    .map_or(Duration::from_millis(100), |s| {
+                        Duration::from_secs_f64(s.clamp(0.01, 10.0))
+                    });
+                throttled += 1;
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            bail!("inject into {node}: {}", body_of(status, response).await);
+        }
+    }
+
+    /// The seq of `node`'s latched output, 0 when it has none.
+    pub async fn latched_seq(&self, node: &str) -> anyhow::Result<u64> {
+        let response = self
+            .request(Method::GET, &format!("/nodes/{node}/output"))
+            .send()
+            .await
+            .with_context(|| format!("read the output of {node}"))?;
+        match response.status() {
+            StatusCode::OK => {
+                let event: OutputEvent = response.json().await.context("read an output")?;
+                Ok(event.seq)
+            }
+            StatusCode::NOT_FOUND => Ok(0),
+            status => bail!("GET output of {node}: {}", body_of(status, response).await),
+        }
+    }
+
+    /// One page of `node`'s history with `query` (e.g. `limit=10`): the status and, on 200,
+    /// the items and the path of the next page.
+    pub async fn history_page(
+        &self,
+        node: &str,
+        query: &str,
+    ) -> anyhow::Result<(StatusCode, Vec<OutputEvent>, Option<String>)> {
+        self.history_at(&format!(
+            "{}/v1/topologies/{}/nodes/{node}/history?{query}",
+            self.base, self.topology
+        ))
+        .await
+    }
+
+    async fn history_at(
+        &self,
+        url: &str,
+    ) -> anyhow::Result<(StatusCode, Vec<OutputEvent>, Option<String>)> {
+        let builder = self.http.get(url);
+        let builder = match &self.token {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        };
+        let response = builder.send().await.context("read history")?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            return Ok((status, Vec::new(), None));
+        }
+        let view: HistoryView = response.json().await.context("read a history page")?;
+        Ok((status, view.items, view.next))
+    }
+
+    /// Every archived output of `node` with `after < seq < before`, oldest first, following
+    /// the pages.
+    pub async fn history_range(
+        &self,
+        node: &str,
+        after: u64,
+        before: u64,
+    ) -> anyhow::Result<Vec<OutputEvent>> {
+        let mut items = Vec::new();
+        let (mut status, mut page, mut next) = self
+            .history_page(
+                node,
+                &format!("after_seq={after}&before_seq={before}&order=asc&limit=1000"),
+            )
+            .await?;
+        loop {
+            if status != StatusCode::OK {
+                bail!("GET history of {node}: status {status}");
+            }
+            items.append(&mut page);
+            let Some(path) = next.take() else {
+                return Ok(items);
+            };
+            (status, page, next) = self.history_at(&format!("{}{path}", self.base)).await?;
+        }
+    }
+}
+
+/// The status and the body of a refused request, for an error message.
+async fn body_of(status: StatusCode, response: reqwest::Response) -> String {
+    let text = response.text().await.unwrap_or_default();
+    format!("status {status}: {}", text.trim())
+}
