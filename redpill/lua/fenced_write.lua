@@ -24,6 +24,27 @@ local allowed = {
   SADD = true, SREM = true, INCRBY = true, PEXPIRE = true, PUBLISH = true,
 }
 
+-- unpack() of more than a few thousand values overflows Lua's C stack ("too many results to
+-- unpack"), so writes with more arguments than this go in chunks: members of SADD, SREM, HDEL,
+-- ZREM, values of RPUSH and LPUSH, field-value pairs of HSET. The reply is the sum of the
+-- chunks' replies (the push commands: the last one, the list's length).
+local CHUNK = 4000
+local summed = { SADD = true, SREM = true, HDEL = true, ZREM = true, HSET = true }
+local pushes = { RPUSH = true, LPUSH = true }
+
+local function call_list(command, target, list, first, last)
+  if last - first + 1 <= CHUNK then
+    return redis.call(command, target, unpack(list, first, last))
+  end
+  local total, reply = 0, 0
+  for from = first, last, CHUNK do
+    reply = redis.call(command, target, unpack(list, from, math.min(from + CHUNK - 1, last)))
+    total = total + reply
+  end
+  if pushes[command] then return reply end
+  return total
+end
+
 local holder = redis.call('GET', KEYS[1])
 if holder ~= ARGV[1] then
   return {0, holder}
@@ -41,6 +62,10 @@ while i <= #ARGV do
   end
   if command ~= 'PUBLISH' and (key_index == nil or KEYS[key_index] == nil) then
     return redis.error_reply('ERR fenced write: bad key index for ' .. command)
+  end
+  if argc > CHUNK and allowed[command] and not summed[command] and not pushes[command] then
+    return redis.error_reply('ERR fenced write: ' .. argc .. ' arguments are too many for ' .. command
+      .. ' (at most ' .. CHUNK .. ')')
   end
   writes[#writes + 1] = {command, key_index, i + 3, argc}
   i = i + 3 + argc
@@ -82,11 +107,11 @@ for _, write in ipairs(writes) do
       if not drop[id] then kept[#kept + 1] = id end
     end
     redis.call('DEL', KEYS[write[2]])
-    if #kept > 0 then redis.call('RPUSH', KEYS[write[2]], unpack(kept)) end
+    if #kept > 0 then call_list('RPUSH', KEYS[write[2]], kept, 1, #kept) end
     local first, last = id_range(write)
     if write[1] == 'ACK' and last >= first then
-      redis.call('HDEL', KEYS[tonumber(ARGV[write[3]])], unpack(ARGV, first, last))
-      redis.call('HDEL', KEYS[tonumber(ARGV[write[3] + 1])], unpack(ARGV, first, last))
+      call_list('HDEL', KEYS[tonumber(ARGV[write[3]])], ARGV, first, last)
+      call_list('HDEL', KEYS[tonumber(ARGV[write[3] + 1])], ARGV, first, last)
     end
   elseif write[1] == 'XADDS' then
     local field = ARGV[write[3]]
@@ -98,7 +123,7 @@ for _, write in ipairs(writes) do
   local command, key_index, first, argc = write[1], write[2], write[3], write[4]
   local target = KEYS[key_index]
   if command == 'PUBLISH' then target = ARGV[first]; first = first + 1; argc = argc - 1 end
-  out[#out + 1] = redis.call(command, target, unpack(ARGV, first, first + argc - 1))
+  out[#out + 1] = call_list(command, target, ARGV, first, first + argc - 1)
   end
 end
 return out

@@ -61,7 +61,9 @@ end
 
 local ids = redis.call('LPOP', KEYS[1], count)
 if ids then
-  redis.call('RPUSH', KEYS[5], unpack(ids))
+  for from = 1, #ids, 1000 do
+    redis.call('RPUSH', KEYS[5], unpack(ids, from, math.min(from + 999, #ids)))
+  end
   redis.call('SADD', KEYS[6], ARGV[2])
   emit(ids)
 end

@@ -153,6 +153,82 @@ async fn fenced_write_applies_everything_at_once() {
     assert_eq!(redis.command(&["EXISTS", "t:{p9}:x"]), ":0\r\n");
 }
 
+/// Writes with more arguments than Lua can unpack at once (about 8 000) go through in
+/// chunks with the replies of single commands: a 10 000-member SADD, a 10 000-field HSET and
+/// a 10 000-message push; and acks with 9 000 messages in flight, plain and fenced. A command that
+/// cannot be split is refused with a message, and nothing is written.
+#[tokio::test]
+async fn fenced_writes_of_ten_thousand_arguments() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let tag = Tag::partition(4);
+    let lease = Lease::new(&client, &tag, "owner");
+    let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
+    let queue = Queue::new(&client, &tag, "big");
+    let members: Vec<String> = (0..10_000).map(|i| format!("n{i}")).collect();
+    let fields: Vec<String> = members
+        .iter()
+        .flat_map(|m| [m.clone(), "1".to_owned()])
+        .collect();
+    let bodies: Vec<(String, Vec<u8>)> = members
+        .iter()
+        .map(|m| (m.clone(), m.as_bytes().to_vec()))
+        .collect();
+    let messages: Vec<(&str, &[u8])> = bodies
+        .iter()
+        .map(|(id, body)| (id.as_str(), body.as_slice()))
+        .collect();
+    let replies = lease
+        .fenced(&grant)
+        .write("SADD", &client.keys().tagged(&tag, "set"), &members)
+        .write("HSET", &client.keys().tagged(&tag, "hash"), &fields)
+        .write("RPUSH", &client.keys().tagged(&tag, "list"), &members)
+        .push(&queue, &messages)
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(replies[..3], vec![redis::Value::Int(10_000); 3]);
+    assert_eq!(redis.command(&["SCARD", "t:{p4}:set"]), ":10000\r\n");
+    assert_eq!(redis.command(&["HLEN", "t:{p4}:hash"]), ":10000\r\n");
+    assert_eq!(
+        redis.command(&["LINDEX", "t:{p4}:list", "9999"]),
+        "$5\r\nn9999\r\n"
+    );
+
+    // Ten pulls of at most 1 000 leave 10 000 in flight; a plain ack of the first 1 000
+    // keeps 9 000 in flight, and a fenced ack takes those 9 000 at once.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.extend(queue.pull(1_000).await.unwrap().into_iter().map(|d| d.id));
+    }
+    assert_eq!(ids.len(), 10_000);
+    assert_eq!(ids[9_999], "n9999");
+    let missing = queue.ack(&ids[..1_000]).await.unwrap();
+    assert!(missing.is_empty(), "{missing:?}");
+    lease
+        .fenced(&grant)
+        .ack(&queue, &ids[1_000..])
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(queue.pull(10).await.unwrap().len(), 0);
+    assert_eq!(
+        redis.command(&["EVAL", "return #redis.call('KEYS', '*:body')", "0"]),
+        ":0\r\n",
+        "every body was deleted by the ack"
+    );
+
+    let err = lease
+        .fenced(&grant)
+        .write("SET", &client.keys().tagged(&tag, "x"), 1)
+        .write("ZADD", &client.keys().tagged(&tag, "z"), &fields)
+        .commit()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("too many for ZADD"), "{err}");
+    assert_eq!(redis.command(&["EXISTS", "t:{p4}:x"]), ":0\r\n");
+}
+
 /// An owner name with a space would corrupt the holder record, so it is refused.
 #[tokio::test]
 async fn owner_names_are_checked() {

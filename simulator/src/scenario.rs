@@ -153,6 +153,15 @@ fn id(prefix: &str, i: usize, count: usize) -> String {
     format!("{prefix}-{i:0width$}")
 }
 
+/// The ids of the `count` nodes named `prefix` that feed group `g` of `groups`: node `m`
+/// feeds group `m % groups`.
+fn group(prefix: &str, count: usize, g: usize, groups: usize) -> Vec<String> {
+    (g..count)
+        .step_by(groups)
+        .map(|m| id(prefix, m, count))
+        .collect()
+}
+
 fn sensors_plan(sensors: usize, rooms: usize, zones: usize) -> Plan {
     let sensors = sensors.max(1);
     let rooms = rooms.clamp(1, sensors);
@@ -162,26 +171,18 @@ fn sensors_plan(sensors: usize, rooms: usize, zones: usize) -> Plan {
         specs.push(spec(id("sensor", s, sensors), "pass", vec![], json!({})));
     }
     for r in 0..rooms {
-        let members = (0..sensors)
-            .filter(|s| s % rooms == r)
-            .map(|s| id("sensor", s, sensors))
-            .collect();
         specs.push(spec(
             id("room", r, rooms),
             "average",
-            members,
+            group("sensor", sensors, r, rooms),
             json!({"field": "/celsius"}),
         ));
     }
     for z in 0..zones {
-        let members = (0..rooms)
-            .filter(|r| r % zones == z)
-            .map(|r| id("room", r, rooms))
-            .collect();
         specs.push(spec(
             id("zone", z, zones),
             "threshold",
-            members,
+            group("room", rooms, z, zones),
             json!({"field": "/mean", "above": 25.0}),
         ));
     }
