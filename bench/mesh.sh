@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The whole mesh under load, beside its ceilings and a peer, in one run on one Redis:
+#   1. a fresh redis-server (AOF, appendfsync everysec) on a free port, and scripts/up on it
+#      (release build, Procfile under foreman: web_face, store, two processors, notifier,
+#      stats; MongoDB as scripts/up starts it) on free ports, its data in a temporary folder;
+#   2. the Redis ceiling on that server: redis-benchmark LPUSH pipelined (-P 100) and a
+#      small Lua script (EVALSHA, -P 100), one client and 50;
+#   3. the simulator's scenarios: chain (100 nodes), sensors (10 000 → 100 → 10 → 1) and notes
+#      (10 000 users at 1 000 inserts/s with 50 history readers), each verified;
+#   4. the same chain through BullMQ (bench/peer-bullmq/chain.js, pinned with a lockfile) on the
+#      same Redis, when node and npm are on the PATH.
+# Prints markdown tables for docs/benchmarks.md on stdout; progress on stderr.
+#
+# Usage: bench/mesh.sh [chain messages=5000] [sensors messages=100000] [notes messages=30000]
+# Needs what scripts/up needs, plus redis-benchmark.
+set -euo pipefail
+
+chain_messages=${1:-5000}
+sensors_messages=${2:-100000}
+notes_messages=${3:-30000}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+up_pid=
+cleanup() {
+  if [ -n "$up_pid" ]; then
+    kill -TERM "$up_pid" 2>/dev/null || true
+    wait "$up_pid" 2>/dev/null || true
+  fi
+  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
+  sleep 0.3
+  rm -rf "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+say() { echo "bench/mesh.sh: $*" >&2; }
+
+for tool in redis-server redis-benchmark redis-cli python3; do
+  command -v "$tool" >/dev/null || { say "$tool not found; install redis-server and redis-tools"; exit 1; }
+done
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+peer=yes
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "node/npm not found: skipping the BullMQ peer"
+  peer=no
+elif [ ! -d "$root/bench/peer-bullmq/node_modules" ]; then
+  say "installing the BullMQ peer (npm ci)..."
+  npm ci --prefix "$root/bench/peer-bullmq" --no-audit --no-fund >/dev/null
+fi
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
+  --appendonly yes --appendfsync everysec --daemonize yes --pidfile "$work/redis.pid" \
+  --logfile "$work/redis.log" >/dev/null
+for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+web=$(free_port)
+notifier=$(free_port)
+stats=$(free_port)
+say "starting the mesh (scripts/up, release build; the first build takes minutes)..."
+REDIS_URL="redis://127.0.0.1:$redis_port" GORGON_UP_VAR="$work/var" \
+  GORGON_WEB_PORT=$web GORGON_NOTIFIER_PORT=$notifier GORGON_STATS_PORT=$stats \
+  GORGON_UP_FORMATION="all=1,processor=2" RUST_LOG=warn \
+  "$root/scripts/up" >"$work/up.log" 2>&1 &
+up_pid=$!
+for _ in $(seq 1800); do
+  if curl -fs "http://127.0.0.1:$web/readyz" >/dev/null 2>&1 \
+    && curl -fs "http://127.0.0.1:$notifier/readyz" >/dev/null 2>&1; then
+    break
+  fi
+  kill -0 "$up_pid" 2>/dev/null || { cat "$work/up.log" >&2; say "scripts/up stopped"; exit 1; }
+  sleep 0.5
+done
+curl -fs "http://127.0.0.1:$web/readyz" >/dev/null || { tail -50 "$work/up.log" >&2; say "the mesh did not come up"; exit 1; }
+
+rps() { tail -n 1 | awk -F'","' '{print $2}' | cut -d. -f1; }
+say "Redis ceilings on port $redis_port..."
+lpush1=$(redis-benchmark -p "$redis_port" -c 1 -P 100 -n 1000000 -d 64 --csv -t lpush | rps)
+lpush50=$(redis-benchmark -p "$redis_port" -c 50 -P 100 -n 2000000 -d 64 --csv -t lpush | rps)
+script="redis.call('INCR', KEYS[1]) return redis.call('LPUSH', KEYS[2], ARGV[1])"
+sha=$(redis-cli -p "$redis_port" script load "$script")
+lua1=$(redis-benchmark -p "$redis_port" -c 1 -P 100 -n 1000000 --csv EVALSHA "$sha" 2 bench:n bench:l x | rps)
+lua50=$(redis-benchmark -p "$redis_port" -c 50 -P 100 -n 2000000 --csv EVALSHA "$sha" 2 bench:n bench:l x | rps)
+redis-cli -p "$redis_port" del bench:n bench:l __rand_int__ mylist >/dev/null
+
+simulate() { # $1 = name of the result file, the rest = simulator arguments
+  local name=$1
+  shift
+  say "simulator $*..."
+  set +e
+  "$root/target/release/simulator" --api "http://127.0.0.1:$web" \
+    --notifier "http://127.0.0.1:$notifier" --json "$@" >"$work/$name.json"
+  local status=$?
+  set -e
+  [ -s "$work/$name.json" ] || { say "the simulator made no report (exit $status)"; exit 1; }
+  [ "$status" = 0 ] || say "the simulator's verification FAILED (exit $status): see the table"
+}
+simulate chain --messages "$chain_messages" chain --length 100
+simulate sensors --messages "$sensors_messages" sensors
+simulate notes --messages "$notes_messages" notes
+
+if [ "$peer" = yes ]; then
+  say "BullMQ chain of 100 queues, $chain_messages jobs, on the same Redis..."
+  node "$root/bench/peer-bullmq/chain.js" "$redis_port" "$chain_messages" 100 50 >"$work/bullmq.json"
+fi
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), mesh: web_face, store, 2 processors, notifier, stats"
+echo
+echo "| Redis ceiling (same server, AOF everysec) | ops/s |"
+echo "|---|---|"
+echo "| LPUSH 64 B, -c 1 -P 100 | $lpush1 |"
+echo "| LPUSH 64 B, -c 50 -P 100 | $lpush50 |"
+echo "| EVALSHA (INCR + LPUSH), -c 1 -P 100 | $lua1 |"
+echo "| EVALSHA (INCR + LPUSH), -c 50 -P 100 | $lua50 |"
+echo
+echo "| simulator scenario | nodes | messages | inject msg/s | node-messages/s | e2e p50 / p99 / max ms | at the end of the graph p50 / p99 / max ms | history p50 / p99 ms (reads: 200 / other) | lost / dup / out of order |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for name in chain sensors notes; do
+  json "'| {} | {} | {} | {:.0f} | {:.0f} | {} / {} / {} | {} / {} / {} | {} / {} ({} / {}) | {} / {} / {} |'.format(
+    d['scenario'], d['nodes'], d['sent'], d['inject_per_s'], d['node_messages_per_s'],
+    d['e2e_ms']['p50'], d['e2e_ms']['p99'], d['e2e_ms']['max'],
+    d['e2e_terminal_ms']['p50'], d['e2e_terminal_ms']['p99'], d['e2e_terminal_ms']['max'],
+    d['history_ms']['p50'], d['history_ms']['p99'], d['history_statuses'].get('200', 0),
+    sum(v for k, v in d['history_statuses'].items() if k != '200'),
+    d['verdict']['lost'], d['verdict']['duplicated'], d['verdict']['out_of_order'])" <"$work/$name.json"
+done
+if [ "$peer" = yes ]; then
+  echo
+  echo "| chain of 100, $chain_messages messages | messages/s end to end | step (node-) messages/s | e2e p50 / p99 / max ms | lost / dup |"
+  echo "|---|---|---|---|---|"
+  json "'| Gorgon (simulator chain) | {:.0f} | {:.0f} | {} / {} / {} | {} / {} |'.format(
+    d['sent'] / d['seconds'], d['node_messages_per_s'], d['e2e_terminal_ms']['p50'],
+    d['e2e_terminal_ms']['p99'], d['e2e_terminal_ms']['max'], d['verdict']['lost'],
+    d['verdict']['duplicated'])" <"$work/chain.json"
+  json "'| BullMQ 6.7.0 (chain.js, concurrency 50) | {} | {} | {} / {} / {} | {} / {} |'.format(
+    d['jobs_per_s'], d['step_jobs_per_s'], d['e2e_ms']['p50'], d['e2e_ms']['p99'],
+    d['e2e_ms']['max'], d['lost'], d['duplicated'])" <"$work/bullmq.json"
+fi
+for name in chain sensors notes; do
+  [ "$(json "d['passed']" <"$work/$name.json")" = True ] || { say "$name failed its verification"; exit 1; }
+done
