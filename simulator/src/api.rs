@@ -69,8 +69,16 @@ impl Api {
         })
     }
 
+    /// A request of `tail` under the topology's path, with the token.
     fn request(&self, method: Method, tail: &str) -> RequestBuilder {
-        let url = format!("{}/v1/topologies/{}{tail}", self.base, self.topology);
+        self.authorized(
+            method,
+            &format!("{}/v1/topologies/{}{tail}", self.base, self.topology),
+        )
+    }
+
+    /// A request of `url`, with the token.
+    fn authorized(&self, method: Method, url: &str) -> RequestBuilder {
         let builder = self.http.request(method, url);
         match &self.token {
             Some(token) => builder.bearer_auth(token),
@@ -209,23 +217,15 @@ impl Api {
         node: &str,
         query: &str,
     ) -> anyhow::Result<(StatusCode, Vec<OutputEvent>, Option<String>)> {
-        self.history_at(&format!(
-            "{}/v1/topologies/{}/nodes/{node}/history?{query}",
-            self.base, self.topology
-        ))
-        .await
+        self.history_at(self.request(Method::GET, &format!("/nodes/{node}/history?{query}")))
+            .await
     }
 
     async fn history_at(
         &self,
-        url: &str,
+        request: RequestBuilder,
     ) -> anyhow::Result<(StatusCode, Vec<OutputEvent>, Option<String>)> {
-        let builder = self.http.get(url);
-        let builder = match &self.token {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        };
-        let response = builder.send().await.context("read history")?;
+        let response = request.send().await.context("read history")?;
         let status = response.status();
         if status != StatusCode::OK {
             return Ok((status, Vec::new(), None));
@@ -257,7 +257,8 @@ impl Api {
             let Some(path) = next.take() else {
                 return Ok(items);
             };
-            (status, page, next) = self.history_at(&format!("{}{path}", self.base)).await?;
+            let request = self.authorized(Method::GET, &format!("{}{path}", self.base));
+            (status, page, next) = self.history_at(request).await?;
         }
     }
 }

@@ -181,6 +181,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
+            let mut last_sent = 0;
             loop {
                 tick.tick().await;
                 if quiet {
@@ -189,9 +190,11 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
                 let received = record.lock().expect("record lock").seen.len();
                 let elapsed = started.elapsed().as_secs_f64();
                 let sent = counters.sent.load(Ordering::Relaxed);
+                // The rate over the last second, not since the start: it drops to 0 once
+                // injection is over instead of decaying.
+                let rate = sent - std::mem::replace(&mut last_sent, sent);
                 eprintln!(
-                    "simulator: {elapsed:6.1} s  sent {sent}/{total} ({:.0}/s)  outputs received {received}  throttled {}  errors {}",
-                    sent as f64 / elapsed,
+                    "simulator: {elapsed:6.1} s  sent {sent}/{total} ({rate}/s)  outputs received {received}  throttled {}  errors {}",
                     counters.throttled.load(Ordering::Relaxed),
                     counters.errors.load(Ordering::Relaxed),
                 );
