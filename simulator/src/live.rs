@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context as _};
 use futures_util::FutureExt as _;
 use hdrhistogram::Histogram;
 use protocol::notify::{Ack, AfterSeq, Resync, Subscription, OUTPUT_EVENT, RESYNC_EVENT};
+use protocol::stats::new_histogram as histogram;
 use protocol::OutputEvent;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Payload, TransportType};
@@ -64,11 +65,6 @@ impl Record {
             connects: 0,
         }
     }
-}
-
-/// A latency histogram in microseconds, 1 µs to an hour, 3 significant digits.
-pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
 /// The first argument of an event or an ack. Events arrive as a list of their arguments; an

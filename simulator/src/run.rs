@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use hdrhistogram::Histogram;
+use protocol::stats::new_histogram as histogram;
 use rand::{Rng as _, SeedableRng as _};
 use serde::Serialize;
 
 use crate::api::Api;
 use crate::config::{Config, Load};
 use crate::ledger::{self, Inputs, Verdict};
-use crate::live::{self, histogram, Follower};
+use crate::live::{self, Follower};
 use crate::scenario::Plan;
 
 /// Latched outputs read at once when checking every node.
