@@ -61,10 +61,16 @@ async fn answer(outputs: &Collection<Document>, request: Request) -> (Request, r
 /// One page: the matching outputs in `seq` order, and whether more follow.
 pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> HistoryReply {
     let limit = query.limit.clamp(1, MAX_HISTORY_LIMIT);
+    // An aggregation rather than `find`: MongoDB plans a leading `$match`, `$sort`, `$limit`
+    // exactly like the equivalent find (the `(topology, node, seq)` index, top-k), while
+    // MongoDB-wire servers on SQLite such as nx-27017 scan the whole collection for a sorted
+    // find and use the index only for the pipeline (100 ms against 3 ms at 30 000 outputs).
     let found = outputs
-        .find(filter(query))
-        .sort(doc! {"seq": if query.ascending { 1 } else { -1 }})
-        .limit(i64::from(limit) + 1)
+        .aggregate([
+            doc! {"$match": filter(query)},
+            doc! {"$sort": {"seq": if query.ascending { 1 } else { -1 }}},
+            doc! {"$limit": i64::from(limit) + 1},
+        ])
         .await;
     let documents: Vec<Document> = match found {
         Ok(cursor) => cursor.try_collect().await,
