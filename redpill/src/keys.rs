@@ -11,6 +11,7 @@
 //! | `P:{T}:q:N:fly:C` | list | ids consumer `C` has pulled and not acked, in pull order |
 //! | `P:{T}:q:N:who` | set | consumers that may hold in-flight messages of `N` |
 //! | `P:{T}:q:N:dlq` | list | dead letters, encoded by `queue::DeadLetter` |
+//! | `P:{T}:q:N:once:K` | string | what push key `K` queued, for a repeat of it (`Queue::push_once`), with a TTL |
 //! | `P:{T}:t:N` | stream | topic `N` |
 //! | `P:{T}:lease:N` | string | `"<epoch> <holder>"` with a TTL |
 //! | `P:{T}:lease:N:epoch` | string | the lease's epoch counter (INCR) |
@@ -158,6 +159,11 @@ impl QueueKeys {
             dead: format!("{base}:dlq"),
             waiting: base,
         }
+    }
+
+    /// The record of push key `key` (`Queue::push_once`).
+    pub(crate) fn once(&self, key: &str) -> String {
+        format!("{}:once:{key}", self.waiting)
     }
 
     /// The in-flight set of `consumer`.

@@ -61,7 +61,8 @@ pub use live::{Live, Subscription};
 pub use members::Members;
 pub use outbox::{Outbox, MAX_DELIVER};
 pub use queue::{
-    id_time_ms, new_id, DeadLetter, Delivery, NackOutcome, Queue, QueueBatch, QueueDepth, MAX_PULL,
+    id_time_ms, new_id, DeadLetter, Delivery, NackOutcome, PushedOnce, Queue, QueueBatch,
+    QueueDepth, MAX_PULL,
 };
 pub use rpc::{Reply, Request, Requester, Responder};
 pub use topic::{Entry, Group, GroupBacklog, ShardStats, StartFrom, Topic, DEFAULT_TOPIC_BOUND};

@@ -82,6 +82,15 @@ pub struct DeadLetter {
     record: Bytes,
 }
 
+/// What [`Queue::push_once`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PushedOnce {
+    /// The messages were pushed (this many newly queued) and the record kept.
+    Queued(u64),
+    /// The key was pushed before and its record still lives: nothing was pushed; the record.
+    Repeated(String),
+}
+
 /// How many messages a queue holds, by state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct QueueDepth {
@@ -161,10 +170,46 @@ impl Queue {
     /// this queue is skipped, so retrying a push whose reply was lost never queues a message
     /// twice. Returns how many were newly queued.
     pub async fn push_with_ids(&self, messages: &[(&str, &[u8])]) -> Result<u64> {
-        if messages.is_empty() {
-            return Ok(0);
+        match self.push_script(messages, None).await? {
+            PushedOnce::Queued(added) => Ok(added),
+            // Only a push with a key can be a repeat.
+            PushedOnce::Repeated(_) => Ok(0),
         }
-        let mut args: Vec<&[u8]> = Vec::with_capacity(messages.len() * 2);
+    }
+
+    /// Pushes like [`Queue::push_with_ids`], once per `key` for `ttl`: the push keeps
+    /// `record` under `key` in the same atomic step, and a push with the same key while the
+    /// record lives adds nothing and returns [`PushedOnce::Repeated`] with it (also when the
+    /// queue is full), however long ago its messages were acked. For callers that let their
+    /// clients retry a push whose reply was lost: the record holds what to answer them.
+    pub async fn push_once(
+        &self,
+        key: &str,
+        ttl: Duration,
+        record: &str,
+        messages: &[(&str, &[u8])],
+    ) -> Result<PushedOnce> {
+        if key.is_empty() {
+            return Err(Error::Invalid("a push key must not be empty".to_owned()));
+        }
+        self.push_script(messages, Some((key, ttl, record))).await
+    }
+
+    async fn push_script(
+        &self,
+        messages: &[(&str, &[u8])],
+        once: Option<(&str, Duration, &str)>,
+    ) -> Result<PushedOnce> {
+        if messages.is_empty() {
+            return Ok(PushedOnce::Queued(0));
+        }
+        let ttl_ms = once
+            .map_or(0, |(_, ttl, _)| ttl.as_millis().max(1))
+            .to_string();
+        let record = once.map_or("", |(_, _, record)| record);
+        let mut args: Vec<&[u8]> = Vec::with_capacity(messages.len() * 2 + 2);
+        args.push(ttl_ms.as_bytes());
+        args.push(record.as_bytes());
         for (id, body) in messages {
             if id.is_empty() {
                 return Err(Error::Invalid("a message id must not be empty".to_owned()));
@@ -172,22 +217,26 @@ impl Queue {
             args.push(id.as_bytes());
             args.push(body);
         }
+        let once_key = once.map(|(key, _, _)| self.keys.once(key));
+        let mut keys = vec![&self.keys.waiting, &self.keys.body];
+        keys.extend(once_key.as_ref());
         let mut conn = self.client.conn();
-        let (added, held): (i64, u64) = scripts::run(
+        let (added, held, record): (i64, u64, String) = scripts::run(
             &mut conn,
             &scripts::QUEUE_PUSH,
-            &[&self.keys.waiting, &self.keys.body],
+            &keys,
             (self.bound, &self.wake_channel, args),
         )
         .await?;
-        if added < 0 {
-            return Err(Error::Full {
+        match added {
+            -2 => Ok(PushedOnce::Repeated(record)),
+            added if added < 0 => Err(Error::Full {
                 name: self.name.clone(),
                 len: held,
                 max: self.bound,
-            });
+            }),
+            added => Ok(PushedOnce::Queued(added as u64)),
         }
-        Ok(added as u64)
     }
 
     /// Pushes batches onto several queues in one round trip, each batch as
@@ -199,7 +248,12 @@ impl Queue {
             .iter()
             .filter(|(_, messages)| !messages.is_empty())
             .map(|(queue, messages)| {
-                let mut args = vec![b"0".to_vec(), queue.wake_channel.as_bytes().to_vec()];
+                let mut args = vec![
+                    b"0".to_vec(),
+                    queue.wake_channel.as_bytes().to_vec(),
+                    b"0".to_vec(),
+                    Vec::new(),
+                ];
                 for (id, body) in messages {
                     args.push(id.as_bytes().to_vec());
                     args.push(body.to_vec());
@@ -214,11 +268,11 @@ impl Queue {
             return Ok(Vec::new());
         }
         let mut conn = client.conn();
-        let replies: Vec<(i64, u64)> =
+        let replies: Vec<(i64, u64, String)> =
             scripts::run_many(&mut conn, &scripts::QUEUE_PUSH, &invocations).await?;
         Ok(replies
             .into_iter()
-            .map(|(added, _)| added.max(0) as u64)
+            .map(|(added, _, _)| added.max(0) as u64)
             .collect())
     }
 

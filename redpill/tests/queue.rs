@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{bodies, client, texts};
 use redpill::testing::eventually;
 use redpill::testing::TestRedis;
-use redpill::{Error, Queue, Tag};
+use redpill::{Error, PushedOnce, Queue, Tag};
 
 /// Messages come out in the order they were pushed, across several pushes and pulls.
 #[tokio::test]
@@ -280,6 +280,56 @@ async fn push_is_idempotent_by_id_while_pending() {
     assert_eq!(queue.ack(&["a"]).await.unwrap(), vec!["a".to_owned()]);
     assert!(matches!(
         queue.push_with_ids(&[("", b"x".as_slice())]).await,
+        Err(Error::Invalid(_))
+    ));
+}
+
+/// A push with a key happens once while its record lives: a repeat, even after the messages
+/// were acked and even when the queue is full, adds nothing and returns the first push's
+/// record; another key pushes; once the record expires the key pushes again.
+#[tokio::test]
+async fn push_once_pushes_a_key_once_while_its_record_lives() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let queue = Queue::new(&client, &Tag::partition(1), "in").with_bound(2);
+    let ttl = Duration::from_millis(300);
+    let first: [(&str, &[u8]); 2] = [("a", b"1"), ("b", b"2")];
+    assert_eq!(
+        queue.push_once("k1", ttl, "a b", &first).await.unwrap(),
+        PushedOnce::Queued(2)
+    );
+    let pulled = queue.pull(10).await.unwrap();
+    assert_eq!(texts(&pulled), ["1", "2"]);
+    queue.ack(&["a", "b"]).await.unwrap();
+    // The retry carries fresh ids, as a client's resent request gets: still nothing queued.
+    let retry: [(&str, &[u8]); 2] = [("c", b"1"), ("d", b"2")];
+    assert_eq!(
+        queue.push_once("k1", ttl, "c d", &retry).await.unwrap(),
+        PushedOnce::Repeated("a b".to_owned())
+    );
+    assert_eq!(queue.depth().await.unwrap().held, 0);
+    // A full queue still answers a repeat from its record, and refuses a new key.
+    queue
+        .push_with_ids(&[("x", b"x"), ("y", b"y")])
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.push_once("k1", ttl, "c d", &retry).await.unwrap(),
+        PushedOnce::Repeated("a b".to_owned())
+    );
+    assert!(matches!(
+        queue.push_once("k2", ttl, "c d", &retry).await,
+        Err(Error::Full { len: 2, max: 2, .. })
+    ));
+    queue.pull(10).await.unwrap();
+    queue.ack(&["x", "y"]).await.unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    assert_eq!(
+        queue.push_once("k1", ttl, "c d", &retry).await.unwrap(),
+        PushedOnce::Queued(2)
+    );
+    assert!(matches!(
+        queue.push_once("", ttl, "", &retry).await,
         Err(Error::Invalid(_))
     ));
 }

@@ -846,6 +846,84 @@ async fn back_pressure_and_a_missing_store() {
     assert_eq!(other.status, StatusCode::NOT_FOUND);
 }
 
+/// An inject with an `Idempotency-Key` is queued once: its repeat, after the messages were
+/// processed, answers the same ids with `Idempotent-Replayed` and queues nothing; the key with
+/// another body is 422; a malformed key is 400; once the key's time is over it queues again.
+#[tokio::test]
+async fn an_idempotency_key_queues_a_request_once() {
+    let mesh = Mesh::start(1, &[("GORGON_IDEMPOTENCY_TTL_S", "2")]).await;
+    let created = mesh
+        .call(
+            Method::PUT,
+            "/v1/topologies/once",
+            &json!({"node": [{"id": "c", "function": "count"}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let inject = |key: &str, body: &str| {
+        mesh.send(
+            mesh.request(Method::POST, "/v1/topologies/once/nodes/c/messages")
+                .header("content-type", "application/x-ndjson")
+                .header("idempotency-key", key)
+                .body(body.to_owned()),
+        )
+    };
+    let count = || async {
+        let latched = mesh
+            .call(
+                Method::GET,
+                "/v1/topologies/once/nodes/c/output",
+                &Value::Null,
+            )
+            .await;
+        latched.json["data"]["count"].as_u64()
+    };
+    let first = inject("order-17", "{\"n\":1}\n{\"n\":2}").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.text);
+    assert_eq!(first.header("idempotent-replayed"), "");
+    let ids = first.json["msg_ids"].clone();
+    assert_eq!(ids.as_array().map(Vec::len), Some(2));
+    eventually(Duration::from_secs(10), "both counted", || async {
+        (count().await == Some(2)).then_some(())
+    })
+    .await;
+
+    let repeat = inject("order-17", "{\"n\":1}\n{\"n\":2}").await;
+    assert_eq!(repeat.status, StatusCode::ACCEPTED, "{}", repeat.text);
+    assert_eq!(repeat.header("idempotent-replayed"), "true");
+    assert_eq!(repeat.json["msg_ids"], ids);
+    let reused = inject("order-17", "{\"n\":3}").await;
+    assert_eq!(
+        (reused.status, reused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    for bad in ["", "two words", &"k".repeat(256)] {
+        let refused = inject(bad, "{\"n\":4}").await;
+        assert_eq!(
+            (refused.status, refused.code()),
+            (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            "key {bad:?}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count().await, Some(2), "the repeat queued nothing");
+    assert!(mesh
+        .queue_lengths()
+        .await
+        .iter()
+        .all(|&(held, _)| held == 0));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = inject("order-17", "{\"n\":1}\n{\"n\":2}").await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.header("idempotent-replayed"), "");
+    assert_ne!(again.json["msg_ids"], ids);
+    eventually(Duration::from_secs(10), "counted again", || async {
+        (count().await == Some(4)).then_some(())
+    })
+    .await;
+}
+
 /// A message whose function fails is dead-lettered with its error, listed with its node and
 /// data, and replayed once the node is fixed.
 #[tokio::test]

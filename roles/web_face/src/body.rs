@@ -21,7 +21,8 @@ pub enum Format {
 }
 
 impl Format {
-    fn media_type(self) -> &'static str {
+    /// The media type, as in `Content-Type`.
+    pub fn media_type(self) -> &'static str {
         match self {
             Format::Json => "application/json",
             Format::Ndjson => "application/x-ndjson",

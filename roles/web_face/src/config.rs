@@ -54,6 +54,11 @@ pub struct Config {
     #[arg(long, env = "GORGON_QUEUE_HIGH_WATER", default_value_t = 100_000)]
     pub queue_high_water: u64,
 
+    /// How long an inject's `Idempotency-Key` is remembered, in seconds: a repeat of the key
+    /// within this time is answered with the first request's ids and queues nothing.
+    #[arg(long, env = "GORGON_IDEMPOTENCY_TTL_S", default_value_t = 600)]
+    pub idempotency_ttl_s: u64,
+
     /// How long to wait for the store to apply a topology change, in milliseconds, before
     /// answering 503.
     #[arg(long, env = "GORGON_STORE_TIMEOUT_MS", default_value_t = 10_000)]

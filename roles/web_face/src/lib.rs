@@ -64,6 +64,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         state::Settings {
             partitions: config.redis.partitions,
             queue_high_water: config.queue_high_water,
+            idempotency_ttl: Duration::from_secs(config.idempotency_ttl_s.max(1)),
             store_timeout: Duration::from_millis(config.store_timeout_ms),
             rate_limit: config.rate_limit,
         },

@@ -48,6 +48,8 @@ pub struct Settings {
     pub partitions: u32,
     /// Injects get 429 when their partition queue holds this many messages.
     pub queue_high_water: u64,
+    /// How long an inject's `Idempotency-Key` is remembered.
+    pub idempotency_ttl: Duration,
     /// How long to wait for the store.
     pub store_timeout: Duration,
     /// Requests per second per caller; 0 is unlimited.

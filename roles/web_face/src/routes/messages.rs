@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::{names, partition_of, Envelope, Timestamp};
-use redpill::{DeadLetter, Queue, Tag};
+use redpill::{DeadLetter, PushedOnce, Queue, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -19,10 +19,18 @@ use crate::state::AppState;
 
 /// The most dead letters read from each partition per request.
 const DEAD_LETTERS_PER_PARTITION: u64 = 1000;
+/// The longest `Idempotency-Key` accepted, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+/// The response header that marks an answer repeated from an earlier request with the same
+/// `Idempotency-Key`.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 /// Injects one message (`application/json`) or many (`application/x-ndjson`, one per line,
 /// all or none). 202 with the ids; 429 with `Retry-After` while the node's partition queue
 /// is over its high-water mark. Accepted while no processor runs: messages wait in the queue.
+/// With an `Idempotency-Key` header the request is queued once: a repeat of it (same key,
+/// node and body) within `GORGON_IDEMPOTENCY_TTL_S` is answered with the first one's ids and
+/// queues nothing; the same key with another body is 422 `idempotency_key_reused`.
 #[utoipa::path(post, path = "/v1/topologies/{t}/nodes/{n}/messages", tag = "messages",
     params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id")),
     request_body(content = Object, description = "a JSON message, or ndjson with one per line",
@@ -38,6 +46,7 @@ pub async fn inject(
 ) -> ApiResult<Response> {
     write_access(&caller, &topology)?;
     let format = body::format_of(&headers, &[Format::Json, Format::Ndjson])?;
+    let idempotency_key = idempotency_key(&headers)?;
     let bytes = body::read(body, &state.0.limits).await?;
     let messages: Vec<Value> = match format {
         Format::Ndjson => body::ndjson(&bytes, &state.0.limits)?,
@@ -71,8 +80,38 @@ pub async fn inject(
         .iter()
         .map(|(id, body)| (id.as_str(), body.as_slice()))
         .collect();
-    match queue.push_with_ids(&batch).await {
-        Ok(_) => {}
+    let pushed = match idempotency_key {
+        None => queue.push_with_ids(&batch).await.map(|_| None),
+        Some(key) => {
+            let fingerprint = fingerprint(format, &bytes);
+            let ids: Vec<&str> = envelopes.iter().map(|(id, _)| id.as_str()).collect();
+            let record = format!("{fingerprint} {}", ids.join(" "));
+            let scoped = format!("{topology}/{node}/{key}");
+            let ttl = state.0.settings.idempotency_ttl;
+            match queue.push_once(&scoped, ttl, &record, &batch).await {
+                Ok(PushedOnce::Queued(_)) => Ok(None),
+                Ok(PushedOnce::Repeated(record)) => {
+                    let mut fields = record.split(' ');
+                    if fields.next() != Some(fingerprint.as_str()) {
+                        return Err(Failure::new(
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                            "idempotency_key_reused",
+                            format!(
+                                "Idempotency-Key {key:?} was used for another request to node \
+                                 {node:?} in the last {} s; use a new key for a new request",
+                                ttl.as_secs()
+                            ),
+                        ));
+                    }
+                    Ok(Some(fields.map(str::to_owned).collect::<Vec<_>>()))
+                }
+                Err(error) => Err(error),
+            }
+        }
+    };
+    let (ids, replayed) = match pushed {
+        Ok(None) => (envelopes.into_iter().map(|(id, _)| id).collect(), false),
+        Ok(Some(ids)) => (ids, true),
         Err(redpill::Error::Full { len, max, .. }) => {
             metrics::counter!("gorgon_inject_backlog_refusals_total").increment(1);
             return Err(Failure {
@@ -88,15 +127,55 @@ pub async fn inject(
             });
         }
         Err(error) => return Err(error.into()),
-    }
-    metrics::counter!(protocol::stats::MESSAGES_INJECTED).increment(envelopes.len() as u64);
-    let body = match format {
-        Format::Ndjson => json!({
-            "msg_ids": envelopes.into_iter().map(|(id, _)| id).collect::<Vec<_>>()
-        }),
-        _ => json!({ "msg_id": envelopes.into_iter().next().map(|(id, _)| id) }),
     };
+    let body = match format {
+        Format::Ndjson => json!({ "msg_ids": ids }),
+        _ => json!({ "msg_id": ids.first() }),
+    };
+    if replayed {
+        metrics::counter!("gorgon_inject_repeats_total").increment(1);
+        let headers = [(REPLAYED_HEADER, "true")];
+        return Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response());
+    }
+    metrics::counter!(protocol::stats::MESSAGES_INJECTED).increment(ids.len() as u64);
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// The request's `Idempotency-Key`: 1 to 255 visible ASCII characters, else 400
+/// `invalid_idempotency_key`.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|byte| byte.is_ascii_graphic())
+    {
+        return Err(Failure::bad_request(
+            "invalid_idempotency_key",
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters \
+                 (a UUID is a good key)"
+            ),
+        ));
+    }
+    Ok(Some(key))
+}
+
+/// What identifies a request's body for its `Idempotency-Key`: SHA-256 of its format and bytes,
+/// in hex.
+fn fingerprint(format: Format, bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(format.media_type().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(bytes);
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// One dead-lettered message of a topology.
