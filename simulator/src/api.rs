@@ -15,6 +15,9 @@ const PUT_TIMEOUT: Duration = Duration::from_secs(300);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a throttled inject is retried before the run gives up on it.
 const MAX_RETRIES: u32 = 600;
+/// How often an inject whose request or reply was cut off is sent again (100 ms apart) before
+/// the run gives up on it: a minute of an API that cannot be reached.
+const MAX_RESENDS: u32 = 600;
 
 /// A client of one topology on one web_face.
 #[derive(Clone)]
@@ -32,6 +35,8 @@ pub struct Injected {
     pub ids: Vec<u128>,
     /// How many times it was answered 429 or 503 and sent again after `Retry-After`.
     pub throttled: u32,
+    /// How many times it was sent again after its request or reply was cut off.
+    pub resent: u32,
 }
 
 #[derive(Deserialize)]
@@ -128,8 +133,11 @@ impl Api {
         bail!("PUT topology {}: {text}", self.topology)
     }
 
-    /// Injects `messages` into `node`: one JSON message, or ndjson for more. A 429 or 503 is
-    /// waited out (`Retry-After`) and sent again; anything else not 202 is an error.
+    /// Injects `messages` into `node`: one JSON message, or ndjson for more, under an
+    /// `Idempotency-Key` of its own. A 429 or 503 is waited out (`Retry-After`) and sent again;
+    /// a request or reply cut off (the API or its Redis went away) is sent again with the same
+    /// key, so it is queued once whether or not the first one got in; anything else not 202 is
+    /// an error.
     pub async fn inject(&self, node: &str, messages: &[Value]) -> anyhow::Result<Injected> {
         let (content_type, body) = match messages {
             [one] => ("application/json", serde_json::to_vec(one)?),
@@ -143,18 +151,35 @@ impl Api {
             }
         };
         let tail = format!("/nodes/{node}/messages");
-        let mut throttled = 0;
+        let key = format!("{:032x}", rand::random::<u128>());
+        let (mut throttled, mut resent) = (0, 0);
         loop {
-            let response = self
+            let sent = self
                 .request(Method::POST, &tail)
                 .header(reqwest::header::CONTENT_TYPE, content_type)
+                .header("idempotency-key", &key)
                 .body(body.clone())
                 .send()
-                .await
-                .with_context(|| format!("inject into {node}"))?;
+                .await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(_) if resent < MAX_RESENDS => {
+                    resent += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(error) => return Err(error).with_context(|| format!("inject into {node}")),
+            };
             let status = response.status();
             if status == StatusCode::ACCEPTED {
-                let reply: InjectReply = response.json().await.context("read the inject reply")?;
+                let reply: InjectReply = match response.json().await {
+                    Ok(reply) => reply,
+                    Err(_) if resent < MAX_RESENDS => {
+                        resent += 1;
+                        continue;
+                    }
+                    Err(error) => return Err(error).context("read the inject reply"),
+                };
                 let texts = match reply.msg_id {
                     Some(id) => vec![id],
                     None => reply.msg_ids,
@@ -170,7 +195,11 @@ impl Api {
                         messages.len()
                     );
                 }
-                return Ok(Injected { ids, throttled });
+                return Ok(Injected {
+                    ids,
+                    throttled,
+                    resent,
+                });
             }
             if matches!(
                 status,

@@ -58,6 +58,9 @@ pub struct Report {
     pub sent: u64,
     /// Inject requests answered 429/503 and sent again.
     pub throttled: u64,
+    /// Inject requests sent again (with the same `Idempotency-Key`) after the request or its
+    /// reply was cut off.
+    pub resent: u64,
     /// Requests that failed (injects and history reads).
     pub errors: u64,
     /// socket.io clients.
@@ -96,6 +99,7 @@ struct Counters {
     reserved: AtomicU64,
     sent: AtomicU64,
     throttled: AtomicU64,
+    resent: AtomicU64,
     errors: AtomicU64,
     injecting: AtomicBool,
 }
@@ -145,6 +149,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         reserved: AtomicU64::new(0),
         sent: AtomicU64::new(0),
         throttled: AtomicU64::new(0),
+        resent: AtomicU64::new(0),
         errors: AtomicU64::new(0),
         injecting: AtomicBool::new(true),
     });
@@ -195,8 +200,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
                 // injection is over instead of decaying.
                 let rate = sent - std::mem::replace(&mut last_sent, sent);
                 eprintln!(
-                    "simulator: {elapsed:6.1} s  sent {sent}/{total} ({rate}/s)  outputs received {received}  throttled {}  errors {}",
+                    "simulator: {elapsed:6.1} s  sent {sent}/{total} ({rate}/s)  outputs received {received}  throttled {}  resent {}  errors {}",
                     counters.throttled.load(Ordering::Relaxed),
+                    counters.resent.load(Ordering::Relaxed),
                     counters.errors.load(Ordering::Relaxed),
                 );
             }
@@ -276,6 +282,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         nodes: plan.len(),
         sent,
         throttled: counters.throttled.load(Ordering::Relaxed),
+        resent: counters.resent.load(Ordering::Relaxed),
         errors,
         clients: config.clients,
         verdict,
@@ -347,6 +354,9 @@ async fn inject(
                 counters
                     .throttled
                     .fetch_add(u64::from(injected.throttled), Ordering::Relaxed);
+                counters
+                    .resent
+                    .fetch_add(u64::from(injected.resent), Ordering::Relaxed);
                 counters.sent.fetch_add(count, Ordering::Relaxed);
                 ids[slot].extend(injected.ids);
             }
@@ -458,7 +468,7 @@ impl Report {
             .join(", ");
         [
             format!("scenario            {} (topology {}, {} nodes)", self.scenario, self.topology, self.nodes),
-            format!("injected            {} messages in {:.2} s: {} msg/s ({} throttled, {} errors)", self.sent, self.inject_seconds, self.inject_per_s, self.throttled, self.errors),
+            format!("injected            {} messages in {:.2} s: {} msg/s ({} throttled, {} resent, {} errors)", self.sent, self.inject_seconds, self.inject_per_s, self.throttled, self.resent, self.errors),
             format!("node messages       {} in {:.2} s: {} /s", self.node_messages, self.seconds, self.node_messages_per_s),
             format!("e2e latency ms      {}", pct(&self.e2e_ms)),
             format!("  at terminal nodes {}", pct(&self.e2e_terminal_ms)),
