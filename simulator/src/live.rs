@@ -263,12 +263,17 @@ async fn subscribe(client: &Client, topology: &str, after: AfterSeq) -> anyhow::
     Ok(())
 }
 
-/// Fills the gaps `resyncs` announced from the history API, as recovered outputs.
+/// Fills the gaps `resyncs` announced from the history API, as recovered outputs. The archive
+/// may lag behind the outputs (MongoDB was down, a store restarts): a gap the history does not
+/// hold whole yet is read again every half second until it does or `patience` is over, and
+/// what it holds then is taken.
 pub async fn recover(
     api: &crate::api::Api,
     nodes: &[String],
     record: &mut Record,
+    patience: Duration,
 ) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + patience;
     let index: HashMap<&str, u32> = nodes
         .iter()
         .enumerate()
@@ -278,10 +283,17 @@ pub async fn recover(
         let Some(&node) = index.get(resync.node.as_str()) else {
             continue;
         };
-        for event in api
-            .history_range(&resync.node, resync.after_seq, resync.next_seq)
-            .await?
-        {
+        let missing = resync.next_seq.saturating_sub(resync.after_seq + 1) as usize;
+        let events = loop {
+            let events = api
+                .history_range(&resync.node, resync.after_seq, resync.next_seq)
+                .await?;
+            if events.len() >= missing || tokio::time::Instant::now() >= deadline {
+                break events;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        for event in events {
             record.seen.push(Seen {
                 node,
                 seq: event.seq,

@@ -245,7 +245,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     let (mut recovered, mut reconnects, mut last_arrival) = (0, 0, None);
     for follower in followers {
         let mut record = follower.stop().await;
-        live::recover(&api, &plan.nodes, &mut record).await?;
+        let patience = Duration::from_secs_f64(config.settle_timeout_s);
+        live::recover(&api, &plan.nodes, &mut record, patience).await?;
         recovered += record.seen.iter().filter(|seen| seen.recovered).count() as u64;
         reconnects += record.connects.saturating_sub(1);
         verdict.unexpected += record.malformed;
