@@ -8,10 +8,13 @@
 //! redpill, reading node state back), `mesh.rs` ([`mesh::Mesh`]: Redis, store, processors and
 //! web_face as processes, with an HTTP client for the API), `mongo.rs` ([`mongo::TestMongo`]: a
 //! MongoDB-wire server of the test's own, `mongod` or nx-27017), `socketio.rs` (notifier
-//! processes and the Node socket.io clients of `socketio/clients.mjs`).
+//! processes and the Node socket.io clients of `socketio/clients.mjs`), `chaos.rs` (the chaos
+//! scenarios: one fault under the simulator's load, one row of figures), and the `chaos`
+//! binary that runs them (`src/bin/chaos.rs`).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
+pub mod chaos;
 pub mod graph;
 pub mod mesh;
 pub mod mongo;

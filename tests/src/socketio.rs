@@ -36,7 +36,8 @@ impl Notifier {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .chain([("GORGON_NOTIFIER_PORT".to_owned(), port.to_string())])
             .collect();
-        let process = spawn(mesh, &extra).await;
+        let process = spawn(mesh, &extra);
+        serving(&process).await;
         Notifier {
             process,
             port,
@@ -51,22 +52,33 @@ impl Notifier {
         self.process.wait_for_exit(Duration::from_secs(10)).await;
     }
 
-    /// Starts it again on the same port, with the same environment.
+    /// Starts it again on the same port, with the same environment, and waits until it
+    /// serves.
     pub async fn restart(&mut self, mesh: &Mesh) {
-        self.process = spawn(mesh, &self.extra).await;
+        self.respawn(mesh);
+        serving(&self.process).await;
+    }
+
+    /// Starts it again on the same port, with the same environment, without waiting (it
+    /// serves once it reaches Redis).
+    pub fn respawn(&mut self, mesh: &Mesh) {
+        self.process = spawn(mesh, &self.extra);
     }
 }
 
-async fn spawn(mesh: &Mesh, extra: &[(String, String)]) -> RoleProcess {
+fn spawn(mesh: &Mesh, extra: &[(String, String)]) -> RoleProcess {
     let extra: Vec<(&str, &str)> = extra
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let process = mesh.spawn_with("notifier", &extra);
+    mesh.spawn_with("notifier", &extra)
+}
+
+/// Waits until `process` serves socket.io.
+async fn serving(process: &RoleProcess) {
     process
         .wait_for_output("serving socket.io", Duration::from_secs(20))
         .await;
-    process
 }
 
 /// The folder of the Node clients, with its `node_modules` installed.
