@@ -49,6 +49,18 @@ const LOAD_AFTER: Duration = Duration::from_secs(4);
 /// The partition queues' high-water mark in the slow-consumer scenario.
 const SLOW_HIGH_WATER: u64 = 2_000;
 
+/// The figures of a row that must be 0 wherever Redis keeps what it acknowledged: nothing
+/// lost, duplicated, reordered or made up, every effect once, the archive exact.
+pub const MUST_BE_ZERO: [&str; 7] = [
+    "lost",
+    "duplicated",
+    "reordered",
+    "unexpected",
+    "effect_mismatches",
+    "archive_missing",
+    "archive_extra",
+];
+
 /// One fault, injected while the load runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {

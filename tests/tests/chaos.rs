@@ -11,17 +11,6 @@ use tokio::sync::Mutex;
 /// mesh on the same two cores would distort.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
-/// The figures that must be 0 in every row.
-const ZEROS: [&str; 7] = [
-    "lost",
-    "duplicated",
-    "reordered",
-    "unexpected",
-    "effect_mismatches",
-    "archive_missing",
-    "archive_extra",
-];
-
 /// Runs `fault` and checks the figures every scenario must show, and that no request
 /// failed: the row, for more checks.
 async fn run_clean(fault: Fault) -> Value {
@@ -37,7 +26,7 @@ async fn run_verified(fault: Fault) -> Value {
     let sent = row["sent"].as_u64().expect("a sent count");
     assert!(sent > 0, "nothing was sent: {row}");
     assert_eq!(row["received"], row["expected"], "{row}");
-    for figure in ZEROS {
+    for figure in chaos::MUST_BE_ZERO {
         assert_eq!(row[figure].as_u64(), Some(0), "{figure} in {row}");
     }
     assert!(row["recover_ms"].as_u64().is_some(), "{row}");

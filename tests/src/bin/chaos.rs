@@ -40,17 +40,9 @@ struct Args {
 
 /// Whether `row`, of a scenario in which Redis keeps what it acknowledged, shows a loss.
 fn failed(row: &Value) -> bool {
-    [
-        "lost",
-        "duplicated",
-        "reordered",
-        "unexpected",
-        "effect_mismatches",
-        "archive_missing",
-        "archive_extra",
-    ]
-    .iter()
-    .any(|figure| row[figure].as_u64() != Some(0))
+    chaos::MUST_BE_ZERO
+        .iter()
+        .any(|figure| row[figure].as_u64() != Some(0))
 }
 
 #[tokio::main]
