@@ -159,12 +159,27 @@ impl Client {
         keys: &[String],
         field: &str,
     ) -> Result<Vec<Option<String>>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        Ok(self
+            .read_hash_fields(keys, &[field])
+            .await?
+            .into_iter()
+            .map(|mut values| values.pop().flatten())
+            .collect())
+    }
+
+    /// Fields `fields` of each hash in `keys` (HMGET), in one round trip: one list per key,
+    /// in the order of `fields`, `None` where the hash or the field is missing.
+    pub async fn read_hash_fields(
+        &self,
+        keys: &[String],
+        fields: &[&str],
+    ) -> Result<Vec<Vec<Option<String>>>> {
+        if keys.is_empty() || fields.is_empty() {
+            return Ok(vec![Vec::new(); keys.len()]);
         }
         let mut pipe = redis::pipe();
         for key in keys {
-            pipe.hget(key, field);
+            pipe.cmd("HMGET").arg(key).arg(fields);
         }
         let mut conn = self.conn();
         Ok(pipe.query_async(&mut conn).await?)

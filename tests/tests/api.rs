@@ -606,6 +606,109 @@ async fn documents_round_trip() {
     assert_eq!(copy.json, first.json);
 }
 
+/// web_face keeps the topologies it reads parsed, checked against their rev: every read
+/// right after a change, through each route that reads the document, shows the change.
+#[tokio::test]
+async fn reads_follow_every_change_at_once() {
+    let mesh = Mesh::start(0, &[]).await;
+    let doc = |round: u64, extra: bool| {
+        let mut nodes = vec![
+            json!({"id": "in", "function": "pass"}),
+            json!({"id": "gate", "function": "threshold", "sources": ["in"],
+                   "attrs": {"field": "/v", "above": round}}),
+        ];
+        if extra {
+            nodes.push(json!({"id": "tail", "function": "pass", "sources": ["gate"]}));
+        }
+        json!({"node": nodes})
+    };
+    for round in 1..=20u64 {
+        let extra = round % 2 == 0;
+        let put = mesh
+            .call(Method::PUT, "/v1/topologies/live", &doc(round, extra))
+            .await;
+        assert!(put.status.is_success(), "round {round}: {}", put.text);
+        assert_eq!(put.json["rev"], round, "round {round}");
+
+        let gate = mesh
+            .call(Method::GET, "/v1/topologies/live/nodes/gate", &Value::Null)
+            .await;
+        assert_eq!(gate.status, StatusCode::OK, "round {round}: {}", gate.text);
+        assert_eq!(gate.json["attrs"]["above"], round, "round {round}");
+        let stored = mesh
+            .call(Method::GET, "/v1/topologies/live", &Value::Null)
+            .await;
+        assert_eq!(stored.header("etag"), format!("\"{round}\""));
+        assert_eq!(stored.json["node"][1]["attrs"]["above"], round);
+        let tail = mesh
+            .call(Method::GET, "/v1/topologies/live/nodes/tail", &Value::Null)
+            .await;
+        let expected = if extra {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(tail.status, expected, "round {round}: {}", tail.text);
+        let listed = mesh
+            .call(Method::GET, "/v1/topologies/live/nodes", &Value::Null)
+            .await;
+        assert_eq!(
+            listed.json["nodes"].as_array().map(Vec::len),
+            Some(if extra { 3 } else { 2 }),
+            "round {round}"
+        );
+        let chart = mesh
+            .call(Method::GET, "/v1/topologies/live/graph.mmd", &Value::Null)
+            .await;
+        assert_eq!(chart.text.contains("gate --> tail"), extra, "round {round}");
+        let list = mesh.call(Method::GET, "/v1/topologies", &Value::Null).await;
+        assert_eq!(
+            list.json,
+            json!({"topologies": [{"id": "live", "nodes": if extra { 3 } else { 2 }, "rev": round}]})
+        );
+    }
+
+    // Deleted: gone at once from every read; created again: there at once.
+    let deleted = mesh
+        .call(Method::DELETE, "/v1/topologies/live", &Value::Null)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    for path in ["/v1/topologies/live", "/v1/topologies/live/nodes/gate"] {
+        let gone = mesh.call(Method::GET, path, &Value::Null).await;
+        assert_eq!(
+            (gone.status, gone.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{path}"
+        );
+    }
+    let inject = mesh
+        .call(
+            Method::POST,
+            "/v1/topologies/live/nodes/in/messages",
+            &json!({"v": 1}),
+        )
+        .await;
+    assert_eq!(inject.status, StatusCode::NOT_FOUND, "{}", inject.text);
+    let list = mesh.call(Method::GET, "/v1/topologies", &Value::Null).await;
+    assert_eq!(list.json, json!({"topologies": []}));
+    let again = mesh
+        .call(Method::PUT, "/v1/topologies/live", &doc(7, true))
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    let gate = mesh
+        .call(Method::GET, "/v1/topologies/live/nodes/gate", &Value::Null)
+        .await;
+    assert_eq!(gate.json["attrs"]["above"], 7);
+    let inject = mesh
+        .call(
+            Method::POST,
+            "/v1/topologies/live/nodes/tail/messages",
+            &json!({"v": 1}),
+        )
+        .await;
+    assert_eq!(inject.status, StatusCode::ACCEPTED, "{}", inject.text);
+}
+
 /// 1 000 concurrent attribute patches while 10 000 messages flow through a `count` node: the
 /// count is exact and every patched key is there.
 #[tokio::test]

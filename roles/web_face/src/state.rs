@@ -1,23 +1,32 @@
 //! What every handler shares: the Redis client, the store requester, limits, tokens, the
-//! rate limiter, and a short-lived cache of each topology's node ids for injects.
+//! rate limiter, and a cache of the topologies read, checked against their rev.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::store::{
     topology_tag, ApiError, Change, StoreRequest, TopologyRecord, TOPOLOGY_RECORD,
 };
+use protocol::{NodeSpec, TopologyDoc, TopologyError};
 use redpill::{Client, Requester, Tag};
 
 use crate::auth::{Caller, Tokens};
 use crate::body::Limits;
 use crate::error::{ApiResult, Failure};
 
-/// How long an inject trusts the node ids it read: a node created since is still found (a
-/// miss reads again), and an inject into a node deleted within this time is dead-lettered
-/// by the processor as `node_deleted`.
+/// How long an inject trusts the topology it read without asking for its rev: a node
+/// created since is still found (a miss reads again), and an inject into a node deleted
+/// within this time is dead-lettered by the processor as `node_deleted`.
 const NODE_CACHE_TIME: Duration = Duration::from_secs(1);
+
+/// How long a cached topology serves reads whose rev check matches. Every change bumps the
+/// rev, so this only bounds how long a copy could outlive a Redis that lost its data and
+/// came back to the same rev with another document.
+const TOPOLOGY_CACHE_TIME: Duration = Duration::from_secs(10);
+
+/// The most topologies kept parsed; past it the one read longest ago is dropped.
+const TOPOLOGY_CACHE_SIZE: usize = 256;
 
 /// The handlers' shared state.
 #[derive(Clone)]
@@ -38,7 +47,7 @@ pub struct Inner {
     /// Renders `/metrics`; `None` when another recorder was installed first.
     pub prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
     buckets: Mutex<HashMap<String, Bucket>>,
-    nodes: Mutex<HashMap<String, CachedNodes>>,
+    topologies: Mutex<HashMap<String, CachedTopology>>,
 }
 
 /// Settings from the configuration.
@@ -56,8 +65,59 @@ pub struct Settings {
     pub rate_limit: u32,
 }
 
-/// A topology's node ids and when they were read.
-type CachedNodes = (Instant, Arc<HashSet<String>>);
+/// A stored topology as the handlers read it: parsed and resolved once per rev, so that a
+/// node read in a topology of 10 000 nodes costs a hash lookup, not a parse of the document.
+#[derive(Debug)]
+pub struct TopologyView {
+    /// The document as stored.
+    pub doc: TopologyDoc,
+    /// Its rev.
+    pub rev: u64,
+    /// The resolved nodes, in document order (see [`TopologyDoc::resolved_nodes`]); the
+    /// problem when the stored document does not resolve, which the store never lets in.
+    resolved: Result<Vec<NodeSpec>, TopologyError>,
+    /// Node id → its position in `resolved`.
+    index: HashMap<String, usize>,
+}
+
+impl TopologyView {
+    fn new(TopologyRecord { doc, rev }: TopologyRecord) -> TopologyView {
+        let resolved = doc.resolved_nodes();
+        let mut index = HashMap::new();
+        for (position, node) in resolved.iter().flatten().enumerate() {
+            // The first of repeated ids counts, as in a search in document order.
+            index.entry(node.id.clone()).or_insert(position);
+        }
+        TopologyView {
+            doc,
+            rev,
+            resolved,
+            index,
+        }
+    }
+
+    /// The resolved nodes, or 400 with the problem of a document that does not resolve.
+    pub fn nodes(&self) -> ApiResult<&[NodeSpec]> {
+        self.resolved
+            .as_deref()
+            .map_err(|error| Failure::bad_request(error.code(), error.message()))
+    }
+
+    /// The resolved node `id`, if the topology has it.
+    pub fn node(&self, id: &str) -> ApiResult<Option<&NodeSpec>> {
+        let nodes = self.nodes()?;
+        Ok(self.index.get(id).map(|&position| &nodes[position]))
+    }
+
+    /// Whether the document declares node `id`.
+    fn has(&self, id: &str) -> bool {
+        self.index.contains_key(id)
+    }
+}
+
+/// A topology read and when: checked against the stored rev after
+/// [`NODE_CACHE_TIME`], read again after [`TOPOLOGY_CACHE_TIME`].
+type CachedTopology = (Instant, Arc<TopologyView>);
 
 /// A token bucket of one caller.
 struct Bucket {
@@ -82,7 +142,7 @@ impl AppState {
             settings,
             prometheus,
             buckets: Mutex::default(),
-            nodes: Mutex::default(),
+            topologies: Mutex::default(),
         }))
     }
 
@@ -112,7 +172,7 @@ impl AppState {
 
     /// The stored topology, if it exists and `caller` may see it; else 404. An id that is no
     /// slug names no topology (and could not be made into its key).
-    pub async fn topology(&self, caller: &Caller, topology: &str) -> ApiResult<TopologyRecord> {
+    pub async fn topology(&self, caller: &Caller, topology: &str) -> ApiResult<Arc<TopologyView>> {
         if protocol::validate_slug(topology).is_err() || !caller.grants.reads(topology) {
             return Err(Failure::no_topology(topology));
         }
@@ -121,9 +181,24 @@ impl AppState {
             .ok_or_else(|| Failure::no_topology(topology))
     }
 
-    /// The stored topology, if it exists.
-    pub async fn read_topology(&self, topology: &str) -> ApiResult<Option<TopologyRecord>> {
+    /// The stored topology, if it exists, as of this call: one small round trip reads its
+    /// rev, and the document is read and parsed again only when the rev differs from the
+    /// cached copy's (or the copy is older than [`TOPOLOGY_CACHE_TIME`]).
+    pub async fn read_topology(&self, topology: &str) -> ApiResult<Option<Arc<TopologyView>>> {
         let key = self.topology_key(topology);
+        let stored_rev = self
+            .0
+            .client
+            .read_hash_field(std::slice::from_ref(&key), "rev")
+            .await?
+            .pop()
+            .flatten()
+            .and_then(|rev| rev.parse::<u64>().ok());
+        if let Some(view) = self.cached(topology, TOPOLOGY_CACHE_TIME) {
+            if Some(view.rev) == stored_rev {
+                return Ok(Some(view));
+            }
+        }
         let fields = self
             .0
             .client
@@ -131,14 +206,42 @@ impl AppState {
             .await?
             .pop()
             .unwrap_or_default();
-        TopologyRecord::from_fields(&fields).map_err(|error| {
+        let record = TopologyRecord::from_fields(&fields).map_err(|error| {
             tracing::error!(%topology, %error, "a stored topology document does not parse");
             Failure::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the stored topology could not be read; the log has the details",
             )
-        })
+        })?;
+        let mut cache = self.0.topologies.lock().expect("topology cache");
+        let Some(record) = record else {
+            cache.remove(topology);
+            return Ok(None);
+        };
+        let view = Arc::new(TopologyView::new(record));
+        if cache.len() >= TOPOLOGY_CACHE_SIZE && !cache.contains_key(topology) {
+            let oldest = cache
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(id, _)| id.clone());
+            if let Some(oldest) = oldest {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(topology.to_owned(), (Instant::now(), Arc::clone(&view)));
+        Ok(Some(view))
+    }
+
+    /// The cached copy of `topology`, if it was read less than `fresh` ago.
+    fn cached(&self, topology: &str, fresh: Duration) -> Option<Arc<TopologyView>> {
+        self.0
+            .topologies
+            .lock()
+            .expect("topology cache")
+            .get(topology)
+            .filter(|(at, _)| at.elapsed() < fresh)
+            .map(|(_, view)| Arc::clone(view))
     }
 
     /// The key of `topology`'s record.
@@ -149,31 +252,19 @@ impl AppState {
             .tagged(&Tag::named(&topology_tag(topology)), TOPOLOGY_RECORD)
     }
 
-    /// Whether `node` is in `topology`, from the cache when it is fresh and says yes.
+    /// Whether `node` is in `topology`. An inject's hot path: a copy read within
+    /// [`NODE_CACHE_TIME`] that has the node answers without a round trip.
     pub async fn has_node(&self, topology: &str, node: &str) -> ApiResult<bool> {
-        let cached = self
-            .0
-            .nodes
-            .lock()
-            .expect("node cache")
-            .get(topology)
-            .filter(|(at, _)| at.elapsed() < NODE_CACHE_TIME)
-            .map(|(_, nodes)| Arc::clone(nodes));
-        if cached.is_some_and(|nodes| nodes.contains(node)) {
+        if self
+            .cached(topology, NODE_CACHE_TIME)
+            .is_some_and(|view| view.has(node))
+        {
             return Ok(true);
         }
-        let Some(record) = self.read_topology(topology).await? else {
-            return Ok(false);
-        };
-        let nodes: Arc<HashSet<String>> =
-            Arc::new(record.doc.node.into_iter().map(|spec| spec.id).collect());
-        let found = nodes.contains(node);
-        let mut cache = self.0.nodes.lock().expect("node cache");
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(topology.to_owned(), (Instant::now(), nodes));
-        Ok(found)
+        Ok(self
+            .read_topology(topology)
+            .await?
+            .is_some_and(|view| view.has(node)))
     }
 
     /// Asks the store for a page of history.

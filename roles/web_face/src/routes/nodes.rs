@@ -112,15 +112,15 @@ pub async fn list(
     Extension(caller): Extension<Caller>,
     Path(topology): Path<String>,
 ) -> ApiResult<Json<NodeList>> {
-    let record = state.topology(&caller, &topology).await?;
-    let nodes = resolved(&record.doc)?;
+    let topology_view = state.topology(&caller, &topology).await?;
+    let nodes = topology_view.nodes()?;
     let ids: Vec<&str> = nodes.iter().map(|node| node.id.as_str()).collect();
     let records = read_records(&state, &topology, &ids).await?;
     Ok(Json(NodeList {
         nodes: nodes
-            .into_iter()
+            .iter()
             .zip(records)
-            .map(|(spec, record)| view(spec, record))
+            .map(|(spec, record)| view(spec.clone(), record))
             .collect(),
     }))
 }
@@ -266,10 +266,11 @@ async fn one_node(
     topology: &str,
     node: &str,
 ) -> ApiResult<(NodeSpec, Option<NodeRecord>)> {
-    let record = state.topology(caller, topology).await?;
-    let spec = resolved(&record.doc)?
-        .into_iter()
-        .find(|spec| spec.id == node)
+    let spec = state
+        .topology(caller, topology)
+        .await?
+        .node(node)?
+        .cloned()
         .ok_or_else(|| Failure::not_found(format!("topology {topology:?} has no node {node:?}")))?;
     let stored = read_records(state, topology, &[node])
         .await?
@@ -301,11 +302,6 @@ pub async fn read_records(
         .iter()
         .map(NodeRecord::from_fields)
         .collect())
-}
-
-fn resolved(doc: &protocol::TopologyDoc) -> ApiResult<Vec<NodeSpec>> {
-    doc.resolved_nodes()
-        .map_err(|error| Failure::bad_request(error.code(), error.message()))
 }
 
 /// The API's view of a node: function and sources from the document (what was asked for),

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use protocol::store::{Change, TopologyRecord, TOPOLOGY_INDEX};
+use protocol::store::{Change, TOPOLOGY_INDEX};
 use protocol::{flowchart, TopologyDoc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -60,18 +60,19 @@ pub async fn list(
         .filter(|id| caller.grants.reads(id))
         .collect();
     let keys: Vec<String> = ids.iter().map(|id| state.topology_key(id)).collect();
-    let records = client.read_hashes(&keys).await?;
+    // `nodes` is written and removed with the document, so it says whether there is one
+    // without reading the document itself.
+    let records = client.read_hash_fields(&keys, &["nodes", "rev"]).await?;
     let topologies = ids
         .into_iter()
         .zip(records)
-        .filter(|(_, fields)| fields.contains_key("doc"))
-        .map(|(id, fields)| TopologySummary {
-            id,
-            nodes: fields
-                .get("nodes")
-                .and_then(|nodes| nodes.parse().ok())
-                .unwrap_or(0),
-            rev: protocol::store::stored_rev(&fields),
+        .filter_map(|(id, fields)| {
+            let [nodes, rev] = <[Option<String>; 2]>::try_from(fields).ok()?;
+            Some(TopologySummary {
+                id,
+                nodes: nodes?.parse().unwrap_or(0),
+                rev: rev.and_then(|rev| rev.parse().ok()).unwrap_or(0),
+            })
         })
         .collect();
     Ok(Json(TopologyList { topologies }))
@@ -148,7 +149,8 @@ pub async fn get(
     Path(topology): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let TopologyRecord { doc, rev } = state.topology(&caller, &topology).await?;
+    let view = state.topology(&caller, &topology).await?;
+    let (doc, rev) = (&view.doc, view.rev);
     let wants_toml = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -197,14 +199,10 @@ pub async fn graph(
     Extension(caller): Extension<Caller>,
     Path(topology): Path<String>,
 ) -> ApiResult<Response> {
-    let record = state.topology(&caller, &topology).await?;
-    let nodes = record
-        .doc
-        .resolved_nodes()
-        .map_err(|error| Failure::bad_request(error.code(), error.message()))?;
+    let view = state.topology(&caller, &topology).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/vnd.mermaid; charset=utf-8")],
-        flowchart(&nodes),
+        flowchart(view.nodes()?),
     )
         .into_response())
 }
