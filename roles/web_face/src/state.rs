@@ -115,9 +115,13 @@ impl TopologyView {
     }
 }
 
-/// A topology read and when: checked against the stored rev after
-/// [`NODE_CACHE_TIME`], read again after [`TOPOLOGY_CACHE_TIME`].
-type CachedTopology = (Instant, Arc<TopologyView>);
+/// A topology read: parsed at `parsed` (read again after [`TOPOLOGY_CACHE_TIME`]), its rev
+/// last found unchanged at `checked` (an inject trusts it for [`NODE_CACHE_TIME`] after).
+struct CachedTopology {
+    parsed: Instant,
+    checked: Instant,
+    view: Arc<TopologyView>,
+}
 
 /// A token bucket of one caller.
 struct Bucket {
@@ -183,7 +187,7 @@ impl AppState {
 
     /// The stored topology, if it exists, as of this call: one small round trip reads its
     /// rev, and the document is read and parsed again only when the rev differs from the
-    /// cached copy's (or the copy is older than [`TOPOLOGY_CACHE_TIME`]).
+    /// cached copy's (or the copy was parsed more than [`TOPOLOGY_CACHE_TIME`] ago).
     pub async fn read_topology(&self, topology: &str) -> ApiResult<Option<Arc<TopologyView>>> {
         let key = self.topology_key(topology);
         let stored_rev = self
@@ -194,9 +198,13 @@ impl AppState {
             .pop()
             .flatten()
             .and_then(|rev| rev.parse::<u64>().ok());
-        if let Some(view) = self.cached(topology, TOPOLOGY_CACHE_TIME) {
-            if Some(view.rev) == stored_rev {
-                return Ok(Some(view));
+        {
+            let mut cache = self.0.topologies.lock().expect("topology cache");
+            if let Some(cached) = cache.get_mut(topology).filter(|cached| {
+                cached.parsed.elapsed() < TOPOLOGY_CACHE_TIME && Some(cached.view.rev) == stored_rev
+            }) {
+                cached.checked = Instant::now();
+                return Ok(Some(Arc::clone(&cached.view)));
             }
         }
         let fields = self
@@ -214,34 +222,31 @@ impl AppState {
                 "the stored topology could not be read; the log has the details",
             )
         })?;
+        let view = record.map(|record| Arc::new(TopologyView::new(record)));
         let mut cache = self.0.topologies.lock().expect("topology cache");
-        let Some(record) = record else {
+        let Some(view) = view else {
             cache.remove(topology);
             return Ok(None);
         };
-        let view = Arc::new(TopologyView::new(record));
         if cache.len() >= TOPOLOGY_CACHE_SIZE && !cache.contains_key(topology) {
             let oldest = cache
                 .iter()
-                .min_by_key(|(_, (at, _))| *at)
+                .min_by_key(|(_, cached)| cached.checked)
                 .map(|(id, _)| id.clone());
             if let Some(oldest) = oldest {
                 cache.remove(&oldest);
             }
         }
-        cache.insert(topology.to_owned(), (Instant::now(), Arc::clone(&view)));
+        let now = Instant::now();
+        cache.insert(
+            topology.to_owned(),
+            CachedTopology {
+                parsed: now,
+                checked: now,
+                view: Arc::clone(&view),
+            },
+        );
         Ok(Some(view))
-    }
-
-    /// The cached copy of `topology`, if it was read less than `fresh` ago.
-    fn cached(&self, topology: &str, fresh: Duration) -> Option<Arc<TopologyView>> {
-        self.0
-            .topologies
-            .lock()
-            .expect("topology cache")
-            .get(topology)
-            .filter(|(at, _)| at.elapsed() < fresh)
-            .map(|(_, view)| Arc::clone(view))
     }
 
     /// The key of `topology`'s record.
@@ -255,10 +260,16 @@ impl AppState {
     /// Whether `node` is in `topology`. An inject's hot path: a copy read within
     /// [`NODE_CACHE_TIME`] that has the node answers without a round trip.
     pub async fn has_node(&self, topology: &str, node: &str) -> ApiResult<bool> {
-        if self
-            .cached(topology, NODE_CACHE_TIME)
-            .is_some_and(|view| view.has(node))
-        {
+        let trusted = self
+            .0
+            .topologies
+            .lock()
+            .expect("topology cache")
+            .get(topology)
+            .is_some_and(|cached| {
+                cached.checked.elapsed() < NODE_CACHE_TIME && cached.view.has(node)
+            });
+        if trusted {
             return Ok(true);
         }
         Ok(self
