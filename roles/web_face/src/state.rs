@@ -25,7 +25,8 @@ const NODE_CACHE_TIME: Duration = Duration::from_secs(1);
 /// came back to the same rev with another document.
 const TOPOLOGY_CACHE_TIME: Duration = Duration::from_secs(10);
 
-/// The most topologies kept parsed; past it the one read longest ago is dropped.
+/// The most topologies kept parsed; past it the one whose rev was checked longest ago is
+/// dropped.
 const TOPOLOGY_CACHE_SIZE: usize = 256;
 
 /// The handlers' shared state.
