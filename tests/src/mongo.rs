@@ -3,7 +3,7 @@
 //!
 //! It runs `mongod` when that is on the PATH. Otherwise it runs nx-27017, a MongoDB-wire
 //! server on SQLite from PyPI: the one named by `GORGON_NX_27017`, else
-//! `<workspace>/.venv/bin/nx-27017`, which `.ci/run` installs when there is no `mongod`.
+//! `<workspace>/.venv/bin/nx-27017`, which `scripts/deps test` installs when there is no `mongod`.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -61,7 +61,7 @@ impl MongoKind {
         let nx = workspace.join(".venv/bin/nx-27017");
         assert!(
             nx.is_file(),
-            "no MongoDB server for the tests: no `mongod` on the PATH and no {}. Run `.ci/run`, \
+            "no MongoDB server for the tests: no `mongod` on the PATH and no {}. Run `scripts/deps test`, \
              or in {}: `python3 -m venv .venv && .venv/bin/pip install nx-27017` \
              (or set GORGON_NX_27017 to an nx-27017 executable)",
             nx.display(),
@@ -234,7 +234,7 @@ impl TestMongo {
             .spawn()
             .unwrap_or_else(|err| {
                 panic!(
-                    "cannot start {} ({}): {err}. Run `.ci/run` to install nx-27017, or put \
+                    "cannot start {} ({}): {err}. Run `scripts/deps test` to install nx-27017, or put \
                      mongod on the PATH",
                     self.kind,
                     self.kind.binary().display()

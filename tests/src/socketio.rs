@@ -86,7 +86,7 @@ fn clients_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("socketio");
     assert!(
         dir.join("node_modules/socket.io-client").is_dir(),
-        "socket.io-client is not installed: run `npm ci --prefix tests/socketio` (.ci/run does)"
+        "socket.io-client is not installed: run `scripts/deps test` (scripts/test does)"
     );
     dir
 }

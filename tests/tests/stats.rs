@@ -389,7 +389,7 @@ async fn the_dashboard_draws_heatmaps_and_instances_in_chromium() {
     let driver = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
     assert!(
         driver.join("node_modules/playwright-core").is_dir(),
-        "run `npm ci --prefix tests/browser` first (.ci/run does)"
+        "playwright-core is not installed: run `scripts/deps test` (scripts/test does)"
     );
     let mongo = TestMongo::start();
     let mesh = mesh(&mongo).await;

@@ -64,11 +64,22 @@ pub fn format_of(headers: &HeaderMap, accepted: &[Format]) -> ApiResult<Format> 
         .find(|format| essence == format.media_type())
         .ok_or_else(|| {
             let names: Vec<&str> = accepted.iter().map(|format| format.media_type()).collect();
+            // curl -d sends a form unless told otherwise; forms are refused on purpose (a
+            // page on any site can post one to an open API on localhost without asking).
+            let hint = if essence == "application/x-www-form-urlencoded" {
+                format!(
+                    " (with curl: -H 'Content-Type: {}'); forms are not accepted, as any web \
+                     page could send one",
+                    names[0]
+                )
+            } else {
+                String::new()
+            };
             Failure::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 format!(
-                    "Content-Type {} is not accepted here; send {}",
+                    "Content-Type {} is not accepted here; send {}{hint}",
                     given.map_or("(none)".to_owned(), |value| format!("{value:?}")),
                     names.join(" or ")
                 ),
@@ -218,6 +229,27 @@ mod tests {
         assert!(json_object::<Patch>(br#"{"function":"pass"}"#, &LIMITS, "the change").is_ok());
         let error = json_object::<Patch>(b"[[[[1]]]]", &LIMITS, "the change").unwrap_err();
         assert_eq!(error.error.code, "too_deep");
+    }
+
+    /// A form (curl's default for -d) is refused with the header to send instead; no
+    /// Content-Type counts as JSON.
+    #[test]
+    fn forms_are_refused_with_the_header_to_send() {
+        let mut headers = HeaderMap::new();
+        let accepted = [Format::Json, Format::Ndjson];
+        assert_eq!(format_of(&headers, &accepted).unwrap(), Format::Json);
+        headers.insert(
+            header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        let error = format_of(&headers, &accepted).unwrap_err();
+        assert_eq!(error.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            error.error.message,
+            "Content-Type \"application/x-www-form-urlencoded\" is not accepted here; send \
+             application/json or application/x-ndjson (with curl: -H 'Content-Type: \
+             application/json'); forms are not accepted, as any web page could send one"
+        );
     }
 
     /// ndjson: blank lines skipped, a bad line named, the line limit applied.
