@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use protocol::{
-    partition_of, Body, Edge, Envelope, Message, NodeState as Health, OutputEvent, Timestamp,
-    ENVELOPE_VERSION,
+    deeper_than, partition_of, Body, Edge, Envelope, Message, NodeState as Health, OutputEvent,
+    Timestamp, ENVELOPE_VERSION, MAX_DATA_DEPTH,
 };
 use redpill::Delivery;
 
@@ -137,6 +137,35 @@ pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Co
     plan
 }
 
+/// Why a function's result cannot be kept, when its outputs or the attributes it left nest
+/// deeper than [`MAX_DATA_DEPTH`]: nothing in the mesh could read them back.
+fn too_deep(
+    outputs: &[serde_json::Value],
+    attrs: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if let Some(index) = outputs
+        .iter()
+        .position(|output| deeper_than(output, MAX_DATA_DEPTH))
+    {
+        return Some(format!(
+            "output_too_deep: output {} of this message nests arrays and objects deeper than \
+             the {MAX_DATA_DEPTH} levels an output may have; nothing was output and the \
+             node's attributes were left as they were",
+            index + 1
+        ));
+    }
+    attrs
+        .values()
+        .any(|value| deeper_than(value, MAX_DATA_DEPTH - 1))
+        .then(|| {
+            format!(
+                "output_too_deep: the function left attributes nesting arrays and objects \
+                 deeper than the {MAX_DATA_DEPTH} levels they may have; they were left as they \
+                 were"
+            )
+        })
+}
+
 fn node_missing(key: &str) -> String {
     format!("node_deleted: node {key} does not exist (deleted, or never created)")
 }
@@ -188,7 +217,7 @@ impl Plan {
                 "unknown_function: this processor has no function {:?}; run a processor binary that registers it",
                 state.function
             );
-            self.fail(delivery, &mut state, key, &message, error, context);
+            self.fail(delivery, &mut state, key, &message, error, context, true);
             return;
         };
         let mut attrs = state.attrs.clone();
@@ -218,6 +247,7 @@ impl Plan {
                     &message,
                     format!("function_error: {err}"),
                     context,
+                    true,
                 );
                 return;
             }
@@ -234,10 +264,16 @@ impl Plan {
                     &message,
                     format!("function_panic: {detail}"),
                     context,
+                    true,
                 );
                 return;
             }
         };
+        if let Some(error) = too_deep(&outputs, &attrs) {
+            // The same call would make the same result: dead-letter it now.
+            self.fail(delivery, &mut state, key, &message, error, context, false);
+            return;
+        }
         state.attrs = attrs;
         if let Some(edge) = &message.from {
             state.hwm.insert(edge.node.clone(), edge.seq);
@@ -293,8 +329,9 @@ impl Plan {
         self.acks.push(delivery.id.clone());
     }
 
-    /// A failed call: try again later, or dead-letter on the last attempt. Either way the node
-    /// shows the error.
+    /// A failed call: try again later (when `retry` and attempts are left), or dead-letter it.
+    /// Either way the node shows the error.
+    #[allow(clippy::too_many_arguments)] // Private; the parts are the failed call's.
     fn fail(
         &mut self,
         delivery: &Delivery,
@@ -303,11 +340,12 @@ impl Plan {
         message: &Message,
         error: String,
         context: &Context<'_>,
+        retry: bool,
     ) {
         self.function_errors += 1;
         state.status.state = Health::Error;
         state.status.last_error = Some(error.clone());
-        if delivery.attempts + 1 >= context.max_attempts {
+        if !retry || delivery.attempts + 1 >= context.max_attempts {
             state.status.dead_letters += 1;
             if let Some(edge) = &message.from {
                 // Consumed, if by the dead-letter list: a repeat of it is still a repeat.
@@ -647,5 +685,65 @@ mod tests {
             plan.retries,
             [("m".to_owned(), "function_panic: kaboom".to_owned())]
         );
+    }
+
+    /// A result nobody could read back (an output, or the attributes, nested past
+    /// MAX_DATA_DEPTH) is dead-lettered at the first attempt as output_too_deep: no output,
+    /// no seq, the attributes as they were, the node in error. One level less goes through.
+    #[test]
+    fn results_too_deep_are_dead_lettered() {
+        let registry = Registry::builtins();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let plan = run(
+            &nodes,
+            &[delivery(
+                "u",
+                &upsert("w", "window", &["x"], json!({"size": 1})),
+                0,
+            )],
+            &context,
+        );
+        apply(&mut nodes, plan);
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+        // `window` outputs [message]: one level deeper than its input.
+        let plan = run(
+            &nodes,
+            &[delivery(
+                "ok",
+                &Envelope::inject("t", "w", "i1", 1, nested(MAX_DATA_DEPTH - 2)),
+                0,
+            )],
+            &context,
+        );
+        assert_eq!(plan.outputs.len(), 1);
+        assert!(plan.dead.is_empty());
+        apply(&mut nodes, plan);
+        let before = nodes["t/w"].clone();
+        let plan = run(
+            &nodes,
+            &[delivery(
+                "deep",
+                &Envelope::inject("t", "w", "i2", 1, nested(MAX_DATA_DEPTH)),
+                0,
+            )],
+            &context,
+        );
+        assert!(plan.outputs.is_empty() && plan.local.is_empty() && plan.remote.is_empty());
+        assert!(plan.retries.is_empty());
+        assert_eq!(plan.acks, ["deep"]);
+        assert_eq!(plan.dead.len(), 1);
+        assert_eq!(plan.dead[0].attempts, 1);
+        assert!(
+            plan.dead[0].error.starts_with("output_too_deep: output 1 "),
+            "{}",
+            plan.dead[0].error
+        );
+        let state = plan.dirty["t/w"].clone().unwrap();
+        assert_eq!(state.seq, before.seq);
+        assert_eq!(state.attrs, before.attrs);
+        assert_eq!(state.output, before.output);
+        assert_eq!(state.status.state, Health::Error);
+        assert_eq!(state.status.dead_letters, 1);
     }
 }

@@ -27,9 +27,51 @@ pub struct OutputEvent {
     pub data: Value,
 }
 
+/// The deepest nesting of arrays and objects that a node's output, or its attributes, may
+/// have. Every reader of the mesh parses JSON with serde_json's limit of 128 levels, and an
+/// output travels wrapped a few levels deeper (the event, a topic entry's list, a history
+/// page, a reply), so the processor refuses a function result past this depth: the message is
+/// dead-lettered with `output_too_deep` instead of making an output nobody could read.
+pub const MAX_DATA_DEPTH: usize = 100;
+
+/// Whether `value` nests arrays and objects more than `limit` levels deep (`1` is level 0,
+/// `[1]` level 1, `{"a": [1]}` level 2). It walks without recursion, so any depth is safe.
+pub fn deeper_than(value: &Value, limit: usize) -> bool {
+    if !(value.is_array() || value.is_object()) {
+        return false;
+    }
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, depth)) = stack.pop() {
+        let within = depth + 1;
+        match value {
+            Value::Array(_) | Value::Object(_) if within > limit => return true,
+            Value::Array(items) => stack.extend(items.iter().map(|child| (child, within))),
+            Value::Object(map) => stack.extend(map.values().map(|child| (child, within))),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Depth counts containers only, and the limit itself is allowed.
+    #[test]
+    fn depth_of_nested_values() {
+        use serde_json::json;
+        assert!(!deeper_than(&json!(1), 0));
+        assert!(deeper_than(&json!([]), 0));
+        assert!(!deeper_than(&json!({"a": [1, {"b": "[[[["}]}), 3));
+        assert!(deeper_than(&json!({"a": [1, {"b": []}]}), 3));
+        let mut deep = json!(1);
+        for _ in 0..MAX_DATA_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(!deeper_than(&deep, MAX_DATA_DEPTH));
+        assert!(deeper_than(&json!({ "x": deep }), MAX_DATA_DEPTH));
+    }
 
     /// The event serializes with exactly the keys of the API, in order.
     #[test]

@@ -7,6 +7,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// The longest slug.
 pub const MAX_SLUG_LEN: usize = 64;
 
+/// What a slug is, as a regular expression (the OpenAPI document gives it to clients).
+pub const SLUG_PATTERN: &str = "^[a-z][a-z0-9]*(-[a-z0-9]+)*$";
+
 /// Why a string is not a slug.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{given:?} is not a valid id: {reason}; use lower-case letters, digits and single hyphens, starting with a letter, at most 64 characters (e.g. \"temp-in\")")]
@@ -17,7 +20,7 @@ pub struct SlugError {
     pub reason: &'static str,
 }
 
-/// Checks `text` against `^[a-z][a-z0-9]*(-[a-z0-9]+)*$`, at most [`MAX_SLUG_LEN`] characters.
+/// Checks `text` against [`SLUG_PATTERN`], at most [`MAX_SLUG_LEN`] characters.
 pub fn validate_slug(text: &str) -> Result<(), SlugError> {
     let fail = |reason| {
         Err(SlugError {

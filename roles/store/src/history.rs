@@ -1,11 +1,16 @@
 //! History queries: pages of one node's archived outputs, answered from MongoDB over the
 //! history request/reply service.
+//!
+//! Every reply reads back in web_face: documents are read as raw BSON and converted one by
+//! one, so a document that does not convert is skipped (logged with its `_id`) instead of
+//! failing the page, and `data` nested deeper than `archive::MAX_DATA_DEPTH` comes back as
+//! its JSON text (`archive::from_document`).
 
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::TryStreamExt as _;
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Document, RawDocumentBuf};
 use mongodb::Collection;
 use protocol::history::{HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
 use protocol::names;
@@ -71,8 +76,9 @@ pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> Histo
             doc! {"$sort": {"seq": if query.ascending { 1 } else { -1 }}},
             doc! {"$limit": i64::from(limit) + 1},
         ])
+        .with_type::<RawDocumentBuf>()
         .await;
-    let documents: Vec<Document> = match found {
+    let documents: Vec<RawDocumentBuf> = match found {
         Ok(cursor) => cursor.try_collect().await,
         Err(error) => Err(error),
     }
@@ -94,12 +100,18 @@ pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> Histo
     let items = documents
         .iter()
         .take(limit as usize)
-        .filter_map(|document| {
-            let event = from_document(document);
-            if event.is_none() {
-                tracing::warn!(id = ?document.get("_id"), "skipping an archive document of another shape");
+        .filter_map(|raw| {
+            let event = raw
+                .to_document()
+                .map_err(|error| error.to_string())
+                .and_then(|document| from_document(&document).ok_or_else(|| "another shape".to_owned()));
+            match event {
+                Ok(event) => Some(event),
+                Err(error) => {
+                    tracing::warn!(id = ?raw.get("_id").ok().flatten(), %error, "skipping an archive document history cannot read");
+                    None
+                }
             }
-            event
         })
         .collect();
     Ok(HistoryPage { items, more })

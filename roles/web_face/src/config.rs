@@ -34,7 +34,8 @@ pub struct Config {
     #[arg(long, env = "GORGON_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,
 
-    /// The deepest nesting of arrays and objects accepted in a JSON body (deeper ones get 400).
+    /// The deepest nesting of arrays and objects accepted in a JSON body (deeper ones get 400);
+    /// at most 100, the deepest a node's output may nest.
     #[arg(long, env = "GORGON_JSON_DEPTH", default_value_t = 64)]
     pub json_depth: usize,
 

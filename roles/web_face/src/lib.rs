@@ -43,6 +43,13 @@ pub use routes::ApiDoc;
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
     let tokens = auth::Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
         .map_err(|error| anyhow::anyhow!(error))?;
+    anyhow::ensure!(
+        (1..=protocol::MAX_DATA_DEPTH).contains(&config.json_depth),
+        "GORGON_JSON_DEPTH is {}; it must be between 1 and {}, the deepest a node's output may \
+         nest, or a message accepted could never be output",
+        config.json_depth,
+        protocol::MAX_DATA_DEPTH
+    );
     let bind = runtime::listen_address(config.bind, !tokens.is_enabled(), "API");
     let metrics = runtime::install_metrics(true);
     let redpill_config = config.redis.redpill_config(WEB_FACE);
