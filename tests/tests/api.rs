@@ -316,6 +316,21 @@ async fn every_route_answers_as_documented() {
     ] {
         assert!(openapi.json["paths"].get(path).is_some(), "{path}");
     }
+    // The token scheme, the slug pattern of ids and the refusals every route may answer.
+    assert_eq!(
+        openapi.json["components"]["securitySchemes"]["token"]["scheme"],
+        "bearer"
+    );
+    let create = &openapi.json["paths"]["/v1/topologies/{t}/nodes"]["post"];
+    assert_eq!(create["security"], json!([{"token": []}]));
+    assert_eq!(
+        create["parameters"][0]["schema"]["pattern"],
+        protocol::SLUG_PATTERN
+    );
+    for status in ["201", "401", "403", "404", "422", "429", "503"] {
+        assert!(create["responses"].get(status).is_some(), "{status}");
+    }
+    assert!(openapi.json["paths"]["/healthz"]["get"]["security"].is_null());
 
     // Delete the topology: 204, then 404 and an empty list.
     let deleted = mesh
@@ -328,6 +343,20 @@ async fn every_route_answers_as_documented() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     let list = mesh.call(Method::GET, "/v1/topologies", &Value::Null).await;
     assert_eq!(list.json, json!({"topologies": []}));
+    // A topology that is gone, with no dead letters: 404 (history: tests/deep.rs).
+    for (method, path) in [
+        (Method::GET, "/v1/topologies/sensors/dead-letters"),
+        (Method::POST, "/v1/topologies/sensors/dead-letters/replay"),
+        (Method::GET, "/v1/topologies/never-made/dead-letters"),
+    ] {
+        let answer = mesh.call(method.clone(), path, &Value::Null).await;
+        assert_eq!(
+            (answer.status, answer.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{method} {path}: {}",
+            answer.text
+        );
+    }
 }
 
 /// Every error code with its status, and nothing enqueued by a refused request.

@@ -136,6 +136,7 @@ async fn rebalance(
         .filter(|partition| partition.stop.is_cancelled())
         .count();
     let keeping = owned.len() - handing_over;
+    let (mut acquired, mut released) = (Vec::new(), Vec::new());
     if keeping > share as usize {
         for (number, partition) in owned
             .iter()
@@ -143,12 +144,13 @@ async fn rebalance(
             .filter(|(_, p)| !p.stop.is_cancelled())
             .take(keeping - share as usize)
         {
-            tracing::info!(
+            tracing::debug!(
                 partition = number,
                 share,
                 live,
                 "handing over a partition above the fair share"
             );
+            released.push(*number);
             partition.stop.cancel();
         }
     } else if keeping < share as usize {
@@ -168,13 +170,14 @@ async fn rebalance(
             if let Acquired::Granted(grant) =
                 lease.acquire(client.consumer_id(), lease_time).await?
             {
-                tracing::info!(
+                tracing::debug!(
                     partition = number,
                     epoch = grant.epoch,
                     share,
                     live,
                     "partition acquired"
                 );
+                acquired.push(number);
                 let stop = CancellationToken::new();
                 let worker = tokio::spawn(
                     Partition::new(
@@ -200,7 +203,50 @@ async fn rebalance(
             }
         }
     }
+    if !acquired.is_empty() || !released.is_empty() {
+        let keeping: Vec<u32> = owned
+            .iter()
+            .filter(|(_, partition)| !partition.stop.is_cancelled())
+            .map(|(number, _)| *number)
+            .collect();
+        tracing::info!(
+            acquired = %ranges(&acquired),
+            handing_over = %ranges(&released),
+            owned = %ranges(&keeping),
+            count = keeping.len(),
+            share,
+            live,
+            "partition ownership changed"
+        );
+    }
     Ok(())
+}
+
+/// Partition numbers as ranges, `0-3,7,9-10`, or `-` for none.
+fn ranges(numbers: &[u32]) -> String {
+    let mut sorted = numbers.to_vec();
+    sorted.sort_unstable();
+    let mut parts: Vec<String> = Vec::new();
+    let mut index = 0;
+    while index < sorted.len() {
+        let first = sorted[index];
+        let mut last = first;
+        while index + 1 < sorted.len() && sorted[index + 1] == last + 1 {
+            index += 1;
+            last = sorted[index];
+        }
+        parts.push(if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        });
+        index += 1;
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(",")
+    }
 }
 
 /// `ceil(partitions / live)`.
@@ -215,7 +261,15 @@ fn start_offset(consumer: &str, partitions: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::partitions_share;
+    use super::{partitions_share, ranges};
+
+    /// Partition lists in the log read as ranges.
+    #[test]
+    fn ranges_of_partitions() {
+        assert_eq!(ranges(&[]), "-");
+        assert_eq!(ranges(&[5]), "5");
+        assert_eq!(ranges(&[3, 0, 1, 2, 7, 9, 10]), "0-3,7,9-10");
+    }
 
     /// Shares round up, so the live processors always cover every partition.
     #[test]

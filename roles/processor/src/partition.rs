@@ -119,7 +119,7 @@ impl Partition {
                 }
             }
         }
-        tracing::info!(
+        tracing::debug!(
             partition = self.number,
             epoch = self.grant.epoch,
             nodes = self.nodes.len(),
@@ -413,7 +413,7 @@ impl Partition {
         }
         .await;
         match result {
-            Ok(()) => tracing::info!(partition = number, "partition handed over"),
+            Ok(()) => tracing::debug!(partition = number, "partition handed over"),
             Err(err) => {
                 tracing::warn!(partition = number, error = %err, "partition not handed over cleanly; its lease expires by itself")
             }

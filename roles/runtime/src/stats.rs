@@ -16,7 +16,9 @@ use metrics::{
     Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
     SharedString, Unit,
 };
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use protocol::stats::{encode_histogram, new_histogram, HistogramSample, Report, Sample};
 use redpill::{Client, Tag, Topic};
 use tokio::task::JoinHandle;
@@ -31,6 +33,13 @@ pub fn stats_topic(client: &Client) -> Topic {
     let name = protocol::names::STATS_TOPIC;
     Topic::new(client, &Tag::named(name), name).ring(STATS_RING_BOUND)
 }
+
+/// The upper bounds of the Prometheus histogram buckets of every `_seconds` metric on a role's
+/// own `/metrics`: 1-2-5 steps from 100 µs to 60 s (and `+Inf`).
+pub const SECONDS_BUCKETS: [f64; 18] = [
+    0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+    10.0, 30.0, 60.0,
+];
 
 /// The process's metrics: what the recorder keeps for stats reports, and the Prometheus
 /// handle when the role renders its own `/metrics`.
@@ -50,7 +59,7 @@ pub fn install_metrics(prometheus: bool) -> Metrics {
     INSTALLED
         .get_or_init(|| {
             let (inner, handle) = if prometheus {
-                let recorder = PrometheusBuilder::new().build_recorder();
+                let recorder = prometheus_recorder();
                 let handle = recorder.handle();
                 (Some(recorder), Some(handle))
             } else {
@@ -71,6 +80,17 @@ pub fn install_metrics(prometheus: bool) -> Metrics {
             }
         })
         .clone()
+}
+
+/// The recorder behind a role's own `/metrics`. Histograms are Prometheus histograms
+/// (cumulative buckets, `_sum`, `_count`), not summaries: a summary's quantiles cover a
+/// rolling window and read 0 after an idle minute while its count does not, and summaries
+/// cannot be aggregated across instances.
+fn prometheus_recorder() -> PrometheusRecorder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+        .expect("the buckets are not empty")
+        .build_recorder()
 }
 
 impl Metrics {
@@ -474,6 +494,46 @@ impl Recorder for StatsRecorder {
 mod tests {
     use super::*;
     use protocol::stats::decode_histogram;
+
+    /// A role's own `/metrics` renders `_seconds` metrics as histograms with cumulative
+    /// buckets, which keep their figures however long the role stays idle.
+    #[test]
+    fn seconds_are_prometheus_histograms() {
+        let recorder = prometheus_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let latency = metrics::histogram!("gorgon_e2e_latency_seconds");
+            latency.record(0.003);
+            latency.record(0.004);
+            latency.record(1.5);
+        });
+        let text = handle.render();
+        assert!(
+            text.contains("# TYPE gorgon_e2e_latency_seconds histogram"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gorgon_e2e_latency_seconds_bucket{le=\"0.002\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gorgon_e2e_latency_seconds_bucket{le=\"0.005\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gorgon_e2e_latency_seconds_bucket{le=\"2\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gorgon_e2e_latency_seconds_bucket{le=\"+Inf\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gorgon_e2e_latency_seconds_count 3"),
+            "{text}"
+        );
+        assert!(!text.contains("quantile"), "{text}");
+    }
 
     /// What the role records is what its report carries: counter totals by labels, gauges
     /// after increments, and histograms of `_seconds` metrics in microseconds, reset by each

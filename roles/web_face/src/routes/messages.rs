@@ -228,10 +228,11 @@ pub async fn dead_letters(
     Path(topology): Path<String>,
     Query(query): Query<DeadQuery>,
 ) -> ApiResult<Json<DeadLetterList>> {
-    if !caller.grants.reads(&topology) {
+    if protocol::validate_slug(&topology).is_err() || !caller.grants.reads(&topology) {
         return Err(Failure::no_topology(&topology));
     }
     let found = topology_dead_letters(&state, &topology, query.node.as_deref()).await?;
+    require_letters_or_topology(&state, &topology, &found).await?;
     let items = found
         .into_iter()
         .flat_map(|(_, letters)| letters)
@@ -260,12 +261,27 @@ pub async fn replay(
 ) -> ApiResult<Json<Replayed>> {
     write_access(&caller, &topology)?;
     let found = topology_dead_letters(&state, &topology, query.node.as_deref()).await?;
+    require_letters_or_topology(&state, &topology, &found).await?;
     let mut replayed = Vec::new();
     for (queue, letters) in found {
         let letters: Vec<DeadLetter> = letters.into_iter().map(|(_, _, letter)| letter).collect();
         replayed.extend(queue.replay_dead_letters(&letters).await?);
     }
     Ok(Json(Replayed { replayed }))
+}
+
+/// 404 for a topology that does not exist and has no dead letters. Dead letters outlive
+/// their topology (a deleted topology's queued messages are dead-lettered as `node_deleted`),
+/// so those of a deleted one are still listed and replayed.
+async fn require_letters_or_topology<T>(
+    state: &AppState,
+    topology: &str,
+    found: &[T],
+) -> ApiResult<()> {
+    if found.is_empty() && state.read_topology(topology).await?.is_none() {
+        return Err(Failure::no_topology(topology));
+    }
+    Ok(())
 }
 
 /// The dead letters of `topology` (and `node`, if given) in every partition, with the node

@@ -57,9 +57,108 @@ use crate::state::AppState;
         ops::metrics,
         ops::openapi
     ),
-    components(schemas(ErrorBody, ErrorDetail))
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&CommonToEveryRoute)
 )]
 pub struct ApiDoc;
+
+/// What every `/v1` route has in common, added to the OpenAPI document in one place rather
+/// than on each handler: the bearer token, the slug pattern of the `{t}` and `{n}` ids, and
+/// the refusals that any route may answer (401, 403 for changes, 404 for a topology or node
+/// the token cannot see or that does not exist, 429, 503).
+struct CommonToEveryRoute;
+
+impl utoipa::Modify for CommonToEveryRoute {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, ResponseBuilder, Type};
+
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A token of GORGON_API_TOKENS (admin, rw:<topology> or \
+                         ro:<topology>); not needed while none are configured",
+                    ))
+                    .build(),
+            ),
+        );
+        let slug = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(protocol::SLUG_PATTERN))
+            .max_length(Some(protocol::MAX_SLUG_LEN))
+            .build();
+        let refusal = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                (&mut item.get, false),
+                (&mut item.put, true),
+                (&mut item.post, true),
+                (&mut item.patch, true),
+                (&mut item.delete, true),
+            ];
+            for (operation, changes) in operations {
+                let Some(operation) = operation else { continue };
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "token",
+                    Vec::<String>::new(),
+                )]);
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.name == "t" || parameter.name == "n" {
+                        parameter.schema = Some(RefOr::T(slug.clone().into()));
+                    }
+                }
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| refusal(description));
+                };
+                add(
+                    "401",
+                    "unauthorized: no token, or one this API does not know",
+                );
+                if changes && path.contains("{t}") {
+                    add(
+                        "403",
+                        "forbidden: the token may read this topology but not change it",
+                    );
+                }
+                if path.contains("{t}") {
+                    add(
+                        "404",
+                        "not_found: no such topology or node, or the token may not see it",
+                    );
+                }
+                add("429", "rate_limited (GORGON_RATE_LIMIT), with Retry-After");
+                add(
+                    "503",
+                    "Redis (or, for history, the archive) is unreachable, with Retry-After",
+                );
+            }
+        }
+    }
+}
 
 /// Every error: `{"error": {"code", "message"}}`.
 #[derive(Serialize, ToSchema)]

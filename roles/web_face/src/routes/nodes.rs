@@ -9,6 +9,7 @@ use protocol::store::Change;
 use protocol::{names, partition_of, NodeRecord, NodeSpec, NodeState, NodeStatus};
 use redpill::Tag;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
@@ -30,9 +31,10 @@ pub struct NodeView {
     /// Its attributes: settings and running state, as last processed.
     #[schema(value_type = Object)]
     attrs: Map<String, Value>,
-    /// The latched output event, or null before the first output.
+    /// The latched output event, or null before the first output. Passed on as stored (as
+    /// `.../output` does), never parsed, so whatever the processor latched is shown.
     #[schema(value_type = Option<Object>)]
-    output: Option<Value>,
+    output: Option<Box<RawValue>>,
     /// `{"state": "ok"|"error", "last_error", "dead_letters"}`.
     #[schema(value_type = Object)]
     status: NodeStatus,
@@ -312,7 +314,7 @@ fn view(spec: NodeSpec, record: Option<NodeRecord>) -> NodeView {
             record.attrs,
             record
                 .output
-                .and_then(|output| serde_json::from_str(&output).ok()),
+                .and_then(|output| RawValue::from_string(output).ok()),
             record.status,
         ),
         None => (
@@ -433,6 +435,12 @@ pub async fn history(
         ascending,
     };
     let page = state.history(&query).await?;
+    if page.items.is_empty() && page_of_nothing(&state, &topology, &node).await? {
+        return Err(Failure::not_found(format!(
+            "topology {topology:?} has no node {node:?}, and the archive holds no outputs of \
+             it here"
+        )));
+    }
     let next = match (page.more, page.items.last()) {
         (true, Some(last)) => {
             let mut parts = vec![
@@ -464,6 +472,16 @@ pub async fn history(
         items: page.items,
         next,
     }))
+}
+
+/// Whether an empty history page is of a node that does not exist: history outlives nodes
+/// and topologies (a deleted node's archived outputs stay readable), so a node is missing
+/// only when it is neither in its topology now nor in the page.
+async fn page_of_nothing(state: &AppState, topology: &str, node: &str) -> ApiResult<bool> {
+    Ok(match state.read_topology(topology).await? {
+        Some(view) => view.node(node)?.is_none(),
+        None => true,
+    })
 }
 
 /// `text` percent-encoded for a query string (RFC 3339 times carry `:` and `+`).
