@@ -1,6 +1,7 @@
 //! The notifier role's configuration: flags, each with an environment variable.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::Parser;
@@ -63,4 +64,36 @@ pub struct Config {
     /// Packets socket.io buffers per socket before an emit has to wait.
     #[arg(long, env = "GORGON_NOTIFIER_SOCKET_BUFFER", default_value_t = 1024)]
     pub socket_buffer: usize,
+
+    /// How often engine.io pings each socket, in milliseconds.
+    #[arg(
+        long,
+        env = "GORGON_NOTIFIER_PING_INTERVAL_MS",
+        default_value_t = 25_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub ping_interval_ms: u64,
+
+    /// How long a socket has to answer a ping, in milliseconds. One that does not is closed
+    /// and its connection slot given back; so is one whose connection takes no data for
+    /// the ping interval and timeout together (a client that stopped reading).
+    #[arg(
+        long,
+        env = "GORGON_NOTIFIER_PING_TIMEOUT_MS",
+        default_value_t = 20_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub ping_timeout_ms: u64,
+}
+
+impl Config {
+    /// How often engine.io pings each socket.
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    /// How long a socket has to answer a ping.
+    pub fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms)
+    }
 }

@@ -36,6 +36,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::auth::{Refusal, Tokens};
@@ -81,31 +82,39 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let live = Live::new(&client);
     let hub = Hub::new(live, token.clone());
     tokio::spawn(hub::watch_losses(hub.clone(), token.clone()));
+    let (layer, io) = SocketIo::builder()
+        .max_buffer_size(config.socket_buffer)
+        .ping_interval(config.ping_interval())
+        .ping_timeout(config.ping_timeout())
+        .build_layer();
     let shared = Arc::new(session::Shared {
         reader: Reader::new(client.clone(), config.redis.partitions),
         hub,
+        io: io.clone(),
         max_subscriptions: config.max_subscriptions,
+        liveness_check: config.ping_interval(),
     });
     let gate = Arc::new(Gate {
         tokens,
         connections: AtomicUsize::new(0),
         max_connections: config.max_connections,
     });
-    let (layer, io) = SocketIo::builder()
-        .max_buffer_size(config.socket_buffer)
-        .build_layer();
     {
         let gate_for_check = Arc::clone(&gate);
-        let check = move |auth: TryData<Handshake>| {
-            let gate = Arc::clone(&gate_for_check);
-            async move { gate.admit(auth.0.ok()) }
+        let token = token.clone();
+        let check = move |socket: SocketRef, auth: TryData<Handshake>| {
+            let (gate, token) = (Arc::clone(&gate_for_check), token.clone());
+            async move {
+                gate.admit(auth.0.ok())?;
+                prepare(&socket, &token);
+                Ok::<(), String>(())
+            }
         };
         let backlog = config.socket_backlog;
-        let token = token.clone();
         let gate = Arc::clone(&gate);
         let connect = move |socket: SocketRef, auth: TryData<Handshake>| {
-            let (shared, gate, token) = (Arc::clone(&shared), Arc::clone(&gate), token.clone());
-            async move { gate.connected(socket, auth.0.ok(), shared, backlog, token) }
+            let (shared, gate) = (Arc::clone(&shared), Arc::clone(&gate));
+            async move { gate.connected(socket, auth.0.ok(), shared, backlog) }
         };
         io.ns("/", connect.with(check));
     }
@@ -137,6 +146,12 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .with_context(|| {
             format!("could not listen on {address}; is the port (GORGON_NOTIFIER_PORT) taken?")
         })?;
+    // A socket whose client stopped reading can leave engine.io's writer waiting on a full
+    // TCP buffer for ever: the ping timeout then closes the session, but the session's end
+    // (and the socket.io disconnect) waits for that writer. The kernel drops a connection
+    // whose data has not moved for as long as a ping may go unanswered, and the writer ends.
+    let user_timeout = config.ping_interval() + config.ping_timeout();
+    let listener = listener.tap_io(move |stream| drop_when_stalled(stream, user_timeout));
     tracing::info!(%address, "serving socket.io");
     let stats = runtime::spawn_stats(
         &client,
@@ -178,11 +193,48 @@ struct Handshake {
     token: Option<String>,
 }
 
+/// Has the kernel drop `stream` when data it sends stays unacknowledged (or cannot be sent,
+/// the peer's window being shut) for `timeout` (`TCP_USER_TIMEOUT`; Linux only).
+fn drop_when_stalled(stream: &mut tokio::net::TcpStream, timeout: std::time::Duration) {
+    #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+    if let Err(error) = socket2::SockRef::from(&*stream).set_tcp_user_timeout(Some(timeout)) {
+        tracing::debug!(%error, "could not set TCP_USER_TIMEOUT on a connection");
+    }
+    #[cfg(not(any(target_os = "android", target_os = "fuchsia", target_os = "linux")))]
+    let _ = (stream, timeout);
+}
+
 /// Who may connect, and how many are.
 struct Gate {
     tokens: Tokens,
+    /// Sockets connected: the [`Slot`]s alive.
     connections: AtomicUsize,
     max_connections: usize,
+}
+
+/// One socket's place in the connection count (and `gorgon_notifier_connections`), given
+/// back when dropped. The socket's task owns it, and that task ends whenever the socket is
+/// gone, however it went (see `Session::run`), so the count cannot drift whichever socket.io
+/// paths did or did not run.
+pub(crate) struct Slot {
+    gate: Arc<Gate>,
+}
+
+impl Slot {
+    fn take(gate: &Arc<Gate>) -> Slot {
+        gate.connections.fetch_add(1, Ordering::Relaxed);
+        metrics::gauge!(protocol::stats::NOTIFIER_CONNECTIONS).increment(1.0);
+        Slot {
+            gate: Arc::clone(gate),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.gate.connections.fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge!(protocol::stats::NOTIFIER_CONNECTIONS).decrement(1.0);
+    }
 }
 
 impl Gate {
@@ -213,42 +265,71 @@ impl Gate {
         Ok(())
     }
 
-    /// A socket let in: start its task and route its events to it.
+    /// A socket let in and connected: take its slot and start its task with what
+    /// [`prepare`] left it. This runs in a task of its own, spawned once socket.io has
+    /// connected the socket, so the socket may be gone already: its task then finds its
+    /// token cancelled, or the socket out of its namespace, and ends at once.
     fn connected(
         self: Arc<Self>,
         socket: SocketRef,
         auth: Option<Handshake>,
         shared: Arc<session::Shared>,
         backlog: usize,
-        token: CancellationToken,
     ) {
         let token_text = auth.and_then(|auth| auth.token);
-        let Ok((_, grants)) = self.tokens.grants(token_text.as_deref()) else {
-            // Checked by `admit` already; never reached.
+        let prepared = socket
+            .extensions
+            .remove::<Prepared>()
+            .and_then(|prepared| prepared.0.lock().ok()?.take());
+        let (Ok((_, grants)), Some((commands, closed))) =
+            (self.tokens.grants(token_text.as_deref()), prepared)
+        else {
+            // Checked and prepared by the middleware already; never reached.
             socket.disconnect().ok();
             return;
         };
-        self.connections.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!(protocol::stats::NOTIFIER_CONNECTIONS).increment(1.0);
-        // The socket's task ends when the socket disconnects (or the notifier stops).
-        let closed = token.child_token();
-        let commands = Session::start(socket.clone(), grants, shared, backlog, closed.clone());
-        socket.on(
-            SUBSCRIBE_EVENT,
-            on_command(commands.clone(), Command::Subscribe),
-        );
-        socket.on(
-            UNSUBSCRIBE_EVENT,
-            on_command(commands, Command::Unsubscribe),
-        );
-        let gate = Arc::clone(&self);
-        socket.on_disconnect(move || {
-            closed.cancel();
-            gate.connections.fetch_sub(1, Ordering::Relaxed);
-            metrics::gauge!(protocol::stats::NOTIFIER_CONNECTIONS).decrement(1.0);
-            std::future::ready(())
-        });
+        let slot = Slot::take(&self);
+        Session::start(socket, grants, shared, backlog, slot, closed, commands);
     }
+}
+
+/// What [`prepare`] leaves a socket for [`Gate::connected`]: the receiving end of its
+/// commands and the token its disconnect cancels. (Extensions must be `Clone`.)
+#[derive(Clone)]
+struct Prepared(Arc<std::sync::Mutex<Option<PreparedParts>>>);
+
+type PreparedParts = (mpsc::Receiver<Command>, CancellationToken);
+
+/// Sets the handlers of a socket let in, while the connect middleware runs: before
+/// socket.io puts the socket in its namespace, so before any packet can reach it. Events that
+/// come before its task starts wait in the command queue, and a disconnect at any time
+/// after this cancels the task's token. (Set in the connect handler, which socket.io spawns
+/// once the socket is connected, they would miss what comes first: an event is dropped, and
+/// a disconnect leaves the task running and the slot taken.) If the connection fails after
+/// this, the socket is dropped with its handlers and what they hold; no slot was taken.
+fn prepare(socket: &SocketRef, token: &CancellationToken) {
+    let (commands, command_receiver) = mpsc::channel(session::COMMAND_QUEUE);
+    // Cancelled when the socket disconnects or the notifier stops.
+    let closed = token.child_token();
+    socket.on_disconnect({
+        let closed = closed.clone();
+        move || {
+            closed.cancel();
+            std::future::ready(())
+        }
+    });
+    socket.on(
+        SUBSCRIBE_EVENT,
+        on_command(commands.clone(), Command::Subscribe),
+    );
+    socket.on(
+        UNSUBSCRIBE_EVENT,
+        on_command(commands, Command::Unsubscribe),
+    );
+    let parts = (command_receiver, closed);
+    socket
+        .extensions
+        .insert(Prepared(Arc::new(std::sync::Mutex::new(Some(parts)))));
 }
 
 /// The handler of `subscribe` or `unsubscribe`: hands the request to the socket's task,

@@ -17,12 +17,16 @@ use protocol::auth::Grants;
 use protocol::notify::{Ack, Resync, Subscription, OUTPUT_EVENT, RESYNC_EVENT};
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
-use socketioxide::{SendError, SocketError};
+use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Batch, Event, Follower, Hub, Lag};
 use crate::replay::{Member, Reader};
+use crate::Slot;
+
+/// Requests of one socket that may wait for their answers; the next is refused as `busy`.
+pub const COMMAND_QUEUE: usize = 64;
 
 /// How long a socket waits before trying again when its socket.io buffer is full.
 const FULL_BUFFER_WAIT: Duration = Duration::from_millis(2);
@@ -53,8 +57,12 @@ pub struct Shared {
     pub reader: Reader,
     /// The live fan-out.
     pub hub: Hub,
+    /// The socket.io server, to look sockets up in their namespace.
+    pub io: SocketIo,
     /// The most subscriptions per socket.
     pub max_subscriptions: usize,
+    /// How often a socket's task checks that its socket is still there.
+    pub liveness_check: Duration,
 }
 
 /// The socket has gone: its task ends.
@@ -63,6 +71,10 @@ struct Gone;
 /// One socket's state, owned by its task.
 pub struct Session {
     socket: SocketRef,
+    /// Cancelled when the socket disconnects or the notifier stops.
+    closed: CancellationToken,
+    /// The socket's place in the connection count, given back when the task ends.
+    _slot: Slot,
     grants: Arc<Grants>,
     shared: Arc<Shared>,
     follower: Follower,
@@ -78,17 +90,20 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts the task of `socket`, which may do what `grants` allow. Returns where its
-    /// handlers send commands. The task ends when `token` is cancelled (the socket
-    /// disconnected, or the notifier stops) or the socket is found closed.
+    /// Starts the task of `socket`, which may do what `grants` allow, reads what its
+    /// handlers send on `commands`, and holds `slot` for as long as it runs. The task ends
+    /// when `closed` is cancelled (the socket disconnected, or the notifier stops), or when
+    /// it finds the socket gone: closed when it sends, or no longer in its namespace when it
+    /// looks, which it does at once and then every `Shared::liveness_check`.
     pub fn start(
         socket: SocketRef,
         grants: Arc<Grants>,
         shared: Arc<Shared>,
         backlog: usize,
-        token: CancellationToken,
-    ) -> mpsc::Sender<Command> {
-        let (commands, command_receiver) = mpsc::channel(64);
+        slot: Slot,
+        closed: CancellationToken,
+        commands: mpsc::Receiver<Command>,
+    ) {
         let (batches, batch_receiver) = mpsc::channel(backlog);
         let follower = Follower {
             id: socket.id,
@@ -97,6 +112,8 @@ impl Session {
         };
         let session = Session {
             socket,
+            closed,
+            _slot: slot,
             grants,
             shared,
             follower,
@@ -105,21 +122,26 @@ impl Session {
             cursors: HashMap::new(),
             events_sent: metrics::counter!(protocol::stats::NOTIFIER_EVENTS),
         };
-        tokio::spawn(session.run(command_receiver, batch_receiver, token));
-        commands
+        tokio::spawn(session.run(commands, batch_receiver));
     }
 
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut batches: mpsc::Receiver<Arc<Batch>>,
-        token: CancellationToken,
     ) {
         let lag = Arc::clone(&self.follower.lag);
+        let token = self.closed.clone();
+        // The first tick is at once: the socket may have gone before the task started. The
+        // disconnect handler cancels `token` whenever socket.io runs it; these checks end the
+        // task, and give the slot back, should a socket ever go without it.
+        let mut liveness = tokio::time::interval(self.shared.liveness_check);
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
+                _ = liveness.tick() => if self.present() { Ok(()) } else { Err(Gone) },
                 command = commands.recv() => match command {
                     Some(command) => self.command(command).await,
                     None => break,
@@ -328,7 +350,7 @@ impl Session {
                         _ = token.cancelled() => return Err(Gone),
                         _ = tokio::time::sleep(RETRY_WAIT) => {}
                     }
-                    if !self.socket.connected() {
+                    if !self.present() {
                         return Err(Gone);
                     }
                 }
@@ -446,6 +468,19 @@ impl Session {
             .collect()
     }
 
+    /// Whether the socket is still connected to its namespace. socket.io takes a socket out
+    /// of its namespace whenever it goes (it clears the flag first), whether or not it ran
+    /// the disconnect handler, so a socket that is not there is gone for good.
+    fn present(&self) -> bool {
+        self.socket.connected()
+            && self
+                .shared
+                .io
+                .of(self.socket.ns())
+                .and_then(|namespace| namespace.get_socket(self.socket.id))
+                .is_some()
+    }
+
     fn cursor(&self, member: &Member) -> u64 {
         self.cursors.get(member).copied().unwrap_or(0)
     }
@@ -456,12 +491,15 @@ impl Session {
         Ok(())
     }
 
-    /// Emits `event`, waiting while the socket's buffer is full.
+    /// Emits `event`, waiting while the socket's buffer is full (and the socket still there).
     async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Gone> {
         loop {
             match self.socket.emit(event, data) {
                 Ok(()) => return Ok(()),
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    if self.closed.is_cancelled() || !self.present() {
+                        return Err(Gone);
+                    }
                     tokio::time::sleep(FULL_BUFFER_WAIT).await;
                 }
                 Err(SendError::Socket(SocketError::Closed)) => return Err(Gone),

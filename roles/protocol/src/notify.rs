@@ -8,8 +8,11 @@
 //!   kept for replay.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::store::ApiError;
 
@@ -23,19 +26,56 @@ pub const SUBSCRIBE_EVENT: &str = "subscribe";
 pub const UNSUBSCRIBE_EVENT: &str = "unsubscribe";
 
 /// `{"topology", "node"?, "after_seq"?}`: one node's outputs, or every node's of the topology
-/// when `node` is absent.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// when `node` is absent. Read from a JSON object only, with no other keys (see the
+/// `Deserialize` impl).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Subscription {
     /// The topology.
     pub topology: String,
     /// The node; `None` for every node of the topology, including nodes added later.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// Where to resume: the outputs after this seq are sent first, in order, then the live
     /// ones. Absent: live outputs only, from the positions the [`Ack`] gives.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub after_seq: Option<AfterSeq>,
+}
+
+impl<'de> Deserialize<'de> for Subscription {
+    /// Takes an object only: serde's derived impl would also take a positional array
+    /// (`["t", "n"]`), which is no documented form.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            topology: String,
+            #[serde(default)]
+            node: Option<String>,
+            #[serde(default)]
+            after_seq: Option<AfterSeq>,
+        }
+
+        struct ObjectOnly;
+
+        impl<'de> Visitor<'de> for ObjectOnly {
+            type Value = Fields;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str(r#"an object {"topology", "node"?, "after_seq"?}"#)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                Fields::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+
+        let fields = deserializer.deserialize_map(ObjectOnly)?;
+        Ok(Subscription {
+            topology: fields.topology,
+            node: fields.node,
+            after_seq: fields.after_seq,
+        })
+    }
 }
 
 /// A resume position: one seq, or one per node for a topology subscription.
@@ -133,6 +173,34 @@ mod tests {
         assert!(
             serde_json::from_value::<Subscription>(json!({"topology": "t", "after_seq": -1}))
                 .is_err()
+        );
+    }
+
+    /// A positional array, or anything else but an object, is no subscription, and a
+    /// subscription reads back what it writes.
+    #[test]
+    fn subscriptions_are_objects_only() {
+        for positional in [json!(["t", "n"]), json!(["t"]), json!(["t", "n", 3])] {
+            let error = serde_json::from_value::<Subscription>(positional.clone()).unwrap_err();
+            assert!(
+                error.to_string().contains("expected an object"),
+                "{positional}: {error}"
+            );
+        }
+        assert!(serde_json::from_str::<Subscription>(r#"["t","n"]"#).is_err());
+        for other in [json!("t"), json!(1), json!(null), json!({})] {
+            assert!(serde_json::from_value::<Subscription>(other).is_err());
+        }
+        let subscription = Subscription {
+            topology: "t".to_owned(),
+            node: Some("n".to_owned()),
+            after_seq: Some(AfterSeq::PerNode(BTreeMap::from([("n".to_owned(), 4)]))),
+        };
+        let text = serde_json::to_string(&subscription).unwrap();
+        assert_eq!(text, r#"{"topology":"t","node":"n","after_seq":{"n":4}}"#);
+        assert_eq!(
+            serde_json::from_str::<Subscription>(&text).unwrap(),
+            subscription
         );
     }
 

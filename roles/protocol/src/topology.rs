@@ -219,7 +219,9 @@ impl TopologyDoc {
     /// declare ([`TopologyError::UnknownSource`], [`TopologyError::UnknownTarget`]); unknown
     /// names in `sources` lists are left for [`TopologyDoc::validate`] to report.
     pub fn resolved_nodes(&self) -> Result<Vec<NodeSpec>, TopologyError> {
-        let (nodes, mut errors) = self.resolve()?;
+        let Resolved {
+            nodes, mut errors, ..
+        } = self.resolve()?;
         if errors.is_empty() {
             Ok(nodes)
         } else {
@@ -263,86 +265,114 @@ impl TopologyDoc {
         limits: &Limits,
         check_function: &FunctionCheck<'_>,
     ) -> Vec<TopologyError> {
+        match self.validated_nodes(limits, check_function) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors,
+        }
+    }
+
+    /// The resolved nodes of a valid document (see [`TopologyDoc::resolved_nodes`]), or every
+    /// problem [`TopologyDoc::validate_all`] finds: both from one pass over the document.
+    pub fn validated_nodes(
+        &self,
+        limits: &Limits,
+        check_function: &FunctionCheck<'_>,
+    ) -> Result<Vec<NodeSpec>, Vec<TopologyError>> {
         match self.check(limits, check_function) {
-            Ok((_, errors)) => errors,
-            Err(error) => vec![error],
+            Ok((nodes, errors)) if errors.is_empty() => Ok(nodes),
+            Ok((_, errors)) => Err(errors),
+            Err(error) => Err(vec![error]),
         }
     }
 
     /// Resolves the sources and lists the graph edges that name undeclared nodes; fails only
     /// on graph syntax.
-    fn resolve(&self) -> Result<(Vec<NodeSpec>, Vec<TopologyError>), TopologyError> {
+    fn resolve(&self) -> Result<Resolved<'_>, TopologyError> {
         let edges = match &self.graph {
             Some(graph) => parse_graph(graph)?,
             None => Vec::new(),
         };
-        let declared: HashSet<&str> = self.node.iter().map(|node| node.id.as_str()).collect();
+        let mut positions: HashMap<&str, usize> = HashMap::with_capacity(self.node.len());
+        let first_of: Vec<usize> = self
+            .node
+            .iter()
+            .enumerate()
+            .map(|(index, node)| *positions.entry(node.id.as_str()).or_insert(index))
+            .collect();
         let mut errors = Vec::new();
-        let mut edges_into: HashMap<&str, Vec<&str>> = HashMap::new();
+        // The graph's edges into each node, by the position of the first node of its id.
+        let mut edges_into: Vec<Vec<&str>> = vec![Vec::new(); self.node.len()];
         for edge in &edges {
-            if !declared.contains(edge.from.as_str()) {
+            if !positions.contains_key(edge.from.as_str()) {
                 errors.push(TopologyError::UnknownSource {
                     node: edge.to.clone(),
                     from: edge.from.clone(),
                     graph_line: Some(edge.line),
                 });
-            } else if !declared.contains(edge.to.as_str()) {
+            } else if let Some(&to) = positions.get(edge.to.as_str()) {
+                edges_into[to].push(&edge.from);
+            } else {
                 errors.push(TopologyError::UnknownTarget {
                     from: edge.from.clone(),
                     to: edge.to.clone(),
                     graph_line: edge.line,
                 });
-            } else {
-                edges_into.entry(&edge.to).or_default().push(&edge.from);
             }
         }
         let nodes = self
             .node
             .iter()
-            .map(|node| {
-                let mut sources: Vec<String> = Vec::with_capacity(node.sources.len());
-                let from_graph = edges_into.get(node.id.as_str()).into_iter().flatten();
-                for source in node
+            .zip(&first_of)
+            .map(|(node, &first)| {
+                let sources = node
                     .sources
                     .iter()
                     .map(String::as_str)
-                    .chain(from_graph.copied())
-                {
-                    if !sources.iter().any(|known| known == source) {
-                        sources.push(source.to_owned());
-                    }
-                }
+                    .chain(edges_into[first].iter().copied());
                 NodeSpec {
-                    sources,
-                    ..node.clone()
+                    id: node.id.clone(),
+                    function: node.function.clone(),
+                    sources: first_of_each(sources),
+                    attrs: node.attrs.clone(),
                 }
             })
             .collect();
-        Ok((nodes, errors))
+        Ok(Resolved {
+            nodes,
+            errors,
+            positions,
+            first_of,
+        })
     }
 
     /// The resolved nodes and every problem, in the order [`TopologyDoc::validate`] gives.
+    /// Linear in the size of the document.
     fn check(
         &self,
         limits: &Limits,
         check_function: &FunctionCheck<'_>,
     ) -> Result<(Vec<NodeSpec>, Vec<TopologyError>), TopologyError> {
-        let (nodes, mut errors) = self.resolve()?;
-        let declared: HashSet<&str> = nodes.iter().map(|node| node.id.as_str()).collect();
-        let mut first_position: HashMap<&str, usize> = HashMap::new();
+        let Resolved {
+            nodes,
+            mut errors,
+            positions,
+            first_of,
+        } = self.resolve()?;
+        // outputs[i]: the nodes that receive from node i (the first of its id), for the cycle
+        // search; `added_for[from]` is the last receiver `from` was added for.
+        let mut outputs: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+        let mut added_for: Vec<usize> = vec![usize::MAX; nodes.len()];
         for (index, node) in nodes.iter().enumerate() {
             if let Err(error) = validate_slug(&node.id) {
                 errors.push(TopologyError::InvalidSlug { error });
             }
-            match first_position.get(node.id.as_str()) {
-                Some(&first) => errors.push(TopologyError::DuplicateNode {
+            let first = first_of[index];
+            if first != index {
+                errors.push(TopologyError::DuplicateNode {
                     id: node.id.clone(),
                     first: first + 1,
                     second: index + 1,
-                }),
-                None => {
-                    first_position.insert(&node.id, index);
-                }
+                });
             }
             // The attributes checked are the ones the document lists, not the resolved ones
             // (they are the same: resolving only adds sources).
@@ -359,12 +389,18 @@ impl TopologyDoc {
                 Some(Ok(())) => {}
             }
             for source in &node.sources {
-                if !declared.contains(source.as_str()) {
-                    errors.push(TopologyError::UnknownSource {
+                match positions.get(source.as_str()) {
+                    // A node repeating an id takes no part in the cycle search.
+                    Some(&from) if first == index && added_for[from] != index => {
+                        added_for[from] = index;
+                        outputs[from].push(index);
+                    }
+                    Some(_) => {}
+                    None => errors.push(TopologyError::UnknownSource {
                         node: node.id.clone(),
                         from: source.clone(),
                         graph_line: None,
-                    });
+                    }),
                 }
             }
             if node.sources.len() > limits.max_sources {
@@ -375,11 +411,46 @@ impl TopologyDoc {
                 });
             }
         }
-        if let Some(path) = find_cycle(&nodes) {
+        if let Some(path) = find_cycle(&nodes, &outputs) {
             errors.push(TopologyError::Cycle { path });
         }
         Ok((nodes, errors))
     }
+}
+
+/// A document's nodes with their sources resolved; see [`TopologyDoc::resolve`].
+struct Resolved<'a> {
+    /// The nodes, in document order, with the graph's edges among their sources.
+    nodes: Vec<NodeSpec>,
+    /// The graph's edges that name undeclared nodes.
+    errors: Vec<TopologyError>,
+    /// The position of the first node of each id.
+    positions: HashMap<&'a str, usize>,
+    /// For each node, the position of the first node of its id (its own unless repeated).
+    first_of: Vec<usize>,
+}
+
+/// The first occurrence of each of `items`, in order. A short list is searched; a long one
+/// (a node may list any number of sources before validation refuses it) goes through a set,
+/// so the cost stays linear.
+fn first_of_each<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {
+    const SEARCHED: usize = 16;
+    let mut kept: Vec<&'a str> = Vec::new();
+    let mut seen: HashSet<&'a str> = HashSet::new();
+    for item in items {
+        let new = if kept.len() < SEARCHED {
+            !kept.contains(&item)
+        } else {
+            if seen.is_empty() {
+                seen.extend(kept.iter().copied());
+            }
+            seen.insert(item)
+        };
+        if new {
+            kept.push(item);
+        }
+    }
+    kept.into_iter().map(str::to_owned).collect()
 }
 
 /// Whether a function exists and suits the attributes given: `None` when no function is
@@ -801,106 +872,149 @@ pub fn plan(current: &[NodeSpec], next: &[NodeSpec]) -> Plan {
 /// `nodes`. Every node has an entry, empty when nothing receives from it; sources that are
 /// not among `nodes` are ignored.
 pub fn targets(nodes: &[NodeSpec]) -> BTreeMap<String, Vec<String>> {
-    let mut targets: BTreeMap<String, Vec<String>> = nodes
+    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(nodes.len());
+    let first_of: Vec<usize> = nodes
         .iter()
-        .map(|node| (node.id.clone(), Vec::new()))
+        .enumerate()
+        .map(|(index, node)| *positions.entry(node.id.as_str()).or_insert(index))
         .collect();
-    for node in nodes {
+    // lists[i]: the receivers of the node first at position i, by the position of the first
+    // node of their id; `added_for[i]` is the last receiver added there, so a source listed
+    // twice costs nothing to skip, however many receivers the node has.
+    let mut lists: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
+    let mut added_for: Vec<usize> = vec![usize::MAX; nodes.len()];
+    for (index, node) in nodes.iter().enumerate() {
+        let receiver = first_of[index];
         for source in &node.sources {
-            if let Some(list) = targets.get_mut(source) {
-                if !list.contains(&node.id) {
-                    list.push(node.id.clone());
-                }
+            let Some(&from) = positions.get(source.as_str()) else {
+                continue;
+            };
+            // A receiver whose id repeats comes back after others: search its list.
+            let repeated = added_for[from] == receiver
+                || (receiver != index && lists[from].contains(&receiver));
+            if !repeated {
+                added_for[from] = receiver;
+                lists[from].push(receiver);
             }
         }
     }
-    targets
+    nodes
+        .iter()
+        .zip(lists)
+        .enumerate()
+        .filter(|(index, _)| first_of[*index] == *index)
+        .map(|(_, (node, list))| {
+            let list = list.into_iter().map(|at| nodes[at].id.clone()).collect();
+            (node.id.clone(), list)
+        })
+        .collect()
 }
 
 /// One cycle among `nodes` in the direction data flows, first and last node the same, or
-/// `None`. Deterministic: the shortest cycle through the first node in order that is on one.
-/// Sources that are not among `nodes`, and repeated ids after the first, are ignored.
-fn find_cycle(nodes: &[NodeSpec]) -> Option<Vec<String>> {
-    let mut index_of: HashMap<&str, usize> = HashMap::new();
-    for (index, node) in nodes.iter().enumerate() {
-        index_of.entry(node.id.as_str()).or_insert(index);
+/// `None`; `outputs[i]` lists the nodes that receive from node `i`, without repeats.
+/// Deterministic: the shortest cycle through the first node in order that is on one.
+///
+/// Linear in nodes and edges: the strongly connected components tell which nodes lie on a
+/// cycle, and one breadth-first search inside the first one's component finds the path.
+fn find_cycle(nodes: &[NodeSpec], outputs: &[Vec<usize>]) -> Option<Vec<String>> {
+    let self_loop = |index: usize| outputs[index].contains(&index);
+    let component = components(outputs);
+    let mut sizes = vec![0_usize; nodes.len()];
+    for &id in &component {
+        sizes[id] += 1;
     }
-    // outputs[i]: the nodes that receive from node i; inputs[i]: those it receives from.
-    let mut outputs: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    let mut inputs: Vec<Vec<usize>> = vec![Vec::new(); nodes.len()];
-    for (index, node) in nodes.iter().enumerate() {
-        if index_of[node.id.as_str()] != index {
-            continue;
-        }
-        for source in &node.sources {
-            if let Some(&from) = index_of.get(source.as_str()) {
-                if !outputs[from].contains(&index) {
-                    outputs[from].push(index);
-                    inputs[index].push(from);
-                }
+    let start = (0..nodes.len()).find(|&index| sizes[component[index]] > 1 || self_loop(index))?;
+    // Breadth-first from `start` along outputs, inside its component (no path back to
+    // `start` leaves it); the first edge back to `start` closes the shortest cycle through it.
+    let mut parent: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut queue = VecDeque::from([start]);
+    let mut visited = vec![false; nodes.len()];
+    visited[start] = true;
+    while let Some(at) = queue.pop_front() {
+        for &next in &outputs[at] {
+            if component[next] != component[start] {
+                continue;
             }
-        }
-    }
-    // Peel off nodes with no remaining inputs, then nodes with no remaining outputs: what is
-    // left lies on a cycle or between two cycles.
-    let mut alive = vec![true; nodes.len()];
-    peel(&mut alive, &inputs, &outputs);
-    peel(&mut alive, &outputs, &inputs);
-    for start in (0..nodes.len()).filter(|&index| alive[index]) {
-        // Breadth-first from `start` along outputs; the first edge back to `start` closes
-        // the shortest cycle through it.
-        let mut parent: Vec<Option<usize>> = vec![None; nodes.len()];
-        let mut queue = VecDeque::from([start]);
-        let mut visited = vec![false; nodes.len()];
-        visited[start] = true;
-        while let Some(at) = queue.pop_front() {
-            for &next in &outputs[at] {
-                if !alive[next] {
-                    continue;
+            if next == start {
+                let mut backwards = Vec::new();
+                let mut step = at;
+                while step != start {
+                    backwards.push(step);
+                    step = parent[step].unwrap_or(start);
                 }
-                if next == start {
-                    let mut backwards = Vec::new();
-                    let mut step = at;
-                    while step != start {
-                        backwards.push(step);
-                        step = parent[step].unwrap_or(start);
-                    }
-                    let mut path = vec![nodes[start].id.clone()];
-                    path.extend(backwards.iter().rev().map(|&index| nodes[index].id.clone()));
-                    path.push(nodes[start].id.clone());
-                    return Some(path);
-                }
-                if !visited[next] {
-                    visited[next] = true;
-                    parent[next] = Some(at);
-                    queue.push_back(next);
-                }
+                let mut path = vec![nodes[start].id.clone()];
+                path.extend(backwards.iter().rev().map(|&index| nodes[index].id.clone()));
+                path.push(nodes[start].id.clone());
+                return Some(path);
+            }
+            if !visited[next] {
+                visited[next] = true;
+                parent[next] = Some(at);
+                queue.push_back(next);
             }
         }
     }
     None
 }
 
-/// Marks dead every node that has no live `before` neighbour, repeatedly (Kahn's algorithm);
-/// `after` is the reverse of `before`.
-fn peel(alive: &mut [bool], before: &[Vec<usize>], after: &[Vec<usize>]) {
-    let mut remaining: Vec<usize> = (0..alive.len())
-        .map(|index| before[index].iter().filter(|&&other| alive[other]).count())
-        .collect();
-    let mut ready: Vec<usize> = (0..alive.len())
-        .filter(|&index| alive[index] && remaining[index] == 0)
-        .collect();
-    while let Some(index) = ready.pop() {
-        alive[index] = false;
-        for &other in &after[index] {
-            if alive[other] {
-                remaining[other] -= 1;
-                if remaining[other] == 0 {
-                    ready.push(other);
+/// The strongly connected component of each node of the graph `outputs` (node → the nodes
+/// it has edges to), numbered from 0: Tarjan's algorithm, with an explicit stack so that a
+/// chain of 100 000 nodes does not overflow the thread's.
+fn components(outputs: &[Vec<usize>]) -> Vec<usize> {
+    const UNSEEN: usize = usize::MAX;
+    let count = outputs.len();
+    let mut order = vec![UNSEEN; count];
+    let mut low = vec![0; count];
+    let mut on_stack = vec![false; count];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut component = vec![UNSEEN; count];
+    let mut next_order = 0;
+    let mut next_component = 0;
+    // The search's call stack: a node and the position of its next edge to follow.
+    let mut calls: Vec<(usize, usize)> = Vec::new();
+    for root in 0..count {
+        if order[root] != UNSEEN {
+            continue;
+        }
+        order[root] = next_order;
+        low[root] = next_order;
+        next_order += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        calls.push((root, 0));
+        while let Some(frame) = calls.last_mut() {
+            let at = frame.0;
+            if let Some(&next) = outputs[at].get(frame.1) {
+                frame.1 += 1;
+                if order[next] == UNSEEN {
+                    order[next] = next_order;
+                    low[next] = next_order;
+                    next_order += 1;
+                    stack.push(next);
+                    on_stack[next] = true;
+                    calls.push((next, 0));
+                } else if on_stack[next] {
+                    low[at] = low[at].min(order[next]);
                 }
+                continue;
+            }
+            calls.pop();
+            if let Some(&(caller, _)) = calls.last() {
+                low[caller] = low[caller].min(low[at]);
+            }
+            if low[at] == order[at] {
+                while let Some(member) = stack.pop() {
+                    on_stack[member] = false;
+                    component[member] = next_component;
+                    if member == at {
+                        break;
+                    }
+                }
+                next_component += 1;
             }
         }
     }
+    component
 }
 
 /// A TOML value as JSON; `Err` names a float JSON cannot hold.
@@ -1698,8 +1812,31 @@ attrs = { field = "/mean", above = 30.0 }
         (0..count).any(|start| state[start] == 0 && visit(start, edge_list, &mut state))
     }
 
+    /// The length of the shortest cycle through `start` (edges (from, to)), by breadth-first
+    /// search; `None` when `start` is on no cycle.
+    fn shortest_cycle(start: usize, edge_list: &[(usize, usize)]) -> Option<usize> {
+        let mut distance: HashMap<usize, usize> = HashMap::from([(start, 0)]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(at) = queue.pop_front() {
+            for &(from, to) in edge_list {
+                if from != at {
+                    continue;
+                }
+                if to == start {
+                    return Some(distance[&at] + 1);
+                }
+                if !distance.contains_key(&to) {
+                    distance.insert(to, distance[&at] + 1);
+                    queue.push_back(to);
+                }
+            }
+        }
+        None
+    }
+
     /// 1 000 random small graphs, edges split between `sources` and `graph`: the acyclic ones
-    /// validate, and each cyclic one reports a closed path made of real edges.
+    /// validate, and each cyclic one reports a shortest cycle, made of real edges, through the
+    /// first node that is on one.
     #[test]
     fn random_graphs_validate_or_report_a_real_cycle() {
         let mut random = Lcg(42);
@@ -1754,6 +1891,16 @@ attrs = { field = "/mean", above = 30.0 }
                         let to: usize = pair[1][1..].parse().unwrap();
                         assert!(edge_list.contains(&(from, to)), "{path:?} {edge_list:?}");
                     }
+                    // It starts at the first node on a cycle and is a shortest one through it.
+                    let start = (0..count)
+                        .find(|&index| shortest_cycle(index, &edge_list).is_some())
+                        .unwrap();
+                    assert_eq!(path[0], format!("n{start}"), "{edge_list:?}");
+                    assert_eq!(
+                        Some(path.len() - 1),
+                        shortest_cycle(start, &edge_list),
+                        "{path:?} {edge_list:?}"
+                    );
                 }
                 Err(other) => panic!("unexpected {other:?}"),
             }
@@ -1761,6 +1908,52 @@ attrs = { field = "/mean", above = 30.0 }
         assert!(
             acyclic_seen > 300 && cyclic_seen > 300,
             "{acyclic_seen} {cyclic_seen}"
+        );
+    }
+
+    /// Large documents validate in time linear in their size: a node feeding 50 000 others,
+    /// a 100 000-node chain (searched without recursion), and a long chain between two
+    /// cycles, where the cycle reported is still the one through the first node on a cycle.
+    #[test]
+    fn large_graphs_validate() {
+        let fan: Vec<NodeSpec> = std::iter::once(node("hub", "pass", &[], json!({})))
+            .chain((0..50_000).map(|index| node(&format!("n{index}"), "pass", &["hub"], json!({}))))
+            .collect();
+        let fan_doc = doc(None, fan);
+        let resolved = fan_doc.validate(&Limits::default(), &registry).unwrap();
+        let hub_targets = &targets(&resolved)["hub"];
+        assert_eq!(hub_targets.len(), 50_000);
+        assert_eq!(
+            (hub_targets[0].as_str(), hub_targets[49_999].as_str()),
+            ("n0", "n49999")
+        );
+
+        let chain = |count: usize| -> Vec<NodeSpec> {
+            (0..count)
+                .map(|index| {
+                    let source = format!("n{}", index.saturating_sub(1));
+                    let sources: &[&str] = if index == 0 { &[] } else { &[&source] };
+                    node(&format!("n{index}"), "pass", sources, json!({}))
+                })
+                .collect()
+        };
+        assert!(doc(None, chain(100_000))
+            .validate(&Limits::default(), &registry)
+            .is_ok());
+
+        // The chain is listed first and lies between the cycles a <-> b (upstream) and
+        // y <-> z (downstream): no chain node is on a cycle.
+        let mut nodes = chain(50_000);
+        nodes[0].sources.push("b".to_owned());
+        nodes.push(node("z", "pass", &["y"], json!({})));
+        nodes.push(node("y", "pass", &["n49999", "z"], json!({})));
+        nodes.push(node("a", "pass", &["b"], json!({})));
+        nodes.push(node("b", "pass", &["a"], json!({})));
+        assert_eq!(
+            first_error(&doc(None, nodes)),
+            TopologyError::Cycle {
+                path: ids(&["z", "y", "z"]),
+            }
         );
     }
 

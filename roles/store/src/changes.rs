@@ -3,8 +3,13 @@
 //!
 //! Every change is checked against the whole topology as it would be afterwards, so a node
 //! change cannot create a cycle or leave a source dangling any more than a whole document can.
+//!
+//! The costly part of a whole document, its validation, does not depend on the stored
+//! topology: [`prepare`] does it before the topology's lease is taken, and
+//! [`apply_prepared`] does the rest under the lease. Everything here is linear (or
+//! `n log n`) in the size of the topology.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use protocol::store::{ApiError, Applied, Change};
 use protocol::{
@@ -57,6 +62,37 @@ pub struct Outcome {
     pub sends: Vec<(String, Body)>,
 }
 
+/// A change with the work done that does not depend on the stored topology: a whole
+/// document validated and resolved. See [`prepare`].
+#[derive(Debug)]
+pub struct Prepared {
+    change: Change,
+    /// For a `Put`: the document's resolved nodes, or why it is refused.
+    next: Option<Result<Vec<NodeSpec>, ApiError>>,
+}
+
+impl Prepared {
+    /// The change.
+    pub fn change(&self) -> &Change {
+        &self.change
+    }
+}
+
+/// Does the part of `change` that needs no lease: validates a whole document against the
+/// functions and limits and resolves its nodes. A refusal is kept for
+/// [`apply_prepared`] to give, after the `If-Match` check, as [`apply`] would.
+pub fn prepare(change: Change, functions: &Functions, limits: &Limits) -> Prepared {
+    let next = match &change {
+        Change::Put { doc, .. } => {
+            let check =
+                |function: &str, attrs: &Map<String, Value>| functions.check(function, attrs);
+            Some(validated(doc, limits, &check))
+        }
+        _ => None,
+    };
+    Prepared { change, next }
+}
+
 /// Applies `change` to `current` (left unchanged on error or dry run). `topology` is the
 /// topology's id, used in messages.
 pub fn apply(
@@ -67,6 +103,20 @@ pub fn apply(
     functions: &Functions,
     limits: &Limits,
 ) -> Result<Outcome, ApiError> {
+    let prepared = prepare(change, functions, limits);
+    apply_prepared(topology, current, if_match, prepared, functions, limits)
+}
+
+/// [`apply`] of a change [`prepare`]d beforehand, with the same `functions` and `limits`.
+pub fn apply_prepared(
+    topology: &str,
+    current: &mut Current,
+    if_match: Option<u64>,
+    prepared: Prepared,
+    functions: &Functions,
+    limits: &Limits,
+) -> Result<Outcome, ApiError> {
+    let Prepared { change, next } = prepared;
     if let Some(expected) = if_match {
         if expected != current.rev || current.doc.is_none() && !matches!(change, Change::Put { .. })
         {
@@ -80,10 +130,12 @@ pub fn apply(
             dry_run,
             reset_state,
         } => {
-            let next = validated(&doc, limits, &check)?;
+            let next = match next {
+                Some(next) => next?,
+                None => validated(&doc, limits, &check)?,
+            };
             let old = resolved(current)?;
             let plan = plan(&old, &next);
-            let sends = node_changes(&old, &next, &plan, reset_state);
             let created_topology = current.doc.is_none();
             let changed = current.doc.as_ref() != Some(&doc) || reset_state;
             if dry_run {
@@ -97,6 +149,7 @@ pub fn apply(
                     sends: Vec::new(),
                 });
             }
+            let sends = node_changes(&old, next, &plan, reset_state);
             if changed {
                 current.rev += 1;
                 current.doc = Some(doc);
@@ -266,7 +319,7 @@ fn commit_doc(
     let next = validated(&next_doc, limits, check)?;
     let old = resolved(current)?;
     let plan = plan(&old, &next);
-    let sends = node_changes(&old, &next, &plan, false);
+    let sends = node_changes(&old, next, &plan, false);
     let spec = node.and_then(|id| next_doc.node.iter().find(|spec| spec.id == id).cloned());
     // A change that changes nothing keeps the rev and sends nothing.
     if current.doc.as_ref() != Some(&next_doc) {
@@ -290,24 +343,31 @@ fn commit_doc(
 /// node of `next` gets a `put` that drops its running state.
 fn node_changes(
     old: &[NodeSpec],
-    next: &[NodeSpec],
+    next: Vec<NodeSpec>,
     plan: &Plan,
     reset_state: bool,
 ) -> Vec<(String, Body)> {
     let old_targets = targets(old);
-    let next_targets = targets(next);
+    let mut next_targets = targets(&next);
+    let spec_changes: HashSet<&str> = plan
+        .created
+        .iter()
+        .chain(&plan.updated)
+        .map(String::as_str)
+        .collect();
     let mut sends = Vec::new();
     for node in next {
-        let node_targets = next_targets.get(&node.id).cloned().unwrap_or_default();
-        let spec_changed = plan.created.contains(&node.id) || plan.updated.contains(&node.id);
+        // Ids are unique in a valid document, so each node's list is taken once.
+        let node_targets = next_targets.remove(&node.id).unwrap_or_default();
+        let spec_changed = spec_changes.contains(node.id.as_str());
         let targets_changed = old_targets.get(&node.id) != Some(&node_targets);
         if reset_state || spec_changed || targets_changed {
-            let mut spec = node.clone();
+            let mut spec = node;
             if !(reset_state || spec_changed) {
                 spec.attrs = Map::new();
             }
             sends.push((
-                node.id.clone(),
+                spec.id.clone(),
                 Body::Upsert {
                     spec,
                     targets: node_targets,
@@ -328,11 +388,8 @@ fn validated(
     limits: &Limits,
     check: &protocol::FunctionCheck<'_>,
 ) -> Result<Vec<NodeSpec>, ApiError> {
-    let problems = doc.validate_all(limits, check);
-    if !problems.is_empty() {
-        return Err(ApiError::from_problems(problems));
-    }
-    resolved_doc(doc)
+    doc.validated_nodes(limits, check)
+        .map_err(ApiError::from_problems)
 }
 
 /// The current resolved nodes (none when the topology does not exist).
@@ -579,6 +636,88 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(stale.code, "rev_mismatch");
+    }
+
+    /// A document prepared ahead (outside the lease) applies as it would directly, and its
+    /// refusal still comes after the `If-Match` check.
+    #[test]
+    fn prepared_changes_apply_like_direct_ones() {
+        let valid = put(json!({"graph": "a --> b",
+                               "node": [{"id": "a", "function": "pass"},
+                                        {"id": "b", "function": "count"}]}));
+        let (mut direct, mut ahead) = (Current::default(), Current::default());
+        let expected = run(&mut direct, valid.clone()).unwrap();
+        let prepared = prepare(valid, &functions(), &Limits::default());
+        let outcome = apply_prepared(
+            "t",
+            &mut ahead,
+            None,
+            prepared,
+            &functions(),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!((outcome, ahead), (expected, direct));
+
+        let invalid = put(json!({"node": [{"id": "a", "function": "nope"}]}));
+        let apply_with = |if_match| {
+            let prepared = prepare(invalid.clone(), &functions(), &Limits::default());
+            let mut current = Current::default();
+            apply_prepared(
+                "t",
+                &mut current,
+                if_match,
+                prepared,
+                &functions(),
+                &Limits::default(),
+            )
+            .unwrap_err()
+            .code
+        };
+        assert_eq!(apply_with(None), "unknown_function");
+        assert_eq!(apply_with(Some(3)), "rev_mismatch");
+    }
+
+    /// A document of 100 000 nodes, a node feeding 20 000 others among them, applies with
+    /// one `put` per node carrying its targets; the same document again sends nothing.
+    #[test]
+    fn large_documents_apply() {
+        let mut nodes = vec![json!({"id": "hub", "function": "pass"})];
+        nodes.extend((0..20_000).map(
+            |index| json!({"id": format!("fan{index}"), "function": "pass", "sources": ["hub"]}),
+        ));
+        let mut graph = String::new();
+        for index in 0..79_999 {
+            nodes.push(json!({"id": format!("chain{index}"), "function": "count"}));
+            if index > 0 {
+                graph.push_str(&format!("chain{} --> chain{index}\n", index - 1));
+            }
+        }
+        let document = json!({"graph": graph, "node": nodes});
+        let mut current = Current::default();
+        let outcome = run(&mut current, put(document.clone())).unwrap();
+        assert_eq!(outcome.applied.plan.created.len(), 100_000);
+        assert_eq!(outcome.sends.len(), 100_000);
+        let Body::Upsert { targets, .. } = &outcome.sends[0].1 else {
+            panic!("{:?}", outcome.sends[0]);
+        };
+        assert_eq!(targets.len(), 20_000);
+        assert_eq!(
+            outcome.sends[20_001].1,
+            Body::Upsert {
+                spec: NodeSpec {
+                    id: "chain0".into(),
+                    function: "count".into(),
+                    sources: vec![],
+                    attrs: Map::new(),
+                },
+                targets: vec!["chain1".into()],
+                reset_state: false,
+            }
+        );
+        let again = run(&mut current, put(document)).unwrap();
+        assert!(again.sends.is_empty() && again.applied.plan.is_empty());
+        assert_eq!(current.rev, 1);
     }
 
     /// Deleting a node others source from needs `force`, which also removes the edges and

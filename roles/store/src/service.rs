@@ -2,14 +2,21 @@
 //! applies each topology's share under that topology's lease, and sends the node changes to
 //! the partitions through the topology's outbox.
 //!
-//! One batch, per topology: take the lease (waiting while another store holds it), deliver
-//! whatever a store that died left in the outbox, read the document, apply the requests in
-//! order, then one fenced write of the new document, its rev and every node change (appended
-//! to the outbox), delivery of the outbox, and the replies. A store that dies anywhere in
-//! between leaves either nothing or a committed change whose outbox the next holder of the
-//! lease delivers; a store paused past its lease cannot commit (the write is fenced).
+//! One batch, per topology: validate whole documents (no lease is needed for that, and it is
+//! most of the work), take the lease (waiting while another store holds it) and keep it
+//! renewed, deliver whatever a store that died left in the outbox, read the document, apply
+//! the requests in order, then one fenced write of the new document, its rev and every node
+//! change (appended to the outbox), delivery of the outbox, and the replies. A store that dies
+//! anywhere in between leaves either nothing or a committed change whose outbox the next
+//! holder of the lease delivers; a store paused past its lease cannot commit (the write is
+//! fenced, and renewals pause with the store).
+//!
+//! The work is linear in the size of the topology, and the CPU-bound parts run off the
+//! runtime's threads, so a document of 100 000 nodes neither starves the lease's renewals nor
+//! the archive.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,17 +26,23 @@ use protocol::store::{
     TOPOLOGY_INDEX, TOPOLOGY_LEASE, TOPOLOGY_OUTBOX, TOPOLOGY_RECORD,
 };
 use protocol::{
-    merge_patch, names, partition_of, Envelope, FunctionDescription, Limits, NodeRecord,
-    ENVELOPE_VERSION,
+    merge_patch, names, partition_of, Body, Envelope, FunctionDescription, Limits, NodeRecord,
+    TopologyDoc, ENVELOPE_VERSION,
 };
 use redpill::{Acquired, Client, Grant, Lease, Outbox, Queue, Request, Responder, Tag};
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::changes::{apply, Current, Functions};
+use crate::changes::{apply_prepared, prepare, Current, Functions, Prepared};
 
 /// The most requests one batch takes.
 const BATCH: usize = 256;
+
+/// The most lease times one change may hold a topology's lease for; see [`keep_renewed`].
+const MAX_HOLD: u32 = 30;
+
+/// Fewer node changes than this are encoded by one thread; more are shared among the cores.
+const PER_CORE: usize = 10_000;
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -53,10 +66,12 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let responder = Responder::new(&client, names::STORE_SERVICE);
     let owner = client.consumer_id().to_owned();
+    // The sweep takes leases under a name of its own: an owner that acquires a lease it holds
+    // gets a new grant, which would fence off this store's own change in progress.
     let sweeper = tokio::spawn(sweep(
         client.clone(),
         settings.clone(),
-        owner.clone(),
+        format!("{owner}-sweep"),
         token.clone(),
     ));
     loop {
@@ -94,10 +109,49 @@ async fn handle(
     owner: &str,
     requests: Vec<Request>,
 ) -> Vec<(Request, redpill::Reply)> {
-    let mut replies = Vec::with_capacity(requests.len());
-    let mut by_topology: BTreeMap<String, Vec<(Request, StoreRequest)>> = BTreeMap::new();
-    for request in requests {
-        match serde_json::from_slice::<StoreRequest>(&request.body) {
+    // A whole document is megabytes of JSON: read it off the runtime's threads.
+    let (mut replies, by_topology) = tokio::task::spawn_blocking(move || sort(requests))
+        .await
+        .expect("reading requests does not panic");
+    if by_topology.is_empty() {
+        return replies;
+    }
+    let functions = match read_functions(client).await {
+        Ok(functions) => Arc::new(functions),
+        Err(error) => {
+            tracing::warn!(%error, "could not read the function registry");
+            let failure = unavailable(&error);
+            for (request, _) in by_topology.into_values().flatten() {
+                replies.push((request, encode(&Err(failure.clone()))));
+            }
+            return replies;
+        }
+    };
+    let groups = by_topology.into_iter().map(|(topology, group)| {
+        apply_group(
+            client,
+            settings,
+            owner,
+            Arc::clone(&functions),
+            topology,
+            group,
+        )
+    });
+    for group in join_all(groups).await {
+        replies.extend(group);
+    }
+    replies
+}
+
+/// Reads each request and groups them by topology, in order; returns the replies to those
+/// that are not store requests or name no valid topology, and the groups.
+fn sort(requests: Vec<Request>) -> (Vec<(Request, redpill::Reply)>, Groups) {
+    let mut replies = Vec::new();
+    let mut by_topology: Groups = BTreeMap::new();
+    for mut request in requests {
+        // The body is read once; it can be megabytes, so it is not kept until the reply.
+        let body = std::mem::take(&mut request.body);
+        match serde_json::from_slice::<StoreRequest>(&body) {
             // A topology id must be a slug before it becomes part of a key.
             Ok(parsed) if protocol::validate_slug(&parsed.topology).is_err() => {
                 let error = ApiError::new(
@@ -116,48 +170,50 @@ async fn handle(
             }
         }
     }
-    let functions = match read_functions(client).await {
-        Ok(functions) => functions,
-        Err(error) => {
-            tracing::warn!(%error, "could not read the function registry");
-            let failure = unavailable(&error);
-            for (request, _) in by_topology.into_values().flatten() {
-                replies.push((request, encode(&Err(failure.clone()))));
-            }
-            return replies;
-        }
-    };
-    let groups = by_topology
-        .into_iter()
-        .map(|(topology, group)| apply_group(client, settings, owner, &functions, topology, group));
-    for group in join_all(groups).await {
-        replies.extend(group);
-    }
-    replies
+    (replies, by_topology)
 }
 
-/// Applies one topology's requests under its lease.
+/// Requests by topology, each group in the order they were taken.
+type Groups = BTreeMap<String, Vec<(Request, StoreRequest)>>;
+
+/// Applies one topology's requests: validates whole documents first, with no lease held
+/// (it does not depend on the stored topology, and it is what takes long), then applies the
+/// group under the topology's lease.
 async fn apply_group(
     client: &Client,
     settings: &Settings,
     owner: &str,
-    functions: &Functions,
+    functions: Arc<Functions>,
     topology: String,
     group: Vec<(Request, StoreRequest)>,
 ) -> Vec<(Request, redpill::Reply)> {
-    match apply_locked(client, settings, owner, functions, &topology, &group).await {
-        Ok(replies) => group
+    let (requests, parsed): (Vec<Request>, Vec<StoreRequest>) = group.into_iter().unzip();
+    let changes = {
+        let (functions, limits) = (Arc::clone(&functions), settings.limits.clone());
+        tokio::task::spawn_blocking(move || {
+            parsed
+                .into_iter()
+                .map(|request| {
+                    let prepared = prepare(request.change, &functions, &limits);
+                    (request.if_match, prepared)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("preparing changes does not panic")
+    };
+    match apply_locked(client, settings, owner, functions, &topology, changes).await {
+        Ok(replies) => requests
             .into_iter()
-            .map(|(request, _)| request)
             .zip(replies)
             .map(|(request, reply)| (request, encode(&reply)))
             .collect(),
         Err(error) => {
             tracing::warn!(%topology, error = format!("{error:#}"), "could not apply changes");
             let failure = unavailable(&error);
-            group
+            requests
                 .into_iter()
-                .map(|(request, _)| (request, encode(&Err(failure.clone()))))
+                .map(|request| (request, encode(&Err(failure.clone()))))
                 .collect()
         }
     }
@@ -167,26 +223,30 @@ async fn apply_locked(
     client: &Client,
     settings: &Settings,
     owner: &str,
-    functions: &Functions,
+    functions: Arc<Functions>,
     topology: &str,
-    group: &[(Request, StoreRequest)],
+    changes: Vec<(Option<u64>, Prepared)>,
 ) -> anyhow::Result<Vec<StoreReply>> {
     let keys = TopologyKeys::new(client, topology);
     let grant = acquire(&keys.lease, owner, settings.lease_time).await?;
-    let outcome = apply_held(client, settings, functions, topology, group, &keys, &grant).await;
+    let renewal = keep_renewed(&keys.lease, &grant, settings.lease_time, topology);
+    let outcome = apply_held(
+        client, settings, functions, topology, changes, &keys, &grant,
+    )
+    .await;
+    drop(renewal);
     if let Err(error) = keys.lease.release(&grant).await {
         tracing::debug!(%error, %topology, "could not release the topology lease; it expires");
     }
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn apply_held(
     client: &Client,
     settings: &Settings,
-    functions: &Functions,
+    functions: Arc<Functions>,
     topology: &str,
-    group: &[(Request, StoreRequest)],
+    changes: Vec<(Option<u64>, Prepared)>,
     keys: &TopologyKeys,
     grant: &Grant,
 ) -> anyhow::Result<Vec<StoreReply>> {
@@ -196,31 +256,108 @@ async fn apply_held(
         .await?
         .pop()
         .unwrap_or_default();
+    let staged = {
+        let (settings, topology) = (settings.clone(), topology.to_owned());
+        tokio::task::spawn_blocking(move || {
+            stage(&settings, &functions, &topology, &fields, changes)
+        })
+        .await
+        .expect("applying changes does not panic")?
+    };
+    let Staged {
+        mut replies,
+        patches,
+        write,
+    } = staged;
+    let Some(write) = write else {
+        return Ok(replies);
+    };
+    if write.created {
+        // Listed before it exists: readers skip a listed topology without a document, but
+        // an unlisted one would be lost to lists if this store died after the commit.
+        client
+            .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], true)
+            .await?;
+    }
+    let deleted = write.doc.is_none();
+    commit(client, topology, keys, grant, write).await?;
+    // Committed: the changes are applied whatever happens next, so what follows only
+    // logs its failures. Undelivered node changes wait in the outbox for the next change
+    // or the sweep; a stale index entry is skipped by readers and removed by the sweep.
+    if let Err(error) = deliver(&keys.outbox, &keys.lease, grant).await {
+        tracing::warn!(%topology, error = format!("{error:#}"), "node changes committed but not yet delivered; the sweep will");
+    }
+    if deleted {
+        if let Err(error) = client
+            .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], false)
+            .await
+        {
+            tracing::warn!(%topology, %error, "could not remove a deleted topology from the index");
+        }
+    }
+    if let Err(error) = fill_patched_attrs(client, settings, topology, &mut replies, &patches).await
+    {
+        tracing::warn!(%topology, error = format!("{error:#}"), "answering attribute patches with the document's attributes");
+    }
+    Ok(replies)
+}
+
+/// What applying a group of changes to the stored topology gives, before anything is written.
+struct Staged {
+    /// One reply per change.
+    replies: Vec<StoreReply>,
+    /// For each change, the node it patched the attributes of and its patches so far.
+    patches: Vec<Option<Patched>>,
+    /// What to write, when the changes changed the topology.
+    write: Option<Write>,
+}
+
+/// The content of the fenced write of a changed topology.
+struct Write {
+    /// The new document as JSON and its node count; `None` when the topology was deleted.
+    doc: Option<(String, usize)>,
+    /// The new rev.
+    rev: u64,
+    /// Whether the topology did not exist before.
+    created: bool,
+    /// The node changes: partition, message id and envelope.
+    messages: Vec<(u32, String, Vec<u8>)>,
+}
+
+/// Applies `changes` in order to the topology stored as `fields` and prepares the write,
+/// without I/O: the CPU-bound part of a change made under the lease, linear in the size of
+/// the topology.
+fn stage(
+    settings: &Settings,
+    functions: &Functions,
+    topology: &str,
+    fields: &HashMap<String, String>,
+    changes: Vec<(Option<u64>, Prepared)>,
+) -> anyhow::Result<Staged> {
     let mut current = Current {
-        doc: TopologyRecord::from_fields(&fields)
+        doc: TopologyRecord::from_fields(fields)
             .map_err(|error| {
                 anyhow::anyhow!("the stored document of {topology} is unreadable: {error}")
             })?
             .map(|record| record.doc),
-        rev: protocol::store::stored_rev(&fields),
+        rev: protocol::store::stored_rev(fields),
     };
-    let existed = current.doc.is_some();
-    let before = current.clone();
-    let mut replies = Vec::with_capacity(group.len());
+    let (existed, rev_before) = (current.doc.is_some(), current.rev);
+    let mut replies = Vec::with_capacity(changes.len());
     let mut sends = Vec::new();
     // For attribute patches: the node and every patch of it so far in this batch.
-    let mut patches: Vec<Option<Patched>> = Vec::with_capacity(group.len());
+    let mut patches: Vec<Option<Patched>> = Vec::with_capacity(changes.len());
     let mut patched_so_far: HashMap<String, Vec<Map<String, Value>>> = HashMap::new();
-    for (_, request) in group {
-        let patch = match &request.change {
+    for (if_match, prepared) in changes {
+        let patch = match prepared.change() {
             Change::PatchAttrs { node, patch } => Some((node.clone(), patch.clone())),
             _ => None,
         };
-        let outcome = apply(
+        let outcome = apply_prepared(
             topology,
             &mut current,
-            request.if_match,
-            request.change.clone(),
+            if_match,
+            prepared,
             functions,
             &settings.limits,
         );
@@ -240,98 +377,132 @@ async fn apply_held(
             }
         }
     }
-    if current != before {
-        if current.doc.is_some() && !existed {
-            // Listed before it exists: readers skip a listed topology without a document, but
-            // an unlisted one would be lost to lists if this store died after the commit.
-            client
-                .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], true)
-                .await?;
+    // Every change that changes the topology moves its rev.
+    let write = (current.rev != rev_before).then(|| {
+        let Current { doc, rev } = current;
+        let created = doc.is_some() && !existed;
+        let write_doc = |doc: Option<TopologyDoc>| {
+            doc.map(|doc| {
+                let json = serde_json::to_string(&doc).expect("a document always serializes");
+                (json, doc.node.len())
+            })
+        };
+        // The document and the envelopes are the most JSON a change writes: for a change to
+        // many nodes, they are written side by side (the envelopes a share per core).
+        let (doc, messages) = if sends.len() < PER_CORE {
+            (
+                write_doc(doc),
+                envelopes(topology, settings.partitions, sends),
+            )
+        } else {
+            std::thread::scope(|scope| {
+                let doc = scope.spawn(|| write_doc(doc));
+                let messages = envelopes(topology, settings.partitions, sends);
+                let doc = doc.join().expect("writing a document does not panic");
+                (doc, messages)
+            })
+        };
+        Write {
+            doc,
+            rev,
+            created,
+            messages,
         }
-        commit(client, settings, topology, keys, grant, &current, &sends).await?;
-        // Committed: the changes are applied whatever happens next, so what follows only
-        // logs its failures. Undelivered node changes wait in the outbox for the next change
-        // or the sweep; a stale index entry is skipped by readers and removed by the sweep.
-        if let Err(error) = deliver(&keys.outbox, &keys.lease, grant).await {
-            tracing::warn!(%topology, error = format!("{error:#}"), "node changes committed but not yet delivered; the sweep will");
-        }
-        if current.doc.is_none() {
-            if let Err(error) = client
-                .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], false)
-                .await
-            {
-                tracing::warn!(%topology, %error, "could not remove a deleted topology from the index");
-            }
-        }
-        if let Err(error) =
-            fill_patched_attrs(client, settings, topology, &mut replies, &patches).await
-        {
-            tracing::warn!(%topology, error = format!("{error:#}"), "answering attribute patches with the document's attributes");
-        }
+    });
+    Ok(Staged {
+        replies,
+        patches,
+        write,
+    })
+}
+
+/// The node changes as messages of their partitions' queues: partition, message id and
+/// envelope, in order. Many of them are encoded in parallel, a share per core; the ids are
+/// made first, in order, so they still follow the order of the changes.
+fn envelopes(
+    topology: &str,
+    partitions: u32,
+    sends: Vec<(String, Body)>,
+) -> Vec<(u32, String, Vec<u8>)> {
+    let encode = |sends: Vec<(String, String, Body)>| -> Vec<(u32, String, Vec<u8>)> {
+        sends
+            .into_iter()
+            .map(|(id, node, body)| {
+                let partition = partition_of(topology, &node, partitions);
+                let envelope = Envelope {
+                    version: ENVELOPE_VERSION,
+                    topology: topology.to_owned(),
+                    node,
+                    body,
+                };
+                (partition, id, envelope.to_bytes())
+            })
+            .collect()
+    };
+    let mut sends: Vec<(String, String, Body)> = sends
+        .into_iter()
+        .map(|(node, body)| (redpill::new_id(), node, body))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let share = sends.len().div_ceil(cores).max(PER_CORE);
+    if sends.len() <= share {
+        return encode(sends);
     }
-    Ok(replies)
+    let mut shares = Vec::with_capacity(cores);
+    while sends.len() > share {
+        shares.push(sends.split_off(sends.len() - share));
+    }
+    shares.push(sends);
+    shares.reverse();
+    std::thread::scope(|scope| {
+        let encoders: Vec<_> = shares
+            .into_iter()
+            .map(|share| scope.spawn(move || encode(share)))
+            .collect();
+        encoders
+            .into_iter()
+            .flat_map(|encoder| encoder.join().expect("encoding envelopes does not panic"))
+            .collect()
+    })
 }
 
 /// The fenced write of the new document and the node changes.
 async fn commit(
     client: &Client,
-    settings: &Settings,
     topology: &str,
     keys: &TopologyKeys,
     grant: &Grant,
-    current: &Current,
-    sends: &[(String, protocol::Body)],
+    write: Write,
 ) -> anyhow::Result<()> {
-    let mut write = keys.lease.fenced(grant);
-    write = match &current.doc {
-        Some(doc) => write.write(
+    let mut fenced = keys.lease.fenced(grant);
+    fenced = match &write.doc {
+        Some((doc, nodes)) => fenced.write(
             "HSET",
             &keys.record,
-            (
-                "doc",
-                serde_json::to_string(doc).expect("a document always serializes"),
-                "rev",
-                current.rev,
-                "nodes",
-                doc.node.len(),
-            ),
+            ("doc", doc.as_str(), "rev", write.rev, "nodes", *nodes),
         ),
-        None => write.write("HDEL", &keys.record, ("doc", "nodes")).write(
+        None => fenced.write("HDEL", &keys.record, ("doc", "nodes")).write(
             "HSET",
             &keys.record,
-            ("rev", current.rev),
+            ("rev", write.rev),
         ),
     };
-    let queues: HashMap<u32, Queue> = sends
-        .iter()
-        .map(|(node, _)| partition_of(topology, node, settings.partitions))
-        .map(|partition| {
-            let queue = Queue::new(client, &Tag::partition(partition), names::INPUT_QUEUE);
-            (partition, queue)
-        })
-        .collect();
-    let messages: Vec<(u32, String, Vec<u8>)> = sends
-        .iter()
-        .map(|(node, body)| {
-            let envelope = Envelope {
-                version: ENVELOPE_VERSION,
-                topology: topology.to_owned(),
-                node: node.clone(),
-                body: body.clone(),
-            };
-            (
-                partition_of(topology, node, settings.partitions),
-                redpill::new_id(),
-                envelope.to_bytes(),
-            )
-        })
-        .collect();
-    let entries: Vec<(&Queue, &str, &[u8])> = messages
+    let mut queues: HashMap<u32, Queue> = HashMap::new();
+    for (partition, _, _) in &write.messages {
+        queues
+            .entry(*partition)
+            .or_insert_with(|| Queue::new(client, &Tag::partition(*partition), names::INPUT_QUEUE));
+    }
+    let entries: Vec<(&Queue, &str, &[u8])> = write
+        .messages
         .iter()
         .map(|(partition, id, body)| (&queues[partition], id.as_str(), body.as_slice()))
         .collect();
-    write
-        .append(&keys.outbox, &entries)
+    fenced = fenced.append(&keys.outbox, &entries);
+    // The fenced write holds its own copy of everything: free the messages before it is sent.
+    drop(entries);
+    drop(write);
+    fenced
         .commit()
         .await
         .with_context(|| format!("committing the change to topology {topology} failed"))?;
@@ -385,6 +556,48 @@ async fn fill_patched_attrs(
 async fn deliver(outbox: &Outbox, lease: &Lease, grant: &Grant) -> anyhow::Result<()> {
     while outbox.deliver(lease, grant).await? > 0 {}
     Ok(())
+}
+
+/// Renews `grant` of `lease` every third of `ttl` until the guard returned is dropped, so a
+/// change that takes longer than the lease (a document of 100 000 nodes, a slow Redis) keeps
+/// it.
+///
+/// Fencing is unchanged: a renewal extends only a grant that still holds the lease, and every
+/// write is fenced by the grant. A store paused past its lease is paused with its renewals, so
+/// another store takes the lease with a larger epoch, and the paused one's commit is refused
+/// when it wakes. Renewals stop after [`MAX_HOLD`] lease times, so a store stuck in a change
+/// cannot keep the topology locked for ever.
+fn keep_renewed(lease: &Lease, grant: &Grant, ttl: Duration, topology: &str) -> DropGuard {
+    let stop = CancellationToken::new();
+    let (lease, grant, topology) = (lease.clone(), grant.clone(), topology.to_owned());
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let every = ttl / 3;
+        let give_up = tokio::time::Instant::now() + ttl * MAX_HOLD;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stopped.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            if tokio::time::Instant::now() >= give_up {
+                tracing::warn!(%topology, "a change held the topology lease for {MAX_HOLD} lease times; no longer renewing it");
+                return;
+            }
+            match lease.renew(&grant, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(%topology, epoch = grant.epoch, "the topology lease was lost while a change was being applied; its commit will be refused");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%topology, %error, "could not renew the topology lease; retrying");
+                }
+            }
+        }
+    });
+    stop.drop_guard()
 }
 
 /// Takes `lease`, waiting while another store holds it (up to the lease time and a second).
@@ -441,7 +654,9 @@ async fn sweep_once(client: &Client, settings: &Settings, owner: &str) -> anyhow
         let Acquired::Granted(grant) = keys.lease.acquire(owner, settings.lease_time).await? else {
             continue; // Someone is changing it, and delivers as they do.
         };
+        let renewal = keep_renewed(&keys.lease, &grant, settings.lease_time, &topology);
         let outcome = tidy(client, &index, &topology, &keys, &grant).await;
+        drop(renewal);
         let _ = keys.lease.release(&grant).await;
         outcome?;
     }
