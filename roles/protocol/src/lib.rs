@@ -32,7 +32,7 @@ mod topology;
 pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
 pub use function::{validate_attrs, FunctionDescription, Param, ParamKind};
 pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
-pub use output::{deeper_than, OutputEvent, MAX_DATA_DEPTH};
+pub use output::{deeper_than, json_text_depth, OutputEvent, MAX_DATA_DEPTH};
 pub use partition::{partition_of, DEFAULT_PARTITIONS};
 pub use record::{merge_patch, NodeRecord};
 pub use slug::{validate_slug, Slug, SlugError, MAX_SLUG_LEN, SLUG_PATTERN};

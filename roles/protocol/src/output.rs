@@ -53,9 +53,53 @@ pub fn deeper_than(value: &Value, limit: usize) -> bool {
     false
 }
 
+/// How deeply the JSON text `bytes` nests arrays and objects: 0 for a scalar, 1 for `[]` or
+/// `{"a": 1}`, and so on. A scan of the bytes that skips strings, so any depth is measured
+/// without parsing or recursion; the text need not be valid JSON (a parser judges that).
+pub fn json_text_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0_usize, 0_usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in bytes {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The text scan counts objects and arrays, not brackets inside strings, and agrees with
+    /// the walk over values.
+    #[test]
+    fn depth_of_json_text() {
+        assert_eq!(json_text_depth(b"1"), 0);
+        assert_eq!(json_text_depth(b"\"[{\""), 0);
+        assert_eq!(json_text_depth(b"[]"), 1);
+        assert_eq!(
+            json_text_depth(br#"{"a": [1, {"b": "]]\"["}], "c": {}}"#),
+            3
+        );
+        let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(json_text_depth(deep.as_bytes()), 10_000);
+    }
 
     /// Depth counts containers only, and the limit itself is allowed.
     #[test]

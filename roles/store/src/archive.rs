@@ -33,7 +33,10 @@ use mongodb::bson::{doc, Bson, DateTime, Document, RawDocumentBuf};
 use mongodb::error::{ErrorKind, IndexedWriteError, WriteFailure};
 use mongodb::options::{Acknowledgment, IndexOptions, WriteConcern};
 use mongodb::{Collection, IndexModel};
-use protocol::{names, OutputEvent, Timestamp};
+// `data` up to the processors' bound on outputs is archived as BSON; deeper data (made before
+// processors had the bound) as its JSON text, which keeps every history reply within the 128
+// levels serde_json reads (a reply wraps `data` in four more).
+use protocol::{json_text_depth, names, OutputEvent, Timestamp, MAX_DATA_DEPTH};
 use redpill::{Client, Entry, Group, StartFrom, Topic};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
@@ -50,12 +53,6 @@ pub const TIME_INDEX: &str = "ts";
 
 /// The field that marks a document whose `data` is the output's JSON text.
 pub const DATA_AS_TEXT: &str = "data_as_text";
-
-/// The deepest `data` archived as BSON (an object or array is one level; `[1]` is 1): the
-/// processors' bound on outputs, well within what MongoDB stores. Deeper data (made before
-/// processors had the bound) is archived as its JSON text, which also keeps every history
-/// reply within the 128 levels serde_json reads (a reply wraps `data` in four more).
-pub use protocol::MAX_DATA_DEPTH;
 
 /// MongoDB's largest document (`maxBsonObjectSize`).
 pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
@@ -448,7 +445,7 @@ fn prepare_entry(entry: &Entry) -> Vec<Prepared<'_>> {
 fn prepare<'a>(event: &'a RawValue, entry: &'a str, position: usize) -> Option<Prepared<'a>> {
     let text = event.get();
     // The event object is one level more than its data.
-    let depth = json_depth(text);
+    let depth = json_text_depth(text.as_bytes());
     let why = if depth <= MAX_DATA_DEPTH + 1 {
         let parsed = match serde_json::from_str::<OutputEvent>(text) {
             Ok(parsed) => parsed,
@@ -553,35 +550,6 @@ fn text_document(event: &RawValue) -> Result<(String, RawDocumentBuf), String> {
     let document = RawDocumentBuf::from_document(&document)
         .map_err(|error| format!("output {msg_id}: {error}"))?;
     Ok((msg_id, document))
-}
-
-/// How deeply `text`, valid JSON, nests: 0 for a scalar, 1 for `[]` or `{"a": 1}`, and so
-/// on. A scan of the bytes, so any depth is measured without recursion.
-pub fn json_depth(text: &str) -> usize {
-    let (mut depth, mut deepest) = (0_usize, 0_usize);
-    let (mut in_string, mut escaped) = (false, false);
-    for byte in text.bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    deepest
 }
 
 /// Writes `chunk` until MongoDB acknowledged every document (or refused some [`REFUSALS`]
@@ -881,16 +849,6 @@ mod tests {
         assert_eq!(from_document(&document).unwrap().seq, 7);
     }
 
-    /// Depth counts objects and arrays, not brackets inside strings.
-    #[test]
-    fn json_depth_counts_levels() {
-        assert_eq!(json_depth("1"), 0);
-        assert_eq!(json_depth("\"[{\""), 0);
-        assert_eq!(json_depth("[]"), 1);
-        assert_eq!(json_depth(r#"{"a": [1, {"b": "]]\"["}], "c": {}}"#), 3);
-        assert_eq!(json_depth(&nested(10_000)), 10_000);
-    }
-
     /// An entry with one output nested far deeper than serde_json reads (and one at the
     /// bound) among normal ones: every output is prepared, the deep one with its data as
     /// JSON text that reads back exactly.
@@ -932,7 +890,10 @@ mod tests {
         // At the bound, data stays BSON and comes back as JSON.
         let document = prepared[2].document.to_document().unwrap();
         let back = from_document(&document).unwrap();
-        assert_eq!(json_depth(&back.data.to_string()), MAX_DATA_DEPTH);
+        assert_eq!(
+            json_text_depth(back.data.to_string().as_bytes()),
+            MAX_DATA_DEPTH
+        );
     }
 
     /// Data stored deeper than the bound (by a store before the bound) comes back as its

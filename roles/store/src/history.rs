@@ -3,7 +3,7 @@
 //!
 //! Every reply reads back in web_face: documents are read as raw BSON and converted one by
 //! one, so a document that does not convert is skipped (logged with its `_id`) instead of
-//! failing the page, and `data` nested deeper than `archive::MAX_DATA_DEPTH` comes back as
+//! failing the page, and `data` nested deeper than `protocol::MAX_DATA_DEPTH` comes back as
 //! its JSON text (`archive::from_document`).
 
 use std::time::Duration;

@@ -159,36 +159,14 @@ pub fn ndjson(bytes: &[u8], limits: &Limits) -> ApiResult<Vec<Value>> {
 /// 400 `too_deep` when arrays and objects nest deeper than `limit` in `bytes` (strings are
 /// skipped; the text need not be valid JSON, the parser judges that afterwards).
 fn check_depth(bytes: &[u8], limit: usize, what: &str) -> ApiResult<()> {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in bytes {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > limit {
-                    return Err(Failure::bad_request(
-                        "too_deep",
-                        format!(
-                            "{what} nests arrays and objects deeper than the {limit} levels \
-                             accepted (GORGON_JSON_DEPTH)"
-                        ),
-                    ));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+    if protocol::json_text_depth(bytes) > limit {
+        return Err(Failure::bad_request(
+            "too_deep",
+            format!(
+                "{what} nests arrays and objects deeper than the {limit} levels accepted \
+                 (GORGON_JSON_DEPTH)"
+            ),
+        ));
     }
     Ok(())
 }
