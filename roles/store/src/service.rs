@@ -27,7 +27,7 @@ use protocol::store::{
 };
 use protocol::{
     merge_patch, names, partition_of, Body, Envelope, FunctionDescription, Limits, NodeRecord,
-    TopologyDoc, ENVELOPE_VERSION,
+    ENVELOPE_VERSION,
 };
 use redpill::{Acquired, Client, Grant, Lease, Outbox, Queue, Request, Responder, Tag};
 use serde_json::{Map, Value};
@@ -40,9 +40,6 @@ const BATCH: usize = 256;
 
 /// The most lease times one change may hold a topology's lease for; see [`keep_renewed`].
 const MAX_HOLD: u32 = 30;
-
-/// Fewer node changes than this are encoded by one thread; more are shared among the cores.
-const PER_CORE: usize = 10_000;
 
 /// How the service runs.
 #[derive(Clone, Debug)]
@@ -381,27 +378,11 @@ fn stage(
     let write = (current.rev != rev_before).then(|| {
         let Current { doc, rev } = current;
         let created = doc.is_some() && !existed;
-        let write_doc = |doc: Option<TopologyDoc>| {
-            doc.map(|doc| {
-                let json = serde_json::to_string(&doc).expect("a document always serializes");
-                (json, doc.node.len())
-            })
-        };
-        // The document and the envelopes are the most JSON a change writes: for a change to
-        // many nodes, they are written side by side (the envelopes a share per core).
-        let (doc, messages) = if sends.len() < PER_CORE {
-            (
-                write_doc(doc),
-                envelopes(topology, settings.partitions, sends),
-            )
-        } else {
-            std::thread::scope(|scope| {
-                let doc = scope.spawn(|| write_doc(doc));
-                let messages = envelopes(topology, settings.partitions, sends);
-                let doc = doc.join().expect("writing a document does not panic");
-                (doc, messages)
-            })
-        };
+        let doc = doc.map(|doc| {
+            let json = serde_json::to_string(&doc).expect("a document always serializes");
+            (json, doc.node.len())
+        });
+        let messages = envelopes(topology, settings.partitions, sends);
         Write {
             doc,
             rev,
@@ -417,53 +398,25 @@ fn stage(
 }
 
 /// The node changes as messages of their partitions' queues: partition, message id and
-/// envelope, in order. Many of them are encoded in parallel, a share per core; the ids are
-/// made first, in order, so they still follow the order of the changes.
+/// envelope, in order.
 fn envelopes(
     topology: &str,
     partitions: u32,
     sends: Vec<(String, Body)>,
 ) -> Vec<(u32, String, Vec<u8>)> {
-    let encode = |sends: Vec<(String, String, Body)>| -> Vec<(u32, String, Vec<u8>)> {
-        sends
-            .into_iter()
-            .map(|(id, node, body)| {
-                let partition = partition_of(topology, &node, partitions);
-                let envelope = Envelope {
-                    version: ENVELOPE_VERSION,
-                    topology: topology.to_owned(),
-                    node,
-                    body,
-                };
-                (partition, id, envelope.to_bytes())
-            })
-            .collect()
-    };
-    let mut sends: Vec<(String, String, Body)> = sends
+    sends
         .into_iter()
-        .map(|(node, body)| (redpill::new_id(), node, body))
-        .collect();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let share = sends.len().div_ceil(cores).max(PER_CORE);
-    if sends.len() <= share {
-        return encode(sends);
-    }
-    let mut shares = Vec::with_capacity(cores);
-    while sends.len() > share {
-        shares.push(sends.split_off(sends.len() - share));
-    }
-    shares.push(sends);
-    shares.reverse();
-    std::thread::scope(|scope| {
-        let encoders: Vec<_> = shares
-            .into_iter()
-            .map(|share| scope.spawn(move || encode(share)))
-            .collect();
-        encoders
-            .into_iter()
-            .flat_map(|encoder| encoder.join().expect("encoding envelopes does not panic"))
-            .collect()
-    })
+        .map(|(node, body)| {
+            let partition = partition_of(topology, &node, partitions);
+            let envelope = Envelope {
+                version: ENVELOPE_VERSION,
+                topology: topology.to_owned(),
+                node,
+                body,
+            };
+            (partition, redpill::new_id(), envelope.to_bytes())
+        })
+        .collect()
 }
 
 /// The fenced write of the new document and the node changes.
