@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Processor throughput: node-messages per second for 1 000 `count` nodes, messages pushed in
 # batches straight through redpill, Redis with AOF everysec, beside redis-benchmark's
-# pipelined and Lua ceilings on the same server in the same run.
+# pipelined and Lua ceilings on the same server in the same run; then a profiled run that
+# says where Redis's time goes, per command and per redpill script.
 #
 # Usage: bench/processor.sh [messages]      (default 300000)
 # Prints markdown tables for docs/benchmarks.md. Needs redis-server and redis-benchmark.
@@ -58,12 +59,25 @@ echo "| EVALSHA of 100 × HINCRBY + 1 XADD, -c 50 | $lua_c50 | $((lua_c50 * 100)
 echo "| HINCRBY, -c 50 -P 64 | $hincr | $hincr |"
 echo "| LPUSH 150 B, -c 50 -P 64 | $lpush | |"
 echo
-echo "| run | throughput | time | exact |"
-echo "|---|---|---|---|"
+echo "| run | throughput | time | exact | processor CPU µs / node-message | Redis CPU µs / node-message |"
+echo "|---|---|---|---|---|---|"
 for processors in 1 2; do
   start_redis
   echo "processors: $processors..." >&2
   "$root/target/release/examples/processor_bench" --url "redis://127.0.0.1:$port" \
-    --processor "$root/target/release/processor" --messages "$messages" --processors "$processors"
+    --processor "$root/target/release/processor" --messages "$messages" --processors "$processors" \
+    --redis-pid "$(cat "$work/redis.pid")"
   stop_redis
 done
+
+# Where Redis's time goes: one more run of 1 processor with every command in SLOWLOG, per
+# command and per redpill script (the log's own cost makes this run's throughput no figure).
+start_redis
+echo "profiled run, 1 processor..." >&2
+echo
+echo "Profiled run, 1 processor:"
+echo
+"$root/target/release/examples/processor_bench" --url "redis://127.0.0.1:$port" \
+  --processor "$root/target/release/processor" --messages "$messages" --processors 1 \
+  --redis-pid "$(cat "$work/redis.pid")" --profile
+stop_redis

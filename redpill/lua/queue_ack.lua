@@ -31,16 +31,10 @@ for i = 1, #ARGV do
     missing[#missing + 1] = ARGV[i]
   end
 end
--- In chunks: unpack() of more than a few thousand values overflows Lua's C stack.
-local function each_chunk(list, call)
-  for from = 1, #list, 1000 do
-    call(unpack(list, from, math.min(from + 999, #list)))
-  end
-end
 if #acked > 0 then
   redis.call('DEL', KEYS[1])
-  each_chunk(kept, function(...) redis.call('RPUSH', KEYS[1], ...) end)
-  each_chunk(acked, function(...) redis.call('HDEL', KEYS[2], ...) end)
-  each_chunk(acked, function(...) redis.call('HDEL', KEYS[3], ...) end)
+  if #kept > 0 then call_chunked('RPUSH', KEYS[1], kept, 1, #kept) end
+  call_chunked('HDEL', KEYS[2], acked, 1, #acked)
+  call_chunked('HDEL', KEYS[3], acked, 1, #acked)
 end
 return missing

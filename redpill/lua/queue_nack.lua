@@ -13,14 +13,12 @@
 --
 -- Returns {retried, dead_lettered}. Ids not in this consumer's in-flight set are skipped,
 -- so a repeated nack does not count twice.
--- Dead-letter record: "v1\n<id len>\n<error len>\n<attempts>\n<unix ms>\n" .. id .. error .. body
 
 local max_attempts = tonumber(ARGV[1])
 local base = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
 local err = ARGV[4]
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local now = now_ms()
 
 local retried, dead = 0, 0
 for i = 5, #ARGV do
@@ -29,13 +27,12 @@ for i = 5, #ARGV do
     local attempts = redis.call('HINCRBY', KEYS[3], id, 1)
     if attempts >= max_attempts then
       local body = redis.call('HGET', KEYS[2], id) or ''
-      redis.call('RPUSH', KEYS[5], 'v1\n' .. #id .. '\n' .. #err .. '\n' .. attempts .. '\n' .. now_ms .. '\n' .. id .. err .. body)
+      redis.call('RPUSH', KEYS[5], dead_letter_record(id, err, attempts, now, body))
       redis.call('HDEL', KEYS[2], id)
       redis.call('HDEL', KEYS[3], id)
       dead = dead + 1
     else
-      local delay = math.min(base * 2 ^ (attempts - 1), cap)
-      redis.call('ZADD', KEYS[4], now_ms + delay, id)
+      delay_retry(KEYS[4], id, attempts, base, cap, now)
       retried = retried + 1
     end
   end

@@ -23,10 +23,7 @@ if KEYS[7] and redis.call('GET', KEYS[7]) ~= ARGV[4] then
 end
 
 local count = tonumber(ARGV[1])
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-
-local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms, 'LIMIT', 0, 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now_ms(), 'LIMIT', 0, CHUNK)
 if #due > 0 then
   redis.call('ZREM', KEYS[4], unpack(due))
   for i = #due, 1, -1 do
@@ -36,8 +33,8 @@ end
 
 local out = {0}
 local function emit(ids)
-  for from = 1, #ids, 1000 do
-    local to = math.min(from + 999, #ids)
+  for from = 1, #ids, CHUNK do
+    local to = math.min(from + CHUNK - 1, #ids)
     local bodies = redis.call('HMGET', KEYS[2], unpack(ids, from, to))
     local attempts = redis.call('HMGET', KEYS[3], unpack(ids, from, to))
     for i = 1, to - from + 1 do
@@ -61,9 +58,7 @@ end
 
 local ids = redis.call('LPOP', KEYS[1], count)
 if ids then
-  for from = 1, #ids, 1000 do
-    redis.call('RPUSH', KEYS[5], unpack(ids, from, math.min(from + 999, #ids)))
-  end
+  call_chunked('RPUSH', KEYS[5], ids, 1, #ids)
   redis.call('SADD', KEYS[6], ARGV[2])
   emit(ids)
 end

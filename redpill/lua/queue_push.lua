@@ -15,8 +15,8 @@
 -- bound. With KEYS[3]: when the record exists, adds nothing and returns {-2, held, record};
 -- otherwise pushes and keeps ARGV[4] there for ARGV[3] ms, so the same push made again within
 -- that time (a client's retry) is answered from the record instead of queued twice.
--- An id whose body is still in the body hash is pending already: pushing it again is a no-op,
--- which makes a retried push of the same ids safe.
+-- An id whose body is still in the body hash is pending already: pushing it again is a no-op
+-- (`push_new`), which makes a retried push of the same ids safe.
 
 local bound = tonumber(ARGV[1])
 local n = (#ARGV - 4) / 2
@@ -31,20 +31,11 @@ if bound > 0 and held + n > bound then
   return {-1, held, ''}
 end
 
-local ids = {}
-for i = 5, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) == 1 then
-    ids[#ids + 1] = ARGV[i]
-  end
-end
--- RPUSH in chunks: unpack() of more than a few thousand values overflows Lua's C stack.
-for i = 1, #ids, 1000 do
-  redis.call('RPUSH', KEYS[1], unpack(ids, i, math.min(i + 999, #ids)))
-end
-if #ids > 0 then
-  redis.call('PUBLISH', ARGV[2], '1')
+local added = push_new(KEYS[1], KEYS[2], ARGV, 5, #ARGV)
+if added > 0 then
+  wake(ARGV[2])
 end
 if KEYS[3] then
   redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3])
 end
-return {#ids, held + #ids, ''}
+return {added, held + added, ''}

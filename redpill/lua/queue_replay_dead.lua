@@ -15,15 +15,7 @@ local records = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
 if not records then return {} end
 local replayed = {}
 for _, record in ipairs(records) do
-  local fields, pos = {}, 1
-  for f = 1, 5 do
-    local nl = string.find(record, '\n', pos, true)
-    fields[f] = string.sub(record, pos, nl - 1)
-    pos = nl + 1
-  end
-  local id_len, err_len = tonumber(fields[2]), tonumber(fields[3])
-  local id = string.sub(record, pos, pos + id_len - 1)
-  local body = string.sub(record, pos + id_len + err_len)
+  local id, body = dead_letter_parts(record)
   if redis.call('HSETNX', KEYS[3], id, body) == 1 then
     redis.call('HDEL', KEYS[4], id)
     redis.call('RPUSH', KEYS[2], id)
@@ -31,6 +23,6 @@ for _, record in ipairs(records) do
   end
 end
 if #replayed > 0 then
-  redis.call('PUBLISH', ARGV[2], '1')
+  wake(ARGV[2])
 end
 return replayed

@@ -16,15 +16,7 @@ local replayed = {}
 for i = 2, #ARGV, 2 do
   local record, id = ARGV[i], ARGV[i + 1]
   if redis.call('LREM', KEYS[1], 1, record) == 1 then
-    local pos = 1
-    local fields = {}
-    for f = 1, 5 do
-      local nl = string.find(record, '\n', pos, true)
-      fields[f] = string.sub(record, pos, nl - 1)
-      pos = nl + 1
-    end
-    local id_len, err_len = tonumber(fields[2]), tonumber(fields[3])
-    local body = string.sub(record, pos + id_len + err_len)
+    local _, body = dead_letter_parts(record)
     if redis.call('HSETNX', KEYS[3], id, body) == 1 then
       redis.call('HDEL', KEYS[4], id)
       redis.call('RPUSH', KEYS[2], id)
@@ -33,6 +25,6 @@ for i = 2, #ARGV, 2 do
   end
 end
 if #replayed > 0 then
-  redis.call('PUBLISH', ARGV[1], '1')
+  wake(ARGV[1])
 end
 return replayed

@@ -35,8 +35,7 @@ end
 local back = {}
 local dead = 0
 if #held > 0 then
-  local now = redis.call('TIME')
-  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local now = now_ms()
   for _, id in ipairs(held) do
     local body = redis.call('HGET', KEYS[2], id)
     if body then
@@ -45,7 +44,7 @@ if #held > 0 then
         attempts = redis.call('HINCRBY', KEYS[3], id, 1)
       end
       if count_attempt and attempts >= max_attempts then
-        redis.call('RPUSH', KEYS[4], 'v1\n' .. #id .. '\n' .. #err .. '\n' .. attempts .. '\n' .. now_ms .. '\n' .. id .. err .. body)
+        redis.call('RPUSH', KEYS[4], dead_letter_record(id, err, attempts, now, body))
         redis.call('HDEL', KEYS[2], id)
         redis.call('HDEL', KEYS[3], id)
         dead = dead + 1
@@ -60,6 +59,6 @@ if #held > 0 then
   end
 end
 if #back > 0 then
-  redis.call('PUBLISH', ARGV[4], '1')
+  wake(ARGV[4])
 end
 return {#back, dead}

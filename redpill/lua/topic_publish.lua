@@ -57,5 +57,5 @@ end
 for i = 3, #ARGV do
   redis.call('XADD', KEYS[1], '*', 'b', ARGV[i])
 end
-redis.call('PUBLISH', ARGV[2], '1')
+wake(ARGV[2])
 return {n, len + n}

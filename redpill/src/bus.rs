@@ -1,5 +1,7 @@
-//! One SUBSCRIBE connection per client: wake-up hints and live channels, re-subscribed after
-//! every reconnect.
+//! One subscriber connection per client: wake-up hints and live channels, re-subscribed after
+//! every reconnect. On a single Redis it is one SUBSCRIBE connection; on a Redis Cluster it
+//! is sharded pub/sub (SSUBSCRIBE) through a cluster connection, which subscribes each channel
+//! on the shard that owns its slot and follows it through failovers and reshards.
 //!
 //! Redis pub/sub is fire-and-forget: whatever is published while this connection is down is
 //! gone. So nothing that must arrive travels here. Wake-ups only shorten the wait of a puller
@@ -13,8 +15,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use redis::{PushInfo, PushKind, Value};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
+
+use crate::conn::Connector;
 
 /// Handle to the subscriber task.
 pub(crate) struct Bus {
@@ -25,6 +30,8 @@ pub(crate) struct Bus {
 #[derive(Default)]
 struct Shared {
     channels: Mutex<HashMap<String, Channel>>,
+    /// The waiters on a set of channels (joined by newlines), each woken by any of them.
+    wake_sets: Mutex<HashMap<String, Arc<Notify>>>,
     /// Live messages dropped because a receiver was full.
     dropped: AtomicU64,
     /// Completed (re)connections, for tests and stats.
@@ -33,18 +40,18 @@ struct Shared {
 
 #[derive(Default)]
 struct Channel {
-    wake: Option<Arc<Notify>>,
+    wakes: Vec<Arc<Notify>>,
     live: Vec<mpsc::Sender<Bytes>>,
 }
 
 /// Channels are never unsubscribed: a client keeps what it subscribed until it closes.
 enum Command {
-    Subscribe(String, oneshot::Sender<()>),
+    Subscribe(Vec<String>, oneshot::Sender<()>),
 }
 
 impl Bus {
     pub(crate) fn start(
-        client: redis::Client,
+        connector: Arc<Connector>,
         max_delay: Duration,
         ping_timeout: Duration,
         token: CancellationToken,
@@ -52,7 +59,7 @@ impl Bus {
         let shared = Arc::new(Shared::default());
         let (commands, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(
-            client,
+            connector,
             Arc::clone(&shared),
             receiver,
             max_delay,
@@ -62,19 +69,33 @@ impl Bus {
         Bus { shared, commands }
     }
 
-    /// The notifier woken whenever something is published on `channel`, subscribing on first use.
-    pub(crate) async fn wake(&self, channel: &str) -> Arc<Notify> {
+    /// The notifier woken whenever something is published on any of `channels`,
+    /// subscribing on first use.
+    pub(crate) async fn wake(&self, channels: &[String]) -> Arc<Notify> {
         let (notify, new) = {
-            let mut channels = self.shared.channels.lock().expect("bus lock");
-            let entry = channels.entry(channel.to_owned()).or_default();
-            let new = entry.wake.is_none() && entry.live.is_empty();
-            (
-                Arc::clone(entry.wake.get_or_insert_with(|| Arc::new(Notify::new()))),
-                new,
-            )
+            let notify = Arc::clone(
+                self.shared
+                    .wake_sets
+                    .lock()
+                    .expect("bus lock")
+                    .entry(channels.join("\n"))
+                    .or_default(),
+            );
+            let mut registered = self.shared.channels.lock().expect("bus lock");
+            let mut new = Vec::new();
+            for channel in channels {
+                let entry = registered.entry(channel.clone()).or_default();
+                if entry.wakes.is_empty() && entry.live.is_empty() {
+                    new.push(channel.clone());
+                }
+                if !entry.wakes.iter().any(|wake| Arc::ptr_eq(wake, &notify)) {
+                    entry.wakes.push(Arc::clone(&notify));
+                }
+            }
+            (notify, new)
         };
-        if new {
-            self.subscribe(channel).await;
+        if !new.is_empty() {
+            self.subscribe(new).await;
         }
         notify
     }
@@ -86,12 +107,12 @@ impl Bus {
         let new = {
             let mut channels = self.shared.channels.lock().expect("bus lock");
             let entry = channels.entry(channel.to_owned()).or_default();
-            let new = entry.wake.is_none() && entry.live.is_empty();
+            let new = entry.wakes.is_empty() && entry.live.is_empty();
             entry.live.push(sender);
             new
         };
         if new {
-            self.subscribe(channel).await;
+            self.subscribe(vec![channel.to_owned()]).await;
         }
         receiver
     }
@@ -108,11 +129,11 @@ impl Bus {
 
     /// Waits until the subscription is confirmed by Redis, or the connection is down (it is
     /// then made on reconnect).
-    async fn subscribe(&self, channel: &str) {
+    async fn subscribe(&self, channels: Vec<String>) {
         let (done, confirmed) = oneshot::channel();
         if self
             .commands
-            .send(Command::Subscribe(channel.to_owned(), done))
+            .send(Command::Subscribe(channels, done))
             .is_ok()
         {
             let _ = confirmed.await;
@@ -121,8 +142,46 @@ impl Bus {
 }
 
 async fn run(
-    client: redis::Client,
+    connector: Arc<Connector>,
     shared: Arc<Shared>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    max_delay: Duration,
+    ping_timeout: Duration,
+    token: CancellationToken,
+) {
+    // What the client talks to decides how it subscribes; until Redis answers, subscribe
+    // commands are parked (their channels are subscribed once connected).
+    let mut delay = Duration::from_millis(50);
+    let cluster = loop {
+        match connector.conn().await {
+            Ok(conn) => break conn.is_cluster(),
+            Err(err) => {
+                tracing::debug!(error = %err, "subscriber: Redis not reachable yet; retrying in {delay:?}");
+                if !backoff(&token, &mut commands, &mut delay, max_delay).await {
+                    return;
+                }
+            }
+        }
+    };
+    if cluster {
+        run_sharded(&connector, &shared, commands, max_delay, token).await;
+    } else {
+        run_single(
+            connector.single_client(),
+            &shared,
+            commands,
+            max_delay,
+            ping_timeout,
+            token,
+        )
+        .await;
+    }
+}
+
+/// SUBSCRIBE on one connection to a single Redis; after a reconnect, everything again.
+async fn run_single(
+    client: &redis::Client,
+    shared: &Shared,
     mut commands: mpsc::UnboundedReceiver<Command>,
     max_delay: Duration,
     ping_timeout: Duration,
@@ -153,13 +212,7 @@ async fn run(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let names: Vec<String> = shared
-            .channels
-            .lock()
-            .expect("bus lock")
-            .keys()
-            .cloned()
-            .collect();
+        let names = channel_names(shared);
         if !names.is_empty() {
             if let Err(err) = sink.subscribe(&names).await {
                 tracing::debug!(error = %err, "re-subscribe failed; reconnecting");
@@ -177,7 +230,7 @@ async fn run(
         for done in pending.drain(..) {
             let _ = done.send(());
         }
-        wake_all(&shared);
+        wake_all(shared);
 
         let mut keepalive = tokio::time::interval(Duration::from_secs(5).min(ping_timeout * 2));
         keepalive.tick().await;
@@ -186,8 +239,8 @@ async fn run(
                 _ = token.cancelled() => return,
                 command = commands.recv() => {
                     let Some(command) = command else { return };
-                    let Command::Subscribe(name, done) = command;
-                    let result = sink.subscribe(&name).await;
+                    let Command::Subscribe(names, done) = command;
+                    let result = sink.subscribe(&names).await;
                     if result.is_ok() {
                         let _ = done.send(());
                     } else {
@@ -203,7 +256,7 @@ async fn run(
                         tracing::debug!("subscriber connection closed; reconnecting");
                         break;
                     };
-                    dispatch(&shared, message.get_channel_name(), message.get_payload_bytes());
+                    dispatch(shared, message.get_channel_name(), message.get_payload_bytes());
                 }
                 _ = keepalive.tick() => {
                     let alive = tokio::time::timeout(ping_timeout, sink.ping::<redis::Value>()).await;
@@ -215,6 +268,201 @@ async fn run(
             }
         }
     }
+}
+
+/// SSUBSCRIBE through a cluster connection (RESP3, messages arrive as pushes). The cluster
+/// connection subscribes each channel on the master that owns its slot, and subscribes again
+/// after it reconnects to a node or finds a slot moved. A channel the server unsubscribes
+/// (its slot moved to another shard) is subscribed again here, at its new owner.
+async fn run_sharded(
+    connector: &Connector,
+    shared: &Shared,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    max_delay: Duration,
+    token: CancellationToken,
+) {
+    let (pushes_in, mut pushes) = mpsc::unbounded_channel::<PushInfo>();
+    let mut delay = Duration::from_millis(50);
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    let mut losses = connector.losses();
+    // Made again (from every node seen) when it has lost every node, or when the client's
+    // own connection has (this one may not notice: it makes no calls while it waits):
+    // redis-rs's recovery of it would retry without pause for as long as the cluster is away.
+    'connect: loop {
+        let Some(mut conn) = connect_sharded(
+            connector,
+            &pushes_in,
+            &token,
+            &mut commands,
+            &mut delay,
+            max_delay,
+        )
+        .await
+        else {
+            return;
+        };
+        delay = Duration::from_millis(50);
+        // Channels to subscribe (again): all of them at first, then whatever failed or was
+        // unsubscribed by the server; tried again every retry interval until they hold.
+        let mut unsubscribed: Vec<String> = channel_names(shared);
+        // Whether channels held before are among them: messages may have been missed, which
+        // the next subscription made counts as a new connection (live readers catch up then).
+        let mut gap = false;
+        let mut retry = tokio::time::interval(Duration::from_millis(200).min(max_delay));
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        shared.connections.fetch_add(1, Ordering::Relaxed);
+        loop {
+            if !unsubscribed.is_empty() {
+                unsubscribed.sort();
+                unsubscribed.dedup();
+                match ssubscribe(&mut conn, &unsubscribed).await {
+                    Ok(()) => {
+                        unsubscribed.clear();
+                        for done in waiting.drain(..) {
+                            let _ = done.send(());
+                        }
+                        if std::mem::take(&mut gap) {
+                            shared.connections.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(
+                                "sharded subscriptions made again after a failover or a moved slot"
+                            );
+                        }
+                        // A hint may have been missed while a channel was not subscribed.
+                        wake_all(shared);
+                    }
+                    Err(err) if crate::conn::lost_every_node(&err) => {
+                        tracing::debug!(error = %err, "the sharded subscriber connection lost every node; connecting again");
+                        drop(conn);
+                        if !backoff(&token, &mut commands, &mut delay, max_delay).await {
+                            return;
+                        }
+                        continue 'connect;
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, channels = unsubscribed.len(), "SSUBSCRIBE failed; retrying");
+                    }
+                }
+            } else {
+                for done in waiting.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+            tokio::select! {
+                _ = token.cancelled() => return,
+                command = commands.recv() => {
+                    let Some(Command::Subscribe(names, done)) = command else { return };
+                    unsubscribed.extend(names);
+                    waiting.push(done);
+                }
+                push = pushes.recv() => {
+                    let Some(push) = push else { return };
+                    match push.kind {
+                        PushKind::SMessage | PushKind::Message => {
+                            if let [channel, payload] = push.data.as_slice() {
+                                if let (Some(channel), Some(payload)) = (bytes_of(channel), bytes_of(payload)) {
+                                    dispatch(shared, &String::from_utf8_lossy(channel), payload);
+                                }
+                            }
+                        }
+                        PushKind::SUnsubscribe => {
+                            // The server dropped the subscription: the slot moved (a reshard or a
+                            // failover). Subscribe again, at the slot's new owner.
+                            if let Some(channel) = push.data.first().and_then(bytes_of) {
+                                let channel = String::from_utf8_lossy(channel).into_owned();
+                                if shared.channels.lock().expect("bus lock").contains_key(&channel) {
+                                    tracing::debug!(%channel, "shard channel unsubscribed by the server; subscribing again");
+                                    unsubscribed.push(channel);
+                                    gap = true;
+                                }
+                            }
+                        }
+                        PushKind::Disconnection => {
+                            // A node went away (killed, restarted, failed over): subscribe every
+                            // channel again, which reaches each slot's owner once the cluster
+                            // connection knows it (SSUBSCRIBE of a channel held is a no-op).
+                            unsubscribed = channel_names(shared);
+                            gap = true;
+                            wake_all(shared);
+                        }
+                        _ => {}
+                    }
+                }
+                _ = retry.tick() => {}
+                changed = losses.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    tracing::debug!("the client's cluster connection lost every node; making the subscriber's again");
+                    drop(conn);
+                    if !backoff(&token, &mut commands, &mut delay, max_delay).await {
+                        return;
+                    }
+                    continue 'connect;
+                }
+            }
+        }
+    }
+}
+
+/// The sharded subscriber's connection (RESP3, its pushes to `pushes`), made again with
+/// backoff until it is; `None` when the task must stop.
+async fn connect_sharded(
+    connector: &Connector,
+    pushes: &mpsc::UnboundedSender<PushInfo>,
+    token: &CancellationToken,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    delay: &mut Duration,
+    max_delay: Duration,
+) -> Option<redis::cluster_async::ClusterConnection> {
+    loop {
+        let connected = match connector
+            .cluster_builder()
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(pushes.clone())
+            .build()
+        {
+            Ok(client) => client.get_async_connection().await,
+            Err(err) => Err(err),
+        };
+        match connected {
+            Ok(conn) => return Some(conn),
+            Err(err) => {
+                tracing::debug!(error = %err, "sharded subscriber connection failed; retrying in {delay:?}");
+                if !backoff(token, commands, delay, max_delay).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn ssubscribe(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    channels: &[String],
+) -> redis::RedisResult<()> {
+    // One SSUBSCRIBE per channel: a command's channels must share one slot.
+    for channel in channels {
+        conn.ssubscribe(channel).await?;
+    }
+    Ok(())
+}
+
+fn bytes_of(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+fn channel_names(shared: &Shared) -> Vec<String> {
+    shared
+        .channels
+        .lock()
+        .expect("bus lock")
+        .keys()
+        .cloned()
+        .collect()
 }
 
 /// Sleeps for the backoff while still accepting (and parking) subscribe commands.
@@ -248,7 +496,7 @@ fn dispatch(shared: &Shared, channel: &str, payload: &[u8]) {
     let Some(entry) = channels.get_mut(channel) else {
         return;
     };
-    if let Some(wake) = &entry.wake {
+    for wake in &entry.wakes {
         wake.notify_waiters();
     }
     if !entry.live.is_empty() {
@@ -268,9 +516,7 @@ fn dispatch(shared: &Shared, channel: &str, payload: &[u8]) {
 
 fn wake_all(shared: &Shared) {
     let channels = shared.channels.lock().expect("bus lock");
-    for entry in channels.values() {
-        if let Some(wake) = &entry.wake {
-            wake.notify_waiters();
-        }
+    for wake in channels.values().flat_map(|entry| &entry.wakes) {
+        wake.notify_waiters();
     }
 }

@@ -1,15 +1,21 @@
 //! The cloneable handle every redpill channel hangs off: connection, keys, heartbeat, bus.
+//!
+//! "One round trip" below is one pipeline on a single Redis; on a cluster it is one pipeline
+//! per slot, all sent at once ([`Client::query_routed`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo};
+use redis::{FromRedisValue, Value};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::bus::Bus;
 use crate::config::{Config, DurabilityPolicy};
+use crate::conn::{Conn, Connector, Routed};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::scripts::ReplicaAcks;
 
 /// A connection to one Redis deployment, shared by every queue, topic, lease and channel made
 /// from it. Clone it freely: clones share the connection and background tasks, which stop when
@@ -25,7 +31,7 @@ pub struct Client {
 pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) keys: Keys,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) connector: Arc<Connector>,
     pub(crate) bus: Bus,
     pub(crate) consumer_id: String,
     pub(crate) shutdown: CancellationToken,
@@ -43,7 +49,7 @@ impl Client {
         client.check_durability().await?;
         // The first beat before returning: the heartbeat task may not have run yet, and a
         // consumer without a heartbeat key is taken for dead by reclaims and memberships.
-        let mut conn = client.conn();
+        let mut conn = client.conn().await?;
         let _: () = client.heartbeat().query_async(&mut conn).await?;
         Ok(client)
     }
@@ -52,22 +58,12 @@ impl Client {
     /// and every call fails with a retryable error while Redis is unreachable.
     /// Fails only when the URL cannot be parsed.
     pub fn connect_lazy(config: Config) -> Result<Client> {
-        let redis_client = redis::Client::open(config.url.as_str())
-            .map_err(|err| Error::Invalid(format!("REDIS_URL {}: {err}", config.masked_url())))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(config.reconnect_max_delay)
-            // Few retries per reconnect: while Redis is down, calls fail fast (a 503 at the
-            // API) and the next call starts another reconnect.
-            .set_number_of_retries(2);
-        let conn = ConnectionManager::new_lazy_with_config(redis_client.clone(), manager_config)?;
+        let connector = Arc::new(Connector::new(&config)?);
         let shutdown = CancellationToken::new();
         let keys = Keys::new(config.prefix.clone());
         let consumer_id = new_consumer_id(&config.name);
         let bus = Bus::start(
-            redis_client,
+            Arc::clone(&connector),
             config.reconnect_max_delay,
             config.response_timeout,
             shutdown.child_token(),
@@ -75,7 +71,7 @@ impl Client {
         let client = Client {
             inner: Arc::new(Inner {
                 keys,
-                conn,
+                connector,
                 bus,
                 consumer_id,
                 _stop_tasks: shutdown.clone().drop_guard(),
@@ -102,14 +98,29 @@ impl Client {
         &self.inner.consumer_id
     }
 
-    /// A clone of the multiplexed connection, for redpill's own modules.
-    pub(crate) fn conn(&self) -> ConnectionManager {
-        self.inner.conn.clone()
+    /// The connection, for redpill's own modules: made on first use (a single Redis or a
+    /// cluster, whichever the URL points at); a retryable error while Redis is unreachable.
+    pub(crate) async fn conn(&self) -> Result<Conn> {
+        self.inner.connector.conn().await
+    }
+
+    /// The replicas every acknowledged write waits for, if any.
+    pub(crate) fn replica_acks(&self) -> Option<ReplicaAcks> {
+        let config = &self.inner.config;
+        (config.replica_acks > 0).then_some(ReplicaAcks {
+            count: config.replica_acks,
+            timeout: config.replica_ack_timeout,
+        })
+    }
+
+    /// True when this client talks to a Redis Cluster (connecting first if need be).
+    pub async fn is_cluster(&self) -> Result<bool> {
+        Ok(self.conn().await?.is_cluster())
     }
 
     /// Round trip to Redis; the readiness probe of every role.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
@@ -127,12 +138,12 @@ impl Client {
         if consumers.is_empty() {
             return Ok(Vec::new());
         }
-        let mut check = redis::pipe();
-        for consumer in consumers {
-            check.exists(self.inner.keys.consumer(consumer));
-        }
-        let mut conn = self.conn();
-        Ok(check.query_async(&mut conn).await?)
+        let keys: Vec<String> = consumers
+            .iter()
+            .map(|consumer| self.inner.keys.consumer(consumer))
+            .collect();
+        self.query_routed(keys.iter().map(|key| (key.as_str(), cmd("EXISTS", key))))
+            .await
     }
 
     /// Every field of each hash in `keys`, in one round trip (an empty map for a missing key).
@@ -144,12 +155,8 @@ impl Client {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.hgetall(key);
-        }
-        let mut conn = self.conn();
-        Ok(pipe.query_async(&mut conn).await?)
+        self.query_routed(keys.iter().map(|key| (key.as_str(), cmd("HGETALL", key))))
+            .await
     }
 
     /// Field `field` of each hash in `keys`, in one round trip (`None` where the hash or the
@@ -177,12 +184,12 @@ impl Client {
         if keys.is_empty() || fields.is_empty() {
             return Ok(vec![Vec::new(); keys.len()]);
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("HMGET").arg(key).arg(fields);
-        }
-        let mut conn = self.conn();
-        Ok(pipe.query_async(&mut conn).await?)
+        self.query_routed(keys.iter().map(|key| {
+            let mut hmget = cmd("HMGET", key);
+            hmget.arg(fields);
+            (key.as_str(), hmget)
+        }))
+        .await
     }
 
     /// The last `count` elements (or all, if fewer) of each `(key, count)` list, first to
@@ -192,16 +199,36 @@ impl Client {
         if lists.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for (key, count) in lists {
-            if *count == 0 {
-                pipe.cmd("LRANGE").arg(key).arg(1).arg(0);
+        self.query_routed(lists.iter().map(|(key, count)| {
+            let mut lrange = cmd("LRANGE", key);
+            // LRANGE 1 0 is empty: a tail of no elements.
+            let (from, to) = if *count == 0 {
+                (1, 0)
             } else {
-                pipe.lrange(key, -(*count as isize), -1);
-            }
+                (-(*count as isize), -1)
+            };
+            lrange.arg(from).arg(to);
+            (key.as_str(), lrange)
+        }))
+        .await
+    }
+
+    /// Runs `commands`, each given with the key that routes it, on keys of any slots: one
+    /// pipeline on a single Redis; on a cluster one pipeline per slot, all sent at once.
+    /// The replies come back in the order of `commands`.
+    pub(crate) async fn query_routed<'k, T: FromRedisValue>(
+        &self,
+        commands: impl IntoIterator<Item = (&'k str, redis::Cmd)>,
+    ) -> Result<Vec<T>> {
+        let conn = self.conn().await?;
+        let mut routed = Routed::new(&conn);
+        for (key, command) in commands {
+            routed.add(key, command);
         }
-        let mut conn = self.conn();
-        Ok(pipe.query_async(&mut conn).await?)
+        if routed.len() == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(routed.query(&conn).await?)
     }
 
     /// Sets `fields` of the hash at `key`, in one round trip. For state a role publishes for
@@ -210,7 +237,7 @@ impl Client {
         if fields.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let _: () = redis::cmd("HSET")
             .arg(key)
             .arg(fields)
@@ -224,7 +251,7 @@ impl Client {
         if members.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let _: () = redis::cmd(if add { "SADD" } else { "SREM" })
             .arg(key)
             .arg(members)
@@ -235,7 +262,7 @@ impl Client {
 
     /// The members of the set at `key`, sorted.
     pub async fn read_set(&self, key: &str) -> Result<Vec<String>> {
-        let mut conn = self.conn();
+        let mut conn = self.conn().await?;
         let mut members: Vec<String> = redis::cmd("SMEMBERS")
             .arg(key)
             .query_async(&mut conn)
@@ -248,8 +275,8 @@ impl Client {
     /// and returns the recorded value: a deployment-wide setting fixed by whoever starts
     /// first, such as the partition count.
     pub async fn fixed_setting(&self, name: &str, value: &str) -> Result<String> {
-        let key = self.inner.keys.plain(&format!("setting:{name}"));
-        let mut conn = self.conn();
+        let key = self.inner.keys.setting(name);
+        let mut conn = self.conn().await?;
         let (_, recorded): (redis::Value, String) = redis::pipe()
             .cmd("SET")
             .arg(&key)
@@ -266,32 +293,61 @@ impl Client {
     /// [`DurabilityPolicy::Refuse`], refuses) settings that can lose acknowledged writes.
     /// Returns the list of problems found.
     pub async fn check_durability(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn();
-        let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-            .arg("GET")
+        let mut conn = self.conn().await?;
+        let mut get = redis::cmd("CONFIG");
+        get.arg("GET")
             .arg("appendonly")
             .arg("appendfsync")
-            .arg("maxmemory-policy")
-            .query_async(&mut conn)
-            .await;
-        let pairs = match reply {
-            Ok(pairs) => pairs,
-            Err(err) if err.code() == Some("ERR") || err.code() == Some("NOPERM") => {
-                tracing::warn!(error = %err, "cannot read the Redis persistence settings (CONFIG GET refused); make sure appendonly is yes and maxmemory-policy is noeviction");
-                return Ok(Vec::new());
+            .arg("maxmemory-policy");
+        // Every master of a cluster keeps acknowledged writes, so every master is asked.
+        let replies: Vec<(String, redis::RedisResult<Value>)> = match &mut conn {
+            Conn::Single(_) => vec![(
+                self.inner.config.masked_url(),
+                get.query_async(&mut conn).await,
+            )],
+            Conn::Cluster(cluster, _) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                match cluster.route_command(get, routing).await {
+                    Ok(Value::Map(per_node)) => per_node
+                        .into_iter()
+                        .map(|(node, reply)| {
+                            let node = redis::from_redis_value::<String>(node)
+                                .unwrap_or_else(|_| "a master".to_owned());
+                            (node, Ok(reply))
+                        })
+                        .collect(),
+                    Ok(other) => vec![(self.inner.config.masked_url(), Ok(other))],
+                    Err(err) => vec![(self.inner.config.masked_url(), Err(err))],
+                }
             }
-            Err(err) => return Err(err.into()),
         };
-        let settings: std::collections::HashMap<String, String> = pairs
-            .chunks(2)
-            .filter_map(|pair| match pair {
-                [name, value] => Some((name.clone(), value.clone())),
-                _ => None,
-            })
-            .collect();
-        let problems = durability_problems(&settings);
-        for problem in &problems {
-            tracing::warn!(url = %self.inner.config.masked_url(), "{problem}");
+        let mut problems = Vec::new();
+        for (node, reply) in replies {
+            let pairs: Vec<String> = match reply
+                .and_then(|value| Ok(redis::from_redis_value(value)?))
+            {
+                Ok(pairs) => pairs,
+                Err(err) if err.code() == Some("ERR") || err.code() == Some("NOPERM") => {
+                    tracing::warn!(error = %err, node, "cannot read the Redis persistence settings (CONFIG GET refused); make sure appendonly is yes and maxmemory-policy is noeviction");
+                    continue;
+                }
+                Err(err) => return Err(err.into()),
+            };
+            let settings: std::collections::HashMap<String, String> = pairs
+                .chunks(2)
+                .filter_map(|pair| match pair {
+                    [name, value] => Some((name.clone(), value.clone())),
+                    _ => None,
+                })
+                .collect();
+            for problem in durability_problems(&settings) {
+                tracing::warn!(node, "{problem}");
+                problems.push(if conn.is_cluster() {
+                    format!("{node}: {problem}")
+                } else {
+                    problem
+                });
+            }
         }
         if !problems.is_empty() && self.inner.config.durability == DurabilityPolicy::Refuse {
             return Err(Error::UnsafeServer(problems.join("; ")));
@@ -305,10 +361,12 @@ impl Client {
     /// counting an attempt.
     pub async fn close(&self) {
         self.inner.shutdown.cancel();
-        let mut conn = self.conn();
         let key = self.inner.keys.consumer(&self.inner.consumer_id);
-        let deleted: redis::RedisResult<i64> =
-            redis::cmd("DEL").arg(&key).query_async(&mut conn).await;
+        let deleted: Result<i64> = async {
+            let mut conn = self.conn().await?;
+            Ok(redis::cmd("DEL").arg(&key).query_async(&mut conn).await?)
+        }
+        .await;
         if let Err(err) = deleted {
             tracing::debug!(error = %err, "could not delete the heartbeat key on close; it expires by itself");
         }
@@ -325,12 +383,12 @@ impl Client {
     }
 
     /// Calls `attempt` until it returns something or `timeout` passes. Between attempts it
-    /// sleeps until a PUBLISH on `wake_channel` (subscribed on first use), at most one poll
+    /// sleeps until a hint on any of `wake_channels` (subscribed on first use), at most one poll
     /// interval, since a wake-up hint can be lost. The wake-up is armed before each attempt,
     /// so one published while the attempt runs is not missed.
     pub(crate) async fn wait_for<T, F, Fut>(
         &self,
-        wake_channel: &str,
+        wake_channels: &[String],
         timeout: Duration,
         mut attempt: F,
     ) -> Result<Vec<T>>
@@ -339,7 +397,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<Vec<T>>>,
     {
         let deadline = tokio::time::Instant::now() + timeout;
-        let wake = self.inner.bus.wake(wake_channel).await;
+        let wake = self.inner.bus.wake(wake_channels).await;
         loop {
             let notified = wake.notified();
             tokio::pin!(notified);
@@ -381,10 +439,13 @@ impl Client {
                     _ = ticker.tick() => {}
                 }
                 let Some(inner) = weak.upgrade() else { return };
-                let mut conn = inner.conn.clone();
+                let connector = Arc::clone(&inner.connector);
                 drop(inner);
-                let renewed: redis::RedisResult<()> =
-                    heartbeat_cmd(&key, ttl).query_async(&mut conn).await;
+                let renewed: Result<()> = async {
+                    let mut conn = connector.conn().await?;
+                    Ok(heartbeat_cmd(&key, ttl).query_async(&mut conn).await?)
+                }
+                .await;
                 match renewed {
                     Ok(()) => {
                         if warned {
@@ -408,6 +469,13 @@ impl Client {
             }
         });
     }
+}
+
+/// Command `name` on `key`, for the caller to add arguments to.
+pub(crate) fn cmd(name: &str, key: &str) -> redis::Cmd {
+    let mut command = redis::cmd(name);
+    command.arg(key);
+    command
 }
 
 fn heartbeat_cmd(key: &str, ttl: Duration) -> redis::Cmd {

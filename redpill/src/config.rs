@@ -30,6 +30,8 @@ pub struct Config {
     pub(crate) reconnect_max_delay: Duration,
     pub(crate) durability: DurabilityPolicy,
     pub(crate) name: String,
+    pub(crate) replica_acks: u32,
+    pub(crate) replica_ack_timeout: Duration,
 }
 
 impl Default for Config {
@@ -48,12 +50,16 @@ impl Default for Config {
             reconnect_max_delay: Duration::from_secs(2),
             durability: DurabilityPolicy::Warn,
             name: "redpill".to_owned(),
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(2),
         }
     }
 }
 
 impl Config {
     /// The Redis URL, `redis://[user:password@]host:port[/db]`. Default `redis://127.0.0.1:6379`.
+    /// For a Redis Cluster, several nodes' URLs separated by commas: the client starts from
+    /// the first that answers.
     pub fn set_url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
         self
@@ -125,6 +131,18 @@ impl Config {
         self
     }
 
+    /// How many replicas must have every acknowledged write (a push, a fenced commit)
+    /// before the call returns: `WAIT <acks> <timeout>` in the same round trip, on the
+    /// master that took the write. Fewer within `timeout` fails the call with
+    /// [`Error::Unreplicated`](crate::Error::Unreplicated) (retryable; the write is on the
+    /// master and may still reach its replicas). Default 0: no wait, so a master that fails
+    /// right after acknowledging can lose what its replicas had not received yet.
+    pub fn set_replica_acks(mut self, acks: u32, timeout: Duration) -> Self {
+        self.replica_acks = acks;
+        self.replica_ack_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// A name for this process's consumers (a role name); a unique suffix is added. Default `redpill`.
     pub fn set_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -164,6 +182,10 @@ impl fmt::Debug for Config {
 
 /// Replaces the password of a `scheme://user:password@host` URL with `***`.
 pub fn mask_url(url: &str) -> String {
+    // A cluster's seed list: every address masked.
+    if url.contains(',') {
+        return url.split(',').map(mask_url).collect::<Vec<_>>().join(",");
+    }
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -183,6 +205,14 @@ pub fn mask_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::mask_url;
+
+    #[test]
+    fn masks_every_password_of_a_seed_list() {
+        assert_eq!(
+            mask_url("redis://:s3cret@a:7000,redis://app:s3cret@b:7001"),
+            "redis://:***@a:7000,redis://app:***@b:7001"
+        );
+    }
 
     #[test]
     fn masks_password_but_keeps_user_and_host() {

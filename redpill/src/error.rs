@@ -66,6 +66,17 @@ pub enum Error {
         /// Its error message.
         message: String,
     },
+    /// Fewer replicas than asked for ([`Config::set_replica_acks`](crate::Config::set_replica_acks))
+    /// had a write when the master stopped waiting.
+    #[error("the write was acknowledged by {got} of the {wanted} replicas asked for within {after:?}; it is on the master and may still reach them")]
+    Unreplicated {
+        /// Replicas asked for .
+        wanted: u32,
+        /// Replicas that had it in time.
+        got: u32,
+        /// How long the master waited.
+        after: Duration,
+    },
     /// The client is shutting down.
     #[error("the redpill client is shut down")]
     Closed,
@@ -77,7 +88,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Redis(err) => redis_error_is_retryable(err),
-            Error::Timeout { .. } | Error::Full { .. } => true,
+            Error::Timeout { .. } | Error::Full { .. } | Error::Unreplicated { .. } => true,
             Error::StaleEpoch { .. }
             | Error::NotHeld { .. }
             | Error::Decode { .. }
@@ -88,17 +99,13 @@ impl Error {
         }
     }
 
-    /// True when Redis could not be reached at all (as opposed to answering with an error).
+    /// True when Redis could not be reached at all, or could not take a write safely yet (a
+    /// cluster slot without a master, replicas that did not acknowledge in time), as opposed
+    /// to answering with an error.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::Redis(err) => {
-                err.is_io_error()
-                    || err.is_connection_dropped()
-                    || err.is_connection_refusal()
-                    || err.is_timeout()
-                    || matches!(err.code(), Some("LOADING") | Some("MASTERDOWN"))
-            }
-            Error::Timeout { .. } => true,
+            Error::Redis(err) => redis_error_is_unavailable(err),
+            Error::Timeout { .. } | Error::Unreplicated { .. } => true,
             _ => false,
         }
     }
@@ -112,22 +119,107 @@ impl Error {
 }
 
 fn redis_error_is_retryable(err: &redis::RedisError) -> bool {
-    if err.is_io_error() || err.is_connection_dropped() || err.is_timeout() {
-        return true;
-    }
-    // OOM: a noeviction server refusing writes until consumers drain; the rest are
-    // transient states of a server or cluster.
-    matches!(
-        err.code(),
-        Some("OOM")
-            | Some("LOADING")
-            | Some("BUSY")
-            | Some("TRYAGAIN")
-            | Some("CLUSTERDOWN")
-            | Some("MASTERDOWN")
-            | Some("READONLY")
-    )
+    // OOM: a noeviction server refusing writes until consumers drain; BUSY: a script running
+    // long; READONLY: a replica that was a master a moment ago.
+    redis_error_is_unavailable(err) || has_code(err, &["OOM", "BUSY", "READONLY"])
+}
+
+/// Redis could not be reached, or cannot take the command right now: a lost connection, a
+/// server loading its data, a master without the replicas `min-replicas-to-write` asks for,
+/// a WAIT cut short by its master turning replica (UNBLOCKED), a failover or a reshard in
+/// progress (MOVED or ASK still answered after the cluster client's own retries, TRYAGAIN,
+/// CLUSTERDOWN, no connection to any node).
+fn redis_error_is_unavailable(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        || has_code(
+            err,
+            &[
+                "LOADING",
+                "MASTERDOWN",
+                "NOREPLICAS",
+                "UNBLOCKED",
+                "CLUSTERDOWN",
+                "TRYAGAIN",
+                "MOVED",
+                "ASK",
+            ],
+        )
+}
+
+/// Whether Redis answered with one of `codes`: the error itself, or any failing command of a
+/// pipeline (where a WAIT or one slot's command may fail after the others went through).
+fn has_code(err: &redis::RedisError, codes: &[&str]) -> bool {
+    err.clone().into_server_errors().is_some_and(|errors| {
+        errors
+            .iter()
+            .any(|(_, error)| codes.contains(&error.code()))
+    })
 }
 
 /// The result of every redpill call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// The error Redis answers with `reply` (without the leading `-`).
+    fn server_error(reply: &str) -> Error {
+        let value = redis::parse_redis_value(format!("-{reply}\r\n").as_bytes()).expect("a reply");
+        Error::Redis(value.extract_error().expect_err("an error reply"))
+    }
+
+    /// A cluster moving or electing, a server loading, a master missing its replicas: retry
+    /// later (503 at the API). A full or busy server: retry. A wrong command: do not.
+    #[test]
+    fn errors_say_whether_a_retry_can_help() {
+        for reply in [
+            "CLUSTERDOWN The cluster is down",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+            "MOVED 3999 127.0.0.1:6381",
+            "ASK 3999 127.0.0.1:6381",
+            "NOREPLICAS Not enough good replicas to write.",
+            "LOADING Redis is loading the dataset in memory",
+            "MASTERDOWN Link with MASTER is down",
+            "UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)",
+        ] {
+            let err = server_error(reply);
+            assert!(err.is_unavailable() && err.is_retryable(), "{reply}");
+        }
+        for reply in [
+            "OOM command not allowed when used memory > 'maxmemory'.",
+            "READONLY You can't write against a read only replica.",
+            "BUSY Redis is busy running a script.",
+        ] {
+            let err = server_error(reply);
+            assert!(!err.is_unavailable() && err.is_retryable(), "{reply}");
+        }
+        for reply in [
+            "ERR unknown command 'NOPE'",
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ] {
+            let err = server_error(reply);
+            assert!(!err.is_unavailable() && !err.is_retryable(), "{reply}");
+        }
+        // In a pipeline, whichever command failed.
+        let value = redis::parse_redis_value(
+            b"*2\r\n+OK\r\n-UNBLOCKED force unblock from blocking operation\r\n",
+        )
+        .expect("a reply");
+        let pipeline = Error::Redis(value.extract_error().expect_err("an error in the pipeline"));
+        assert!(
+            pipeline.is_unavailable() && pipeline.is_retryable(),
+            "{pipeline}"
+        );
+        let unreplicated = Error::Unreplicated {
+            wanted: 1,
+            got: 0,
+            after: std::time::Duration::from_secs(2),
+        };
+        assert!(unreplicated.is_unavailable() && unreplicated.is_retryable());
+    }
+}

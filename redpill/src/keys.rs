@@ -16,12 +16,15 @@
 //! | `P:{T}:lease:N` | string | `"<epoch> <holder>"` with a TTL |
 //! | `P:{T}:lease:N:epoch` | string | the lease's epoch counter (INCR) |
 //! | `P:{T}:outbox:N` | list | outbox `N`: entries for queues of other tags, see `outbox.rs` |
+//! | `P:{T}:S` | any | a key of the caller's own under tag `T` ([`Keys::tagged`]) |
+//! | `P:S` | any | a key of the caller's own with no tag ([`Keys::plain`]) |
+//! | `P:{rpc.S}:q:requests` | queue | the requests of service `S` (`rpc.rs`) |
 //! | `P:consumer:C` | string | heartbeat of consumer `C`, with a TTL |
 //! | `P:members:N` | set | consumer ids of group `N` (see `Members`) |
 //! | `P:setting:N` | string | a deployment-wide setting fixed by the first writer |
 //! | `P:{r.C}:replies` | list | replies for requester `C` |
 //! | channel `P:wake:K` | pub/sub | wake-up hint for waiters on key `K` |
-//! | channel `P:live:N` | pub/sub | live channel `N` |
+//! | channel `P:live:{N}` | pub/sub | live channel `N` |
 //!
 //! `{T}` is a [`Tag`]: everything inside one pair of braces hashes to one Redis Cluster slot,
 //! so every script that touches one queue, topic shard or lease touches one slot only.
@@ -46,6 +49,11 @@ impl Tag {
             "a tag name must be non-empty and free of braces: {name:?}"
         );
         Tag(name.to_owned())
+    }
+
+    /// The tag of service `name`'s request queue (`rpc.rs`).
+    pub fn service(name: &str) -> Self {
+        Tag::named(&format!("rpc.{name}"))
     }
 
     /// The tag text without braces.
@@ -99,6 +107,21 @@ impl Keys {
         format!("{}:{{{tag}}}:lease:{name}:epoch", self.prefix)
     }
 
+    /// The outbox list `name` under `tag`.
+    pub fn outbox(&self, tag: &Tag, name: &str) -> String {
+        format!("{}:{{{tag}}}:outbox:{name}", self.prefix)
+    }
+
+    /// The set of the consumer ids of group `name` (`Members`).
+    pub fn members(&self, name: &str) -> String {
+        format!("{}:members:{name}", self.prefix)
+    }
+
+    /// The deployment-wide setting `name`, fixed by its first writer.
+    pub fn setting(&self, name: &str) -> String {
+        format!("{}:setting:{name}", self.prefix)
+    }
+
     /// A key of the caller's own under `tag`, e.g. a partition's node state.
     /// `suffix` must not contain braces.
     pub fn tagged(&self, tag: &Tag, suffix: &str) -> String {
@@ -128,14 +151,21 @@ impl Keys {
         format!("{}:{{r.{requester}}}:replies", self.prefix)
     }
 
-    /// The wake-up channel for waiters on `key`.
+    /// The wake-up channel for waiters on `key`: in the slot of `key` (its tag is the first
+    /// pair of braces), so a script may publish on it on a cluster.
     pub fn wake(&self, key: &str) -> String {
         format!("{}:wake:{key}", self.prefix)
     }
 
-    /// The PUBLISH channel of live channel `name`.
+    /// The channel of live channel `name`: the name is its hash tag, so on a cluster all of
+    /// a channel's traffic stays on the one shard that owns its slot. `name` must not contain
+    /// braces.
     pub fn live(&self, name: &str) -> String {
-        format!("{}:live:{name}", self.prefix)
+        debug_assert!(
+            !name.contains(['{', '}']),
+            "braces in live channel name {name:?}"
+        );
+        format!("{}:live:{{{name}}}", self.prefix)
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use redis::{ToRedisArgs, Value};
 
-use crate::client::Client;
+use crate::client::{cmd, Client};
 use crate::error::{Error, Result};
 use crate::keys::{debug_assert_one_slot, Tag};
 use crate::outbox::Outbox;
@@ -77,7 +77,7 @@ impl Lease {
                 "a lease owner must be non-empty and free of spaces: {owner:?}"
             )));
         }
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let reply: Vec<Value> = scripts::run(
             &mut conn,
             &scripts::LEASE_ACQUIRE,
@@ -110,7 +110,7 @@ impl Lease {
     /// Extends `grant` by `ttl` from now. Returns false when the grant no longer holds the
     /// lease (it expired or another grant took it): stop acting on it.
     pub async fn renew(&self, grant: &Grant, ttl: Duration) -> Result<bool> {
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let renewed: i64 = scripts::run(
             &mut conn,
             &scripts::LEASE_RENEW,
@@ -124,7 +124,7 @@ impl Lease {
     /// Gives the lease up so another owner can take it at once. Returns false when `grant`
     /// no longer held it.
     pub async fn release(&self, grant: &Grant) -> Result<bool> {
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let released: i64 = scripts::run(
             &mut conn,
             &scripts::LEASE_RELEASE,
@@ -151,21 +151,28 @@ impl Lease {
         let Some(first) = leases.first() else {
             return Ok(Vec::new());
         };
-        let mut pipe = redis::pipe();
-        for lease in leases {
-            pipe.get(&lease.key).pttl(&lease.key);
-        }
-        let mut conn = first.client.conn();
-        let replies: Vec<(Option<String>, i64)> = pipe.query_async(&mut conn).await?;
-        Ok(replies
-            .into_iter()
-            .map(|(holder, remaining)| {
-                holder
+        let replies: Vec<Value> = first
+            .client
+            .query_routed(leases.iter().flat_map(|lease| {
+                [
+                    (lease.key.as_str(), cmd("GET", &lease.key)),
+                    (lease.key.as_str(), cmd("PTTL", &lease.key)),
+                ]
+            }))
+            .await?;
+        replies
+            .chunks(2)
+            .map(|reply| {
+                let holder: Option<String> = redis::from_redis_value(reply[0].clone())
+                    .map_err(|err| Error::decode("lease holder", err))?;
+                let remaining: i64 = redis::from_redis_value(reply[1].clone())
+                    .map_err(|err| Error::decode("lease time to live", err))?;
+                Ok(holder
                     .as_deref()
                     .and_then(Grant::parse)
-                    .map(|grant| (grant, Duration::from_millis(remaining.max(0) as u64)))
+                    .map(|grant| (grant, Duration::from_millis(remaining.max(0) as u64))))
             })
-            .collect())
+            .collect()
     }
 
     /// A batch of writes that Redis applies only while `grant` holds this lease, all or none,
@@ -197,9 +204,8 @@ pub struct FencedWrite {
 }
 
 impl FencedWrite {
-    /// Adds `command key args...`. Allowed commands: SET, DEL, HSET, HDEL, HINCRBY,
-    /// HINCRBYFLOAT, RPUSH, LPUSH, LTRIM, XADD, ZADD, ZREM, SADD, SREM, INCRBY, PEXPIRE.
-    pub fn write(mut self, command: &str, key: &str, args: impl ToRedisArgs) -> Self {
+    /// Adds `command key args...` (one of those `fenced_write.lua` allows).
+    pub(crate) fn write(mut self, command: &str, key: &str, args: impl ToRedisArgs) -> Self {
         let index = self.key_index(key);
         let args = args.to_redis_args();
         self.args.push(command.as_bytes().to_vec());
@@ -208,6 +214,62 @@ impl FencedWrite {
         self.args.extend(args);
         self.writes += 1;
         self
+    }
+
+    /// Sets `fields` (name, value) of hash `key`.
+    pub fn hash_set<V: ToRedisArgs>(self, key: &str, fields: &[(&str, V)]) -> Self {
+        if fields.is_empty() {
+            return self;
+        }
+        self.write("HSET", key, fields)
+    }
+
+    /// Removes `fields` from hash `key`.
+    pub fn hash_delete(self, key: &str, fields: &[&str]) -> Self {
+        if fields.is_empty() {
+            return self;
+        }
+        self.write("HDEL", key, fields)
+    }
+
+    /// Deletes `key`, whatever it holds.
+    pub fn delete(self, key: &str) -> Self {
+        self.write("DEL", key, Vec::<String>::new())
+    }
+
+    /// Adds `members` to set `key`.
+    pub fn set_add<M: ToRedisArgs>(self, key: &str, members: &[M]) -> Self {
+        if members.is_empty() {
+            return self;
+        }
+        self.write("SADD", key, members)
+    }
+
+    /// Removes `members` from set `key`.
+    pub fn set_remove<M: ToRedisArgs>(self, key: &str, members: &[M]) -> Self {
+        if members.is_empty() {
+            return self;
+        }
+        self.write("SREM", key, members)
+    }
+
+    /// Appends `values` to list `key`, in order.
+    pub fn list_append<V: ToRedisArgs>(self, key: &str, values: &[V]) -> Self {
+        if values.is_empty() {
+            return self;
+        }
+        self.write("RPUSH", key, values)
+    }
+
+    /// Drops the first (oldest) `count` values of list `key`.
+    pub(crate) fn list_drop_first(self, key: &str, count: usize) -> Self {
+        self.write("LTRIM", key, (count, -1))
+    }
+
+    /// Trims list `key` to its newest (rightmost) `count` values.
+    pub fn list_keep_last(self, key: &str, count: u64) -> Self {
+        let from = -(i64::try_from(count.max(1)).unwrap_or(i64::MAX));
+        self.write("LTRIM", key, (from, -1))
     }
 
     /// Appends one entry per body to shard `shard` of `topic` (the lease's tag), as
@@ -223,7 +285,7 @@ impl FencedWrite {
             return self;
         }
         let key = topic.shard_key(shard).to_owned();
-        let wake = topic.wake_channel().to_owned();
+        let wake = topic.wake_channel(shard).to_owned();
         let mut args: Vec<&[u8]> = Vec::with_capacity(bodies.len() + 1);
         args.push(b"b");
         args.extend(bodies.iter().map(AsRef::as_ref));
@@ -241,8 +303,9 @@ impl FencedWrite {
         }
     }
 
-    /// Adds a PUBLISH (a wake-up hint or a live message) to run only if the writes apply.
-    pub fn publish(mut self, channel: &str, message: impl ToRedisArgs) -> Self {
+    /// Adds a wake-up hint to run only if the writes apply (SPUBLISH on a cluster: `channel`
+    /// must hash to the slot of the lease's tag, as every wake channel of a key does).
+    pub(crate) fn publish(mut self, channel: &str, message: impl ToRedisArgs) -> Self {
         let message = message.to_redis_args();
         self.args.push(b"PUBLISH".to_vec());
         self.args.push(b"0".to_vec());
@@ -254,24 +317,22 @@ impl FencedWrite {
     }
 
     /// Pushes `(id, body)` messages onto `queue` (same tag as the lease) as part of the
-    /// batch. Unlike [`Queue::push_with_ids`] there is no bound and no duplicate check: the
-    /// fence is what makes the batch happen once.
-    pub fn push(self, queue: &Queue, messages: &[(&str, &[u8])]) -> Self {
+    /// batch, skipping ids still pending, as [`Queue::push_with_ids`] does, but with no bound:
+    /// the writer's own queue must take what its batch forwards.
+    pub fn push(mut self, queue: &Queue, messages: &[(&str, &[u8])]) -> Self {
         if messages.is_empty() {
             return self;
         }
         let (waiting, body, wake) = queue.push_keys();
-        let mut fields: Vec<&[u8]> = Vec::with_capacity(messages.len() * 2);
-        let mut ids: Vec<&str> = Vec::with_capacity(messages.len());
+        let body = self.key_index(body).to_string();
+        let mut args: Vec<&[u8]> = Vec::with_capacity(messages.len() * 2 + 1);
+        args.push(body.as_bytes());
         for (id, payload) in messages {
-            fields.push(id.as_bytes());
-            fields.push(payload);
-            ids.push(id);
+            args.push(id.as_bytes());
+            args.push(payload);
         }
         let wake = wake.to_owned();
-        self.write("HSET", body, fields)
-            .write("RPUSH", waiting, ids)
-            .publish(&wake, "1")
+        self.write("PUSH", waiting, args).publish(&wake, "1")
     }
 
     /// Acknowledges `ids`, held in flight by this client in `queue` (same tag as the lease),
@@ -279,18 +340,48 @@ impl FencedWrite {
     /// still being held: if any was re-queued meanwhile (this client was taken for dead),
     /// nothing is written and `commit` fails with [`Error::NotHeld`].
     pub fn ack<S: AsRef<str>>(mut self, queue: &Queue, ids: &[S]) -> Self {
-        if ids.is_empty() {
+        let Some(ids) = self.release_held(queue, ids) else {
             return self;
-        }
-        let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
-        self.acked.push((
-            queue.clone(),
-            ids.iter().map(|id| (*id).to_owned()).collect(),
-        ));
+        };
         let keys = queue.ack_keys();
         let body = self.key_index(keys.body).to_string();
         let attempts = self.key_index(keys.attempts).to_string();
         self.write("ACK", keys.in_flight, (body, attempts, &ids))
+    }
+
+    /// Gives back `ids`, held in flight by this client in `queue` (same tag as the lease), for
+    /// another attempt after the retry backoff, counting a failed attempt, as
+    /// [`Queue::nack`] does short of the last attempt — as part of the batch, and on the same
+    /// condition as [`FencedWrite::ack`]. The writer decides which messages are retried and
+    /// which dead-lettered ([`FencedWrite::dead_letter`]).
+    pub fn retry<S: AsRef<str>>(mut self, queue: &Queue, ids: &[S]) -> Self {
+        let Some(ids) = self.release_held(queue, ids) else {
+            return self;
+        };
+        let keys = queue.ack_keys();
+        let attempts = self.key_index(keys.attempts).to_string();
+        let delayed = self.key_index(keys.delayed).to_string();
+        let config = self.client.config();
+        let backoff = (
+            config.retry_backoff.as_millis() as u64,
+            config.retry_backoff_max.as_millis() as u64,
+        );
+        self.write(
+            "RETRY",
+            keys.in_flight,
+            (attempts, delayed, backoff.0, backoff.1, &ids),
+        )
+    }
+
+    /// The ids of an ack or a retry, which `queue`'s handle forgets once the batch commits;
+    /// `None` when there are none.
+    fn release_held<S: AsRef<str>>(&mut self, queue: &Queue, ids: &[S]) -> Option<Vec<String>> {
+        if ids.is_empty() {
+            return None;
+        }
+        let ids: Vec<String> = ids.iter().map(|id| id.as_ref().to_owned()).collect();
+        self.acked.push((queue.clone(), ids.clone()));
+        Some(ids)
     }
 
     /// Adds a dead letter for message `id` of `queue` (same tag as the lease), recorded like
@@ -306,7 +397,7 @@ impl FencedWrite {
     ) -> Self {
         let record = crate::queue::encode_dead_letter(id, body, attempts, error, unix_ms());
         let dead = queue.ack_keys().dead.clone();
-        self.write("RPUSH", &dead, record)
+        self.list_append(&dead, &[record])
     }
 
     /// Appends `(queue, id, body)` messages (queues of any tag) to `outbox` (the lease's tag),
@@ -320,7 +411,7 @@ impl FencedWrite {
             .map(|(queue, id, body)| crate::outbox::encode(queue, id, body))
             .collect();
         let key = outbox.key().to_owned();
-        self.write("RPUSH", &key, records)
+        self.list_append(&key, &records)
     }
 
     /// The number of writes added so far.
@@ -335,14 +426,39 @@ impl FencedWrite {
 
     /// Applies the batch. Fails with [`Error::StaleEpoch`], having written nothing, when the
     /// grant no longer holds the lease. Returns each write's reply, in order.
+    ///
+    /// With replica acknowledgements ([`Config::set_replica_acks`](crate::Config::set_replica_acks)),
+    /// an applied batch returns only once that many replicas have it. When the first wait
+    /// falls short (a master whose replica is away, as right after a failover), it waits
+    /// again on the same master, five times in all, and then fails with
+    /// [`Error::Unreplicated`], the batch applied on the master. An error while waiting (the
+    /// master changed) leaves the batch's fate unknown: the caller reads back what Redis holds.
     pub async fn commit(self) -> Result<Vec<Value>> {
         debug_assert_one_slot("fenced write", &self.keys);
-        let mut conn = self.client.conn();
-        let reply: Vec<Value> =
-            scripts::run(&mut conn, &scripts::FENCED_WRITE, &self.keys, &self.args).await?;
+        let mut conn = self.client.conn().await?;
+        let acks = self.client.replica_acks();
+        let (reply, mut replicated): (Vec<Value>, Result<()>) = scripts::run_acked(
+            &mut conn,
+            &scripts::FENCED_WRITE,
+            &self.keys,
+            &self.args,
+            acks,
+        )
+        .await?;
         let mut reply = reply.into_iter();
         match reply.next() {
             Some(Value::Int(1)) => {
+                if let Some(acks) = acks {
+                    let key = self.keys.first().map_or("", String::as_str);
+                    let mut waits = 1;
+                    while matches!(replicated, Err(Error::Unreplicated { .. }))
+                        && waits < REPLICA_WAITS
+                    {
+                        replicated = acks.wait_again(&mut conn, key).await;
+                        waits += 1;
+                    }
+                }
+                replicated?;
                 for (queue, ids) in &self.acked {
                     queue.forget(&ids.iter().map(String::as_str).collect::<Vec<_>>());
                 }
@@ -362,6 +478,10 @@ impl FencedWrite {
         }
     }
 }
+
+/// How many times a fenced commit waits for its replicas (each up to
+/// `GORGON_REPLICA_ACK_TIMEOUT_MS`) before it fails as unreplicated.
+const REPLICA_WAITS: u32 = 5;
 
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()

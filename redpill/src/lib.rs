@@ -1,5 +1,6 @@
 //! redpill: reliable messaging over Redis for the Gorgon mesh. It is the only crate that
-//! speaks Redis; it knows no role and no message type — bodies are bytes.
+//! speaks Redis; it knows no role and no message type — bodies are bytes. It runs the same on
+//! one Redis and on a Redis Cluster, found out from the one address it is given.
 //!
 //! What it gives:
 //! - [`Queue`]: many pushers, competing pullers. A pull moves a batch atomically into the
@@ -24,12 +25,16 @@
 //!
 //! Invariants:
 //! - Every key is built in [`keys`], under one prefix, with a hash tag; every Lua script and
-//!   MULTI block touches one cluster slot (asserted in debug builds).
+//!   MULTI block touches one cluster slot (asserted in debug builds); work on keys of many
+//!   slots is sent as one pipeline per slot (`conn.rs`).
+//! - With [`Config::set_replica_acks`], nothing is acknowledged before that many replicas
+//!   have it.
 //! - Nothing is ever popped in one command and pushed in another: every move between lists
 //!   is one script.
 //! - Liveness comes from TTL keys in Redis, never from comparing clocks of two machines.
 //!
-//! Layout: `client.rs` (connection, heartbeat), `bus.rs` (the subscriber connection),
+//! Layout: `client.rs` (the handle, heartbeat), `conn.rs` (one Redis or a cluster, and work
+//! grouped by slot), `bus.rs` (the subscriber connection),
 //! `queue.rs`, `topic.rs`, `live.rs`, `rpc.rs`, `lease.rs`, `outbox.rs`, `members.rs`, `keys.rs`, `scripts.rs` with
 //! `lua/`, `config.rs`, `error.rs`, `testing.rs` (feature `test-support`).
 
@@ -39,6 +44,7 @@
 mod bus;
 mod client;
 mod config;
+mod conn;
 mod error;
 pub mod keys;
 mod lease;
@@ -65,4 +71,5 @@ pub use queue::{
     QueueDepth, MAX_PULL,
 };
 pub use rpc::{Reply, Request, Requester, Responder};
+pub use scripts::script_hashes;
 pub use topic::{Entry, Group, GroupBacklog, ShardStats, StartFrom, Topic, DEFAULT_TOPIC_BOUND};

@@ -6,7 +6,8 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::client::Client;
+use crate::client::{cmd, Client};
+use crate::conn::Routed;
 use crate::error::Result;
 
 /// Publishes to and subscribes to live channels.
@@ -44,8 +45,8 @@ impl Live {
 
     /// Publishes `message` on channel `name`. Returns how many subscriber connections got it.
     pub async fn publish(&self, name: &str, message: impl AsRef<[u8]>) -> Result<u64> {
-        let mut conn = self.client.conn();
-        let receivers: u64 = redis::cmd("PUBLISH")
+        let mut conn = self.client.conn().await?;
+        let receivers: u64 = redis::cmd(conn.publish_command())
             .arg(self.client.keys().live(name))
             .arg(message.as_ref())
             .query_async(&mut conn)
@@ -61,15 +62,18 @@ impl Live {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for (name, message) in messages {
-            pipe.cmd("PUBLISH")
-                .arg(self.client.keys().live(name.as_ref()))
-                .arg(message.as_ref())
-                .ignore();
+        let conn = self.client.conn().await?;
+        let channels: Vec<String> = messages
+            .iter()
+            .map(|(name, _)| self.client.keys().live(name.as_ref()))
+            .collect();
+        let mut routed = Routed::new(&conn);
+        for (channel, (_, message)) in channels.iter().zip(messages) {
+            let mut publish = cmd(conn.publish_command(), channel);
+            publish.arg(message.as_ref());
+            routed.add(channel, publish);
         }
-        let mut conn = self.client.conn();
-        pipe.query_async::<()>(&mut conn).await?;
+        routed.query::<redis::Value>(&conn).await?;
         Ok(())
     }
 
@@ -91,7 +95,9 @@ impl Live {
     }
 
     /// How many times the subscriber connection has been established (1 after the first
-    /// connect, +1 per reconnect).
+    /// connect, +1 per reconnect; on a cluster, +1 each time the subscriptions were made
+    /// again after a node went away or a slot moved). Messages may have been missed before
+    /// each increase: a reader that must not miss any catches up from what Redis keeps.
     pub fn connections(&self) -> u64 {
         self.client.inner.bus.connections()
     }

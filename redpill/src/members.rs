@@ -15,21 +15,20 @@ impl Members {
     pub fn new(client: &Client, name: &str) -> Members {
         Members {
             client: client.clone(),
-            key: client.keys().plain(&format!("members:{name}")),
+            key: client.keys().members(name),
         }
     }
 
-    /// Adds this client (its consumer id) to the group. The heartbeat key is written in the
-    /// same transaction: the heartbeat task may not have beaten yet, and a member without one
-    /// would be taken for dead and removed by the next [`Members::alive`].
+    /// Adds this client (its consumer id) to the group. The heartbeat key is written first:
+    /// the heartbeat task may not have beaten yet, and a member without one would be taken
+    /// for dead and removed by the next [`Members::alive`].
     pub async fn join(&self) -> Result<()> {
-        let mut conn = self.client.conn();
-        let _: () = redis::pipe()
-            .atomic()
-            .add_command(self.client.heartbeat())
-            .ignore()
-            .sadd(&self.key, self.client.consumer_id())
-            .ignore()
+        let mut conn = self.client.conn().await?;
+        // Two round trips, in this order: the two keys are in different slots of a cluster.
+        let _: () = self.client.heartbeat().query_async(&mut conn).await?;
+        let _: i64 = redis::cmd("SADD")
+            .arg(&self.key)
+            .arg(self.client.consumer_id())
             .query_async(&mut conn)
             .await?;
         Ok(())
@@ -37,7 +36,7 @@ impl Members {
 
     /// Removes this client from the group.
     pub async fn leave(&self) -> Result<()> {
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let _: i64 = redis::cmd("SREM")
             .arg(&self.key)
             .arg(self.client.consumer_id())
@@ -56,7 +55,7 @@ impl Members {
             .partition(|(_, alive)| *alive);
         if !dead.is_empty() {
             let dead: Vec<String> = dead.into_iter().map(|(member, _)| member).collect();
-            let mut conn = self.client.conn();
+            let mut conn = self.client.conn().await?;
             let _: i64 = redis::cmd("SREM")
                 .arg(&self.key)
                 .arg(&dead)

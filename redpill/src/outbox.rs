@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::client::Client;
+use crate::client::{cmd, Client};
 use crate::error::{Error, Result};
 use crate::keys::Tag;
 use crate::lease::{Grant, Lease};
@@ -40,7 +40,7 @@ impl Outbox {
     pub fn new(client: &Client, tag: &Tag, name: &str) -> Outbox {
         Outbox {
             client: client.clone(),
-            key: client.keys().tagged(tag, &format!("outbox:{name}")),
+            key: client.keys().outbox(tag, name),
         }
     }
 
@@ -59,12 +59,14 @@ impl Outbox {
         let Some(first) = outboxes.first() else {
             return Ok(Vec::new());
         };
-        let mut pipe = redis::pipe();
-        for outbox in outboxes {
-            pipe.llen(&outbox.key);
-        }
-        let mut conn = first.client.conn();
-        Ok(pipe.query_async(&mut conn).await?)
+        first
+            .client
+            .query_routed(
+                outboxes
+                    .iter()
+                    .map(|outbox| (outbox.key.as_str(), cmd("LLEN", &outbox.key))),
+            )
+            .await
     }
 
     /// True when nothing waits.
@@ -77,7 +79,7 @@ impl Outbox {
     /// Returns how many were delivered; fails with [`Error::StaleEpoch`] when the grant no
     /// longer holds `lease` (the entries stay for the new holder to deliver).
     pub async fn deliver(&self, lease: &Lease, grant: &Grant) -> Result<usize> {
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let records: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(&self.key)
             .arg(0)
@@ -107,7 +109,7 @@ impl Outbox {
         Queue::push_many(&self.client, &batches).await?;
         lease
             .fenced(grant)
-            .write("LTRIM", &self.key, (records.len(), -1))
+            .list_drop_first(&self.key, records.len())
             .commit()
             .await?;
         Ok(records.len())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use redis::Value;
 
-use crate::client::Client;
+use crate::client::{cmd, Client};
 use crate::error::{Error, Result};
 use crate::keys::{QueueKeys, Tag};
 use crate::scripts;
@@ -220,14 +220,16 @@ impl Queue {
         let once_key = once.map(|(key, _, _)| self.keys.once(key));
         let mut keys = vec![&self.keys.waiting, &self.keys.body];
         keys.extend(once_key.as_ref());
-        let mut conn = self.client.conn();
-        let (added, held, record): (i64, u64, String) = scripts::run(
-            &mut conn,
-            &scripts::QUEUE_PUSH,
-            &keys,
-            (self.bound, &self.wake_channel, args),
-        )
-        .await?;
+        let mut conn = self.client.conn().await?;
+        let ((added, held, record), replicated): ((i64, u64, String), Result<()>) =
+            scripts::run_acked(
+                &mut conn,
+                &scripts::QUEUE_PUSH,
+                &keys,
+                (self.bound, &self.wake_channel, args),
+                self.client.replica_acks(),
+            )
+            .await?;
         match added {
             -2 => Ok(PushedOnce::Repeated(record)),
             added if added < 0 => Err(Error::Full {
@@ -235,7 +237,8 @@ impl Queue {
                 len: held,
                 max: self.bound,
             }),
-            added => Ok(PushedOnce::Queued(added as u64)),
+            // Queued: acknowledged once the replicas asked for have it.
+            added => replicated.map(|()| PushedOnce::Queued(added as u64)),
         }
     }
 
@@ -267,9 +270,14 @@ impl Queue {
         if invocations.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = client.conn();
-        let replies: Vec<(i64, u64, String)> =
-            scripts::run_many(&mut conn, &scripts::QUEUE_PUSH, &invocations).await?;
+        let conn = client.conn().await?;
+        let replies: Vec<(i64, u64, String)> = scripts::run_many(
+            &conn,
+            &scripts::QUEUE_PUSH,
+            &invocations,
+            client.replica_acks(),
+        )
+        .await?;
         Ok(replies
             .into_iter()
             .map(|(added, _, _)| added.max(0) as u64)
@@ -280,7 +288,7 @@ impl Queue {
     /// in-flight set, atomically. Returns at once, possibly with nothing.
     pub async fn pull(&self, max: usize) -> Result<Vec<Delivery>> {
         let resync = self.state.lock().expect("queue state").resync;
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let mut keys = vec![
             &self.keys.waiting,
             &self.keys.body,
@@ -343,10 +351,14 @@ impl Queue {
     /// Also re-queues the in-flight messages of dead consumers once per reap interval.
     pub async fn pull_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {
         self.client
-            .wait_for(&self.wake_channel, timeout, || async {
-                self.reap_if_due().await?;
-                self.pull(max).await
-            })
+            .wait_for(
+                std::slice::from_ref(&self.wake_channel),
+                timeout,
+                || async {
+                    self.reap_if_due().await?;
+                    self.pull(max).await
+                },
+            )
             .await
     }
 
@@ -358,7 +370,7 @@ impl Queue {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let missing: Vec<String> = scripts::run(
             &mut conn,
             &scripts::QUEUE_ACK,
@@ -378,7 +390,7 @@ impl Queue {
         }
         let ids: Vec<&str> = ids.iter().map(AsRef::as_ref).collect();
         let config = self.client.config();
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let (retried, dead_lettered): (u64, u64) = scripts::run(
             &mut conn,
             &scripts::QUEUE_NACK,
@@ -478,16 +490,21 @@ impl Queue {
         let Some(first) = queues.first() else {
             return Ok(Vec::new());
         };
-        let mut pipe = redis::pipe();
-        for queue in queues {
-            pipe.llen(&queue.keys.waiting)
-                .hlen(&queue.keys.body)
-                .zcard(&queue.keys.delayed)
-                .llen(&queue.keys.dead)
-                .lindex(&queue.keys.waiting, 0);
-        }
-        let mut conn = first.client.conn();
-        let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+        let replies: Vec<Value> = first
+            .client
+            .query_routed(queues.iter().flat_map(|queue| {
+                let keys = &queue.keys;
+                let mut head = cmd("LINDEX", &keys.waiting);
+                head.arg(0);
+                [
+                    (keys.waiting.as_str(), cmd("LLEN", &keys.waiting)),
+                    (keys.waiting.as_str(), cmd("HLEN", &keys.body)),
+                    (keys.waiting.as_str(), cmd("ZCARD", &keys.delayed)),
+                    (keys.waiting.as_str(), cmd("LLEN", &keys.dead)),
+                    (keys.waiting.as_str(), head),
+                ]
+            }))
+            .await?;
         replies
             .chunks(5)
             .map(|reply| {
@@ -513,7 +530,7 @@ impl Queue {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let records: Vec<Vec<u8>> = redis::cmd("LRANGE")
             .arg(&self.keys.dead)
             .arg(start)
@@ -532,7 +549,7 @@ impl Queue {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let ids: Vec<String> = scripts::run(
             &mut conn,
             &scripts::QUEUE_REPLAY_DEAD,
@@ -561,7 +578,7 @@ impl Queue {
             args.push(&letter.record);
             args.push(letter.id.as_bytes());
         }
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let ids: Vec<String> = scripts::run(
             &mut conn,
             &scripts::QUEUE_REPLAY_RECORDS,
@@ -588,6 +605,7 @@ impl Queue {
             in_flight: &self.in_flight_key,
             body: &self.keys.body,
             attempts: &self.keys.attempts,
+            delayed: &self.keys.delayed,
             dead: &self.keys.dead,
         }
     }
@@ -617,7 +635,7 @@ impl Queue {
                 .iter()
                 .map(|consumer| self.keys.in_flight(consumer)),
         );
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let outcome: (u64, u64) = scripts::run(
             &mut conn,
             &scripts::QUEUE_REQUEUE,
@@ -678,6 +696,7 @@ pub(crate) struct AckKeys<'a> {
     pub(crate) in_flight: &'a String,
     pub(crate) body: &'a String,
     pub(crate) attempts: &'a String,
+    pub(crate) delayed: &'a String,
     pub(crate) dead: &'a String,
 }
 

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use redis::Value;
 use tokio::sync::oneshot;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::client::Client;
+use crate::client::{cmd, Client};
+use crate::conn::Routed;
 use crate::error::{Error, Result};
 use crate::keys::Tag;
 use crate::queue::{new_id, Queue};
@@ -161,7 +163,8 @@ impl Responder {
         if replies.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let conn = self.client.conn().await?;
+        let mut routed = Routed::new(&conn);
         for (request, reply) in &replies {
             let (status, body): (&str, &[u8]) = match reply {
                 Ok(body) => ("0", body),
@@ -169,15 +172,16 @@ impl Responder {
             };
             let mut message = format!("{}\n{status}\n", request.id).into_bytes();
             message.extend_from_slice(body);
-            pipe.rpush(&request.reply_to, message)
-                .ignore()
-                .pexpire(&request.reply_to, REPLY_TTL_MS as i64)
-                .ignore()
-                .publish(self.client.keys().wake(&request.reply_to), "1")
-                .ignore();
+            let to = request.reply_to.as_str();
+            let mut push = cmd("RPUSH", to);
+            push.arg(message);
+            let mut expire = cmd("PEXPIRE", to);
+            expire.arg(REPLY_TTL_MS);
+            let mut wake = cmd(conn.publish_command(), &self.client.keys().wake(to));
+            wake.arg("1");
+            routed.add(to, push).add(to, expire).add(to, wake);
         }
-        let mut conn = self.client.conn();
-        pipe.query_async::<()>(&mut conn).await?;
+        routed.query::<Value>(&conn).await?;
         let ids: Vec<&str> = replies
             .iter()
             .map(|(request, _)| request.id.as_str())
@@ -188,7 +192,7 @@ impl Responder {
 }
 
 fn request_queue(client: &Client, service: &str) -> Queue {
-    Queue::new(client, &Tag::named(&format!("rpc.{service}")), "requests")
+    Queue::new(client, &Tag::service(service), "requests")
 }
 
 async fn listen(
@@ -200,20 +204,24 @@ async fn listen(
     let wake = client
         .inner
         .bus
-        .wake(&client.keys().wake(&replies_key))
+        .wake(&[client.keys().wake(&replies_key)])
         .await;
     let poll = client.config().poll_interval;
-    let mut conn = client.conn();
+    let connector = Arc::clone(&client.inner.connector);
     drop(client);
     loop {
         let notified = wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let popped: redis::RedisResult<Option<Vec<Vec<u8>>>> = redis::cmd("LPOP")
-            .arg(&replies_key)
-            .arg(100)
-            .query_async(&mut conn)
-            .await;
+        let popped: Result<Option<Vec<Vec<u8>>>> = async {
+            let mut conn = connector.conn().await?;
+            Ok(redis::cmd("LPOP")
+                .arg(&replies_key)
+                .arg(100)
+                .query_async(&mut conn)
+                .await?)
+        }
+        .await;
         let count = match popped {
             Ok(Some(replies)) => {
                 let count = replies.len();

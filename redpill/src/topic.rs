@@ -9,7 +9,8 @@ use bytes::Bytes;
 use redis::streams::{StreamId, StreamReadReply};
 use redis::Value;
 
-use crate::client::Client;
+use crate::client::{cmd, Client};
+use crate::conn::Routed;
 use crate::error::{Error, Result};
 use crate::keys::Tag;
 use crate::scripts;
@@ -25,7 +26,8 @@ pub struct Topic {
     client: Client,
     name: String,
     shards: Arc<Vec<String>>,
-    wake_channel: String,
+    /// Each shard's wake-up channel, in the shard's slot.
+    wake_channels: Arc<Vec<String>>,
     bound: u64,
     ring: bool,
 }
@@ -102,9 +104,7 @@ impl Topic {
 
     fn with_shard_keys(client: &Client, name: &str, shards: Vec<String>) -> Topic {
         Topic {
-            wake_channel: client
-                .keys()
-                .wake(&client.keys().plain(&format!("t:{name}"))),
+            wake_channels: Arc::new(shards.iter().map(|key| client.keys().wake(key)).collect()),
             client: client.clone(),
             name: format!("topic {name}"),
             shards: Arc::new(shards),
@@ -140,9 +140,9 @@ impl Topic {
         &self.shards[shard]
     }
 
-    /// The wake-up channel readers listen on.
-    pub fn wake_channel(&self) -> &str {
-        &self.wake_channel
+    /// The wake-up channel of shard `shard`, in the shard's slot.
+    pub fn wake_channel(&self, shard: usize) -> &str {
+        &self.wake_channels[shard]
     }
 
     /// Appends `bodies` to shard `shard` in order, in one round trip. Returns the shard's
@@ -156,7 +156,7 @@ impl Topic {
             return Ok(0);
         }
         let bodies: Vec<&[u8]> = bodies.iter().map(AsRef::as_ref).collect();
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         if self.ring {
             let mut pipe = redis::pipe();
             for body in &bodies {
@@ -170,7 +170,11 @@ impl Topic {
                     .arg(*body)
                     .ignore();
             }
-            pipe.xlen(key).publish(&self.wake_channel, "1").ignore();
+            pipe.xlen(key)
+                .cmd(conn.publish_command())
+                .arg(&self.wake_channels[shard])
+                .arg("1")
+                .ignore();
             let (len,): (u64,) = pipe.query_async(&mut conn).await?;
             return Ok(len);
         }
@@ -178,7 +182,7 @@ impl Topic {
             &mut conn,
             &scripts::TOPIC_PUBLISH,
             &[key],
-            (self.bound, &self.wake_channel, bodies),
+            (self.bound, &self.wake_channels[shard], bodies),
         )
         .await?;
         if appended < 0 {
@@ -199,12 +203,12 @@ impl Topic {
             .shards
             .get(shard)
             .ok_or_else(|| Error::Invalid(format!("{} has no shard {shard}", self.name)))?;
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let (_, len): (i64, u64) = scripts::run(
             &mut conn,
             &scripts::TOPIC_PUBLISH,
             &[key],
-            (self.bound, &self.wake_channel),
+            (self.bound, &self.wake_channels[shard]),
         )
         .await?;
         Ok(len)
@@ -236,7 +240,7 @@ impl Topic {
             .shards
             .get(shard)
             .ok_or_else(|| Error::Invalid(format!("{} has no shard {shard}", self.name)))?;
-        let mut conn = self.client.conn();
+        let mut conn = self.client.conn().await?;
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(key)
             .arg(format!("({after}"))
@@ -261,7 +265,7 @@ impl Topic {
         timeout: Duration,
     ) -> Result<Vec<Entry>> {
         self.client
-            .wait_for(&self.wake_channel, timeout, || {
+            .wait_for(&self.wake_channels[shard..=shard], timeout, || {
                 self.read_after(shard, after, max)
             })
             .await
@@ -269,14 +273,15 @@ impl Topic {
 
     /// Fill level and per-group backlog of every shard.
     pub async fn stats(&self) -> Result<Vec<ShardStats>> {
-        let mut conn = self.client.conn();
-        let mut pipe = redis::pipe();
+        let mut conn = self.client.conn().await?;
+        let mut routed = Routed::new(&conn);
         for key in self.shards.iter() {
-            pipe.xlen(key);
-            pipe.cmd("XINFO").arg("GROUPS").arg(key);
+            let mut groups = cmd("XINFO", "GROUPS");
+            groups.arg(key);
+            routed.add(key, cmd("XLEN", key)).add(key, groups);
         }
         // XINFO GROUPS fails on a stream that does not exist yet; ask per shard then.
-        let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+        let replies: Vec<Value> = match routed.query(&conn).await {
             Ok(replies) => replies,
             Err(err) if err.code() == Some("ERR") => {
                 let mut replies = Vec::new();
@@ -359,7 +364,7 @@ impl Group {
     pub async fn read_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Entry>> {
         self.topic
             .client
-            .wait_for(&self.topic.wake_channel, timeout, || async {
+            .wait_for(&self.topic.wake_channels, timeout, || async {
                 self.reap_if_due().await?;
                 self.read(max).await
             })
@@ -375,12 +380,16 @@ impl Group {
         for entry in entries {
             by_shard.entry(entry.shard).or_default().push(&entry.id);
         }
-        let mut pipe = redis::pipe();
-        for (shard, ids) in &by_shard {
-            pipe.xack(&self.topic.shards[*shard], &self.group, ids);
-        }
-        let mut conn = self.topic.client.conn();
-        let acked: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let acked: Vec<u64> = self
+            .topic
+            .client
+            .query_routed(by_shard.iter().map(|(shard, ids)| {
+                let key = self.topic.shards[*shard].as_str();
+                let mut xack = cmd("XACK", key);
+                xack.arg(&self.group).arg(ids);
+                (key, xack)
+            }))
+            .await?;
         let mut state = self.state.lock().expect("group state");
         for entry in entries {
             state.held.remove(&(entry.shard, entry.id.clone()));
@@ -393,7 +402,7 @@ impl Group {
     pub async fn reap(&self) -> Result<u64> {
         let client = &self.topic.client;
         let ttl = client.config().consumer_ttl;
-        let mut conn = client.conn();
+        let mut conn = client.conn().await?;
         let me = client.consumer_id();
         let mut taken = Vec::new();
         for (shard, key) in self.topic.shards.iter().enumerate() {
@@ -487,7 +496,7 @@ impl Group {
             StartFrom::Beginning => "0",
             StartFrom::Now => "$",
         };
-        let mut conn = self.topic.client.conn();
+        let mut conn = self.topic.client.conn().await?;
         for key in self.topic.shards.iter() {
             let created: redis::RedisResult<()> = redis::cmd("XGROUP")
                 .arg("CREATE")
@@ -508,30 +517,28 @@ impl Group {
 
     async fn read_from(&self, max: usize, from: &str) -> Result<Vec<Entry>> {
         let client = &self.topic.client;
-        let mut pipe = redis::pipe();
-        for key in self.topic.shards.iter() {
-            pipe.cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(&self.group)
-                .arg(client.consumer_id())
-                .arg("COUNT")
-                .arg(max.max(1))
-                .arg("STREAMS")
-                .arg(key)
-                .arg(from);
-        }
-        let mut conn = client.conn();
-        let replies: redis::RedisResult<Vec<Option<StreamReadReply>>> =
-            pipe.query_async(&mut conn).await;
+        let replies: Result<Vec<Option<StreamReadReply>>> = client
+            .query_routed(self.topic.shards.iter().map(|key| {
+                let mut read = cmd("XREADGROUP", "GROUP");
+                read.arg(&self.group)
+                    .arg(client.consumer_id())
+                    .arg("COUNT")
+                    .arg(max.max(1))
+                    .arg("STREAMS")
+                    .arg(key)
+                    .arg(from);
+                (key.as_str(), read)
+            }))
+            .await;
         let replies = match replies {
             Ok(replies) => replies,
-            Err(err) if err.code() == Some("NOGROUP") => {
+            Err(Error::Redis(err)) if err.code() == Some("NOGROUP") => {
                 // The stream or group vanished (deleted, or Redis lost its data): recreate.
                 tracing::warn!(topic = %self.topic.name, group = %self.group, "subscriber group missing; re-creating it");
                 self.create().await?;
                 return Ok(Vec::new());
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         };
         let mut entries = Vec::new();
         for (shard, reply) in replies.into_iter().enumerate() {

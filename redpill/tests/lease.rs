@@ -5,8 +5,29 @@ mod common;
 use std::time::Duration;
 
 use common::client;
-use redpill::testing::TestRedis;
-use redpill::{Acquired, Error, Grant, Lease, Queue, Tag};
+use redpill::testing::TestBackend;
+use redpill::{Acquired, Client, Delivery, Error, Grant, Lease, Queue, Tag};
+
+/// Lease `owner` of `tag`, granted, and queue `in` of `tag` with messages "a" and "b" pulled
+/// and held in flight by `client`.
+async fn holding_a_and_b(client: &Client, tag: &Tag) -> (Lease, Grant, Queue) {
+    let lease = Lease::new(client, tag, "owner");
+    let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
+    let queue = Queue::new(client, tag, "in");
+    queue
+        .push_with_ids(&[("a", b"1".as_slice()), ("b", b"2".as_slice())])
+        .await
+        .unwrap();
+    assert_eq!(queue.pull(10).await.unwrap().len(), 2);
+    (lease, grant, queue)
+}
+
+fn ids_and_attempts(deliveries: &[Delivery]) -> Vec<(&str, u32)> {
+    deliveries
+        .iter()
+        .map(|delivery| (delivery.id.as_str(), delivery.attempts))
+        .collect()
+}
 
 fn granted(acquired: Acquired) -> Grant {
     match acquired {
@@ -19,7 +40,7 @@ fn granted(acquired: Acquired) -> Grant {
 /// with the old epoch is rejected inside Redis and changes nothing.
 #[tokio::test]
 async fn one_holder_takeover_and_fencing() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let tag = Tag::partition(7);
     let lease = Lease::new(&client, &tag, "owner");
@@ -44,7 +65,7 @@ async fn one_holder_takeover_and_fencing() {
     }
     lease
         .fenced(&first)
-        .write("SET", &state, "written by a")
+        .hash_set(&state, &[("by", "written by a")])
         .commit()
         .await
         .unwrap();
@@ -53,7 +74,7 @@ async fn one_holder_takeover_and_fencing() {
     // Expired and not yet taken: the old holder can no longer write either.
     let err = lease
         .fenced(&first)
-        .write("SET", &state, "late a")
+        .hash_set(&state, &[("by", "late a")])
         .commit()
         .await
         .unwrap_err();
@@ -72,8 +93,8 @@ async fn one_holder_takeover_and_fencing() {
     assert_eq!(lease.holder().await.unwrap().unwrap().0, second);
     let err = lease
         .fenced(&first)
-        .write("SET", &state, "zombie a")
-        .write("HSET", &client.keys().tagged(&tag, "attrs"), ("count", 99))
+        .hash_set(&state, &[("by", "zombie a")])
+        .hash_set(&client.keys().tagged(&tag, "attrs"), &[("count", 99)])
         .commit()
         .await
         .unwrap_err();
@@ -81,14 +102,17 @@ async fn one_holder_takeover_and_fencing() {
     assert!(!lease.renew(&first, Duration::from_secs(5)).await.unwrap());
     assert!(!lease.release(&first).await.unwrap());
     assert_eq!(
-        redis.command(&["GET", "t:{p7}:state"]),
+        redis.command_for("t:{p7}:state", &["HGET", "t:{p7}:state", "by"]),
         "$12\r\nwritten by a\r\n"
     );
-    assert_eq!(redis.command(&["EXISTS", "t:{p7}:attrs"]), ":0\r\n");
+    assert_eq!(
+        redis.command_for("t:{p7}:attrs", &["EXISTS", "t:{p7}:attrs"]),
+        ":0\r\n"
+    );
 
     lease
         .fenced(&second)
-        .write("SET", &state, "written by b")
+        .hash_set(&state, &[("by", "written by b")])
         .commit()
         .await
         .unwrap();
@@ -107,7 +131,7 @@ async fn one_holder_takeover_and_fencing() {
 /// same tag, and returns each reply.
 #[tokio::test]
 async fn fenced_write_applies_everything_at_once() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let tag = Tag::partition(9);
     let lease = Lease::new(&client, &tag, "owner");
@@ -115,12 +139,11 @@ async fn fenced_write_applies_everything_at_once() {
     let queue = Queue::new(&client, &tag, "out");
     let replies = lease
         .fenced(&grant)
-        .write(
-            "HSET",
+        .hash_set(
             &client.keys().tagged(&tag, "node:a"),
-            ("count", 3, "mean", "1.5"),
+            &[("count", "3"), ("mean", "1.5")],
         )
-        .write("INCRBY", &client.keys().tagged(&tag, "seq:a"), 3)
+        .set_add(&client.keys().tagged(&tag, "seen:a"), &["x", "y", "z"])
         .push(
             &queue,
             &[("m1", b"one".as_slice()), ("m2", b"two".as_slice())],
@@ -128,48 +151,107 @@ async fn fenced_write_applies_everything_at_once() {
         .commit()
         .await
         .unwrap();
-    assert_eq!(replies.len(), 5);
+    // HSET, SADD, the push (messages queued) and its wake-up PUBLISH.
+    assert_eq!(replies.len(), 4);
     assert_eq!(replies[0], redis::Value::Int(2));
     assert_eq!(replies[1], redis::Value::Int(3));
+    assert_eq!(replies[2], redis::Value::Int(2));
     let pulled = queue.pull(10).await.unwrap();
     assert_eq!(
         pulled.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         ["m1", "m2"]
     );
 
-    // A command outside the allowed list is refused and nothing in the batch is written.
-    let err = lease
+    // A push of ids still pending queues nothing, as a plain push would not: each id is
+    // delivered once, whichever path queued it.
+    queue
+        .push_with_ids(&[("m3", b"three".as_slice())])
+        .await
+        .unwrap();
+    let replies = lease
         .fenced(&grant)
-        .write("SET", &client.keys().tagged(&tag, "x"), 1)
-        .write(
-            "FLUSHALL",
-            &client.keys().tagged(&tag, "x"),
-            Vec::<String>::new(),
+        .push(
+            &queue,
+            &[
+                ("m2", b"again".as_slice()),
+                ("m3", b"again".as_slice()),
+                ("m4", b"four".as_slice()),
+            ],
         )
         .commit()
         .await
+        .unwrap();
+    assert_eq!(replies[0], redis::Value::Int(1), "only m4 was new");
+    let pulled = queue.pull(10).await.unwrap();
+    assert_eq!(
+        pulled
+            .iter()
+            .map(|d| (d.id.as_str(), &d.body[..]))
+            .collect::<Vec<_>>(),
+        [("m3", b"three".as_slice()), ("m4", b"four".as_slice())]
+    );
+}
+
+/// A fenced retry gives messages back for another attempt after the backoff, counting the
+/// attempt, in the same all-or-nothing batch as the acks.
+#[tokio::test]
+async fn fenced_retry_counts_an_attempt_and_waits_out_the_backoff() {
+    let redis = TestBackend::start();
+    let client = common::client_with(
+        redis
+            .config()
+            .set_retry_backoff(Duration::from_millis(300), Duration::from_secs(1)),
+    )
+    .await;
+    let tag = Tag::partition(6);
+    let (lease, grant, queue) = holding_a_and_b(&client, &tag).await;
+    lease
+        .fenced(&grant)
+        .ack(&queue, &["a"])
+        .retry(&queue, &["b"])
+        .commit()
+        .await
+        .unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.waiting, depth.held, depth.delayed), (0, 1, 1));
+    assert!(
+        queue.pull(10).await.unwrap().is_empty(),
+        "still backing off"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = queue.pull(10).await.unwrap();
+    assert_eq!(ids_and_attempts(&again), [("b", 1)]);
+    // "a" is held no more (acked above): a batch retrying it applies nothing.
+    let err = lease
+        .fenced(&grant)
+        .hash_set(&client.keys().tagged(&tag, "state"), &[("by", "retry")])
+        .retry(&queue, &["a"])
+        .commit()
+        .await
         .unwrap_err();
-    assert!(err.to_string().contains("not allowed"), "{err}");
-    assert_eq!(redis.command(&["EXISTS", "t:{p9}:x"]), ":0\r\n");
+    assert!(
+        matches!(err, Error::NotHeld { ref id } if id == "a"),
+        "{err:?}"
+    );
+    assert_eq!(
+        redis.command_for("t:{p6}:state", &["EXISTS", "t:{p6}:state"]),
+        ":0\r\n"
+    );
 }
 
 /// Writes with more arguments than Lua can unpack at once (about 8 000) go through in
 /// chunks with the replies of single commands: a 10 000-member SADD, a 10 000-field HSET and
-/// a 10 000-message push; and acks with 9 000 messages in flight, plain and fenced. A command that
-/// cannot be split is refused with a message, and nothing is written.
+/// a 10 000-message push; and acks with 9 000 messages in flight, plain and fenced.
 #[tokio::test]
 async fn fenced_writes_of_ten_thousand_arguments() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let tag = Tag::partition(4);
     let lease = Lease::new(&client, &tag, "owner");
     let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
     let queue = Queue::new(&client, &tag, "big");
     let members: Vec<String> = (0..10_000).map(|i| format!("n{i}")).collect();
-    let fields: Vec<String> = members
-        .iter()
-        .flat_map(|m| [m.clone(), "1".to_owned()])
-        .collect();
+    let fields: Vec<(&str, &str)> = members.iter().map(|m| (m.as_str(), "1")).collect();
     let bodies: Vec<(String, Vec<u8>)> = members
         .iter()
         .map(|m| (m.clone(), m.as_bytes().to_vec()))
@@ -180,18 +262,24 @@ async fn fenced_writes_of_ten_thousand_arguments() {
         .collect();
     let replies = lease
         .fenced(&grant)
-        .write("SADD", &client.keys().tagged(&tag, "set"), &members)
-        .write("HSET", &client.keys().tagged(&tag, "hash"), &fields)
-        .write("RPUSH", &client.keys().tagged(&tag, "list"), &members)
+        .set_add(&client.keys().tagged(&tag, "set"), &members)
+        .hash_set(&client.keys().tagged(&tag, "hash"), &fields)
+        .list_append(&client.keys().tagged(&tag, "list"), &members)
         .push(&queue, &messages)
         .commit()
         .await
         .unwrap();
-    assert_eq!(replies[..3], vec![redis::Value::Int(10_000); 3]);
-    assert_eq!(redis.command(&["SCARD", "t:{p4}:set"]), ":10000\r\n");
-    assert_eq!(redis.command(&["HLEN", "t:{p4}:hash"]), ":10000\r\n");
+    assert_eq!(replies[..4], vec![redis::Value::Int(10_000); 4]);
     assert_eq!(
-        redis.command(&["LINDEX", "t:{p4}:list", "9999"]),
+        redis.command_for("t:{p4}:set", &["SCARD", "t:{p4}:set"]),
+        ":10000\r\n"
+    );
+    assert_eq!(
+        redis.command_for("t:{p4}:hash", &["HLEN", "t:{p4}:hash"]),
+        ":10000\r\n"
+    );
+    assert_eq!(
+        redis.command_for("t:{p4}:list", &["LINDEX", "t:{p4}:list", "9999"]),
         "$5\r\nn9999\r\n"
     );
 
@@ -213,26 +301,16 @@ async fn fenced_writes_of_ten_thousand_arguments() {
         .unwrap();
     assert_eq!(queue.pull(10).await.unwrap().len(), 0);
     assert_eq!(
-        redis.command(&["EVAL", "return #redis.call('KEYS', '*:body')", "0"]),
-        ":0\r\n",
+        redis.command_each(&["EVAL", "return #redis.call('KEYS', '*:body')", "0"]),
+        vec![":0\r\n"; redis.command_each(&["PING"]).len()],
         "every body was deleted by the ack"
     );
-
-    let err = lease
-        .fenced(&grant)
-        .write("SET", &client.keys().tagged(&tag, "x"), 1)
-        .write("ZADD", &client.keys().tagged(&tag, "z"), &fields)
-        .commit()
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("too many for ZADD"), "{err}");
-    assert_eq!(redis.command(&["EXISTS", "t:{p4}:x"]), ":0\r\n");
 }
 
 /// An owner name with a space would corrupt the holder record, so it is refused.
 #[tokio::test]
 async fn owner_names_are_checked() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let lease = Lease::new(&client, &Tag::partition(1), "owner");
     assert!(matches!(
@@ -245,26 +323,18 @@ async fn owner_names_are_checked() {
 /// dead letter written in a batch reads back like one from nack.
 #[tokio::test]
 async fn fenced_ack_requires_the_messages_to_be_held() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let other = common::client_with(redis.config()).await;
     let tag = Tag::partition(5);
-    let lease = Lease::new(&client, &tag, "owner");
-    let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
-    let queue = Queue::new(&client, &tag, "in");
-    queue
-        .push_with_ids(&[("a", b"1".as_slice()), ("b", b"2".as_slice())])
-        .await
-        .unwrap();
-    let held = queue.pull(10).await.unwrap();
-    assert_eq!(held.len(), 2);
+    let (lease, grant, queue) = holding_a_and_b(&client, &tag).await;
 
     // Another consumer takes "b" over: the batch acking both must not apply at all.
     let thief = Queue::new(&other, &tag, "in");
     assert_eq!(thief.take_over().await.unwrap(), 2);
     let err = lease
         .fenced(&grant)
-        .write("SET", &client.keys().tagged(&tag, "state"), "applied")
+        .hash_set(&client.keys().tagged(&tag, "state"), &[("by", "applied")])
         .ack(&queue, &["a", "b"])
         .commit()
         .await
@@ -273,17 +343,14 @@ async fn fenced_ack_requires_the_messages_to_be_held() {
         matches!(err, Error::NotHeld { ref id } if id == "a"),
         "{err:?}"
     );
-    assert_eq!(redis.command(&["EXISTS", "t:{p5}:state"]), ":0\r\n");
+    assert_eq!(
+        redis.command_for("t:{p5}:state", &["EXISTS", "t:{p5}:state"]),
+        ":0\r\n"
+    );
 
     // Re-queued, they come back to the next puller, even one that held them before.
     let again = queue.pull(10).await.unwrap();
-    assert_eq!(
-        again
-            .iter()
-            .map(|d| (d.id.as_str(), d.attempts))
-            .collect::<Vec<_>>(),
-        [("a", 1), ("b", 1)]
-    );
+    assert_eq!(ids_and_attempts(&again), [("a", 1), ("b", 1)]);
     lease
         .fenced(&grant)
         .ack(&queue, &["a", "b"])
@@ -308,7 +375,7 @@ async fn fenced_ack_requires_the_messages_to_be_held() {
 /// a stale grant cannot trim the outbox, and the new holder delivers what is left.
 #[tokio::test]
 async fn outbox_delivers_in_order_once_committed() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let tag = Tag::partition(1);
     let lease = Lease::new(&client, &tag, "owner");
@@ -367,7 +434,7 @@ async fn outbox_delivers_in_order_once_committed() {
 /// Members whose heartbeat stopped drop out of the group.
 #[tokio::test]
 async fn members_alive_by_heartbeat() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let first = client(&redis).await;
     let second = client(&redis).await;
     let group = redpill::Members::new(&first, "processors");
@@ -392,7 +459,7 @@ async fn members_alive_by_heartbeat() {
 /// holder that lost it takes nothing.
 #[tokio::test]
 async fn fenced_pull_takes_nothing_after_the_lease_is_lost() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let tag = Tag::partition(3);
     let lease = Lease::new(&client, &tag, "owner");

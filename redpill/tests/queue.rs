@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use common::{bodies, client, texts};
 use redpill::testing::eventually;
-use redpill::testing::TestRedis;
+use redpill::testing::TestBackend;
 use redpill::{Error, PushedOnce, Queue, Tag};
 
 /// Messages come out in the order they were pushed, across several pushes and pulls.
 #[tokio::test]
 async fn fifo_order_across_batches() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let queue = Queue::new(&client, &Tag::partition(3), "in");
     queue.push(&bodies(0..250)).await.unwrap();
@@ -45,7 +45,7 @@ async fn fifo_order_across_batches() {
 /// Competing pullers get disjoint messages, and together every one of them, each in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn competing_pullers_split_the_work() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let pusher = client(&redis).await;
     let queue = Queue::new(&pusher, &Tag::named("work"), "jobs");
     queue.push(&bodies(0..2000)).await.unwrap();
@@ -109,7 +109,7 @@ async fn child_puller_process() {
 /// puller, at the head of the queue and in their order; none lost, none duplicated.
 #[tokio::test]
 async fn killed_puller_messages_come_back_in_order() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let queue = Queue::new(&client, &Tag::named("work"), "jobs");
     queue.push(&bodies(0..25)).await.unwrap();
@@ -178,7 +178,7 @@ async fn killed_puller_messages_come_back_in_order() {
 /// other messages keep flowing while a retry waits out its backoff.
 #[tokio::test]
 async fn nack_retries_then_dead_letters_with_the_error() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = common::client_with(redis.config().set_max_attempts(3)).await;
     let queue = Queue::new(&client, &Tag::partition(0), "in");
     let ids = queue.push(&["poison", "fine"]).await.unwrap();
@@ -236,7 +236,7 @@ async fn nack_retries_then_dead_letters_with_the_error() {
 /// replayed is skipped the second time.
 #[tokio::test]
 async fn replays_chosen_dead_letters() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = common::client_with(redis.config().set_max_attempts(1)).await;
     let queue = Queue::new(&client, &Tag::partition(0), "in");
     queue.push(&["a", "b", "c"]).await.unwrap();
@@ -262,7 +262,7 @@ async fn replays_chosen_dead_letters() {
 /// Pushing an id that is still pending is a no-op, so a retried push never duplicates.
 #[tokio::test]
 async fn push_is_idempotent_by_id_while_pending() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let queue = Queue::new(&client, &Tag::partition(1), "in");
     let batch: [(&str, &[u8]); 2] = [("a", b"1"), ("b", b"2")];
@@ -289,7 +289,7 @@ async fn push_is_idempotent_by_id_while_pending() {
 /// record; another key pushes; once the record expires the key pushes again.
 #[tokio::test]
 async fn push_once_pushes_a_key_once_while_its_record_lives() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let queue = Queue::new(&client, &Tag::partition(1), "in").with_bound(2);
     let ttl = Duration::from_millis(300);
@@ -337,7 +337,7 @@ async fn push_once_pushes_a_key_once_while_its_record_lives() {
 /// A bounded queue refuses a batch that would pass the bound, whole, with a retryable error.
 #[tokio::test]
 async fn bounded_queue_pushes_back() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let queue = Queue::new(&client, &Tag::partition(2), "in").with_bound(10);
     queue.push(&bodies(0..8)).await.unwrap();
@@ -373,7 +373,7 @@ async fn bounded_queue_pushes_back() {
 /// release() hands in-flight messages back at the head, in order, without counting an attempt.
 #[tokio::test]
 async fn release_hands_messages_back_without_an_attempt() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let first = client(&redis).await;
     let second = client(&redis).await;
     let queue = Queue::new(&first, &Tag::partition(4), "in");
@@ -391,7 +391,7 @@ async fn release_hands_messages_back_without_an_attempt() {
 /// A waiting puller is woken by a push well before its timeout.
 #[tokio::test]
 async fn pull_wait_wakes_on_push() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client =
         common::client_with(redis.config().set_poll_interval(Duration::from_secs(10))).await;
     let queue = Queue::new(&client, &Tag::partition(5), "in");
@@ -416,7 +416,7 @@ async fn pull_wait_wakes_on_push() {
 /// each holder's messages in its pull order, one attempt counted, alive or not.
 #[tokio::test]
 async fn take_over_requeues_other_holders_in_pull_order() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let first = client(&redis).await;
     let second = client(&redis).await;
     let owner = client(&redis).await;
@@ -475,7 +475,7 @@ async fn take_over_requeues_other_holders_in_pull_order() {
 /// Batches for several queues go out in one call; pending ids are skipped as in a single push.
 #[tokio::test]
 async fn push_many_reaches_every_queue() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let a = Queue::new(&client, &Tag::partition(1), "in");
     let b = Queue::new(&client, &Tag::partition(2), "in");
@@ -496,7 +496,9 @@ async fn push_many_reaches_every_queue() {
     assert_eq!(texts(&a.pull(10).await.unwrap()), ["1", "2"]);
     assert_eq!(texts(&b.pull(10).await.unwrap()), ["3"]);
     // After a restart of Redis's script cache the batch still goes through.
-    assert!(redis.command(&["SCRIPT", "FLUSH"]).starts_with("+OK"));
+    for flushed in redis.command_each(&["SCRIPT", "FLUSH"]) {
+        assert!(flushed.starts_with("+OK"), "{flushed}");
+    }
     Queue::push_many(&client, &[(&a, vec![("w", b"4".as_slice())])])
         .await
         .unwrap();
@@ -506,7 +508,7 @@ async fn push_many_reaches_every_queue() {
 /// The first process to record a setting fixes it; later ones read it back.
 #[tokio::test]
 async fn fixed_setting_is_set_once() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     assert_eq!(
         client.fixed_setting("partitions", "64").await.unwrap(),
@@ -522,7 +524,7 @@ async fn fixed_setting_is_set_once() {
 /// message: the oldest waiting, which is what a backlog's age is measured by.
 #[tokio::test]
 async fn depths_tell_the_age_of_the_oldest_waiting_message() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let busy = Queue::new(&client, &Tag::named("a"), "busy");
     let idle = Queue::new(&client, &Tag::named("b"), "idle");

@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::client;
-use redpill::testing::TestRedis;
+use redpill::testing::TestBackend;
 use redpill::{Error, Requester, Responder};
 
 /// A request reaches a responder and its reply comes back to the caller; an error reply
 /// arrives as `Error::Remote`.
 #[tokio::test]
 async fn round_trip_and_error_reply() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let caller = client(&redis).await;
     let server = client(&redis).await;
     let responder = Responder::new(&server, "store");
@@ -63,7 +63,7 @@ async fn round_trip_and_error_reply() {
 /// responder that starts later drops it instead of answering a caller that gave up.
 #[tokio::test]
 async fn timeout_without_a_responder() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let caller = client(&redis).await;
     let requester = Requester::new(&caller);
     let started = tokio::time::Instant::now();

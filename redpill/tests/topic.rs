@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{bodies, client};
-use redpill::testing::TestRedis;
+use redpill::testing::TestBackend;
 use redpill::{Entry, Error, StartFrom, Tag, Topic};
 
 fn texts(entries: &[Entry]) -> Vec<String> {
@@ -40,7 +40,7 @@ async fn drain(group: &redpill::Group, want: usize) -> Vec<Entry> {
 /// in order, when it comes back; a second group receives them too.
 #[tokio::test]
 async fn groups_receive_what_was_published_while_they_were_away() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let publisher = client(&redis).await;
     let topic = Topic::new(&publisher, &Tag::named("events"), "outputs");
 
@@ -91,7 +91,7 @@ async fn groups_receive_what_was_published_while_they_were_away() {
 /// Members of one group share the work: disjoint entries, all of them together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_of_a_group_share_the_work() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let publisher = client(&redis).await;
     let topic = Topic::partitioned(&publisher, "outputs", 4);
     let mut members = Vec::new();
@@ -145,7 +145,7 @@ async fn members_of_a_group_share_the_work() {
 /// enough to trim; then publishing goes on.
 #[tokio::test]
 async fn full_topic_pushes_back_until_groups_catch_up() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let topic = Topic::new(&client, &Tag::named("small"), "t").with_bound(10);
     let fast = topic.group("fast", StartFrom::Beginning).await.unwrap();
@@ -186,7 +186,7 @@ async fn full_topic_pushes_back_until_groups_catch_up() {
 /// once its heartbeat expires.
 #[tokio::test]
 async fn dead_members_entries_are_taken_over() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let dying = client(&redis).await;
     let survivor = client(&redis).await;
     let topic = Topic::new(&dying, &Tag::named("events"), "outputs");
@@ -216,7 +216,7 @@ async fn dead_members_entries_are_taken_over() {
 /// A group created with StartFrom::Now skips what was published before it.
 #[tokio::test]
 async fn start_from_now_skips_history() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let topic = Topic::new(&client, &Tag::named("events"), "t");
     topic.publish(0, &["old"]).await.unwrap();
@@ -229,7 +229,7 @@ async fn start_from_now_skips_history() {
 /// the length left, for writers that append inside their own scripts.
 #[tokio::test]
 async fn make_room_trims_acknowledged_entries_at_the_bound() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let topic = Topic::new(&client, &Tag::named("small"), "t").with_bound(3);
     let group = topic.group("archive", StartFrom::Beginning).await.unwrap();
@@ -256,7 +256,7 @@ async fn make_room_trims_acknowledged_entries_at_the_bound() {
 /// publish.
 #[tokio::test]
 async fn a_ring_keeps_the_newest_entries_and_readers_read_on_from_an_id() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let topic = Topic::new(&client, &Tag::named("ring"), "telemetry").ring(100);
     for chunk in bodies(0..1_000).chunks(10) {

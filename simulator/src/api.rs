@@ -122,7 +122,7 @@ impl Api {
             return Ok(());
         }
         let text = body_of(status, response).await;
-        if text.contains("too_many_sources") {
+        if text.contains(protocol::ErrorCode::TooManySources.as_str()) {
             bail!(
                 "PUT topology {}: {text}\nthe store allows fewer sources per node than the \
                  scenario needs: restart the store with a larger GORGON_MAX_SOURCES, or pass \

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use mongodb::bson::doc;
 use rand::seq::SliceRandom as _;
 use rand::SeedableRng as _;
-use redpill::testing::{Persistence, TestRedis};
-use redpill::{Lease, Queue, Tag};
+use redpill::testing::{Persistence, TestBackend, TestCluster, TestRedis};
+use redpill::Lease;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::hosts::Hosts;
 use crate::mesh::{Mesh, PARTITIONS};
 use crate::mongo::TestMongo;
 use crate::socketio::Notifier;
@@ -46,6 +47,8 @@ const PROBES: &str = "probes";
 const FAULT_AFTER: Duration = Duration::from_secs(3);
 /// How long the load goes on after the fault ended.
 const LOAD_AFTER: Duration = Duration::from_secs(4);
+/// `cluster-node-timeout` of the cluster scenarios.
+pub const CLUSTER_NODE_TIMEOUT: Duration = Duration::from_secs(3);
 /// The partition queues' high-water mark in the slow-consumer scenario.
 const SLOW_HIGH_WATER: u64 = 2_000;
 
@@ -91,11 +94,31 @@ pub enum Fault {
     /// Every role process, Redis and MongoDB SIGKILLed at once, then started again in a
     /// random order.
     KillEverything,
+    /// On a Redis Cluster (3 masters, a replica each, AOF always): the master of the chain's
+    /// entry partition SIGKILLed; its replica takes over. No replica acknowledgements.
+    ClusterMasterKill,
+    /// The same with `GORGON_REPLICA_ACKS=1`: every acknowledged write was on the replica.
+    ClusterMasterKillAcked,
+    /// On a Redis Cluster: the replica of the entry partition's master SIGKILLed.
+    ClusterReplicaKill,
+    /// On a Redis Cluster: every slot of the entry partition's master moved to another master
+    /// by `redis-cli --cluster reshard` under load.
+    ClusterReshard,
+    /// On a Redis Cluster: the entry partition's master SIGSTOPped past
+    /// `cluster-node-timeout` (its replica takes over), then SIGCONT (it comes back as a
+    /// replica).
+    ClusterMasterPause,
+    /// The same with `GORGON_REPLICA_ACKS=1`.
+    ClusterMasterPauseAcked,
+    /// The roles on three hosts of their own (network namespaces) and Redis Cluster on the
+    /// hosts' network: the third host, with a processor and a notifier, cut off the network
+    /// past its lease, then put back.
+    HostCut,
 }
 
 impl Fault {
     /// Every scenario, in the order of the table.
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 20] = [
         Fault::ProcessorKill,
         Fault::ProcessorPause,
         Fault::ProcessorsJoinLeave,
@@ -109,6 +132,13 @@ impl Fault {
         Fault::SlowConsumer,
         Fault::Malformed,
         Fault::KillEverything,
+        Fault::ClusterMasterKill,
+        Fault::ClusterMasterKillAcked,
+        Fault::ClusterReplicaKill,
+        Fault::ClusterReshard,
+        Fault::ClusterMasterPause,
+        Fault::ClusterMasterPauseAcked,
+        Fault::HostCut,
     ];
 
     /// The scenario's name, as the harness prints it and takes it on its command line.
@@ -127,6 +157,13 @@ impl Fault {
             Fault::SlowConsumer => "slow-consumer",
             Fault::Malformed => "malformed-requests",
             Fault::KillEverything => "kill-everything",
+            Fault::ClusterMasterKill => "cluster-master-kill",
+            Fault::ClusterMasterKillAcked => "cluster-master-kill-acked",
+            Fault::ClusterReplicaKill => "cluster-replica-kill",
+            Fault::ClusterReshard => "cluster-reshard",
+            Fault::ClusterMasterPause => "cluster-master-pause",
+            Fault::ClusterMasterPauseAcked => "cluster-master-pause-acked",
+            Fault::HostCut => "host-cut",
         }
     }
 
@@ -136,9 +173,27 @@ impl Fault {
     }
 
     /// Whether Redis keeps everything it acknowledged through this fault, so the row must
-    /// show nothing lost or duplicated.
+    /// show nothing lost or duplicated. A cluster master that fails without replica
+    /// acknowledgements can take with it what its replica had not received yet.
     pub fn keeps_acknowledged(self) -> bool {
-        self != Fault::RedisKillEverySec
+        !matches!(
+            self,
+            Fault::RedisKillEverySec | Fault::ClusterMasterKill | Fault::ClusterMasterPause
+        )
+    }
+
+    /// Whether the scenario runs on a Redis Cluster.
+    pub fn on_cluster(self) -> bool {
+        matches!(
+            self,
+            Fault::ClusterMasterKill
+                | Fault::ClusterMasterKillAcked
+                | Fault::ClusterReplicaKill
+                | Fault::ClusterReshard
+                | Fault::ClusterMasterPause
+                | Fault::ClusterMasterPauseAcked
+                | Fault::HostCut
+        )
     }
 }
 
@@ -165,9 +220,13 @@ impl Default for Settings {
 
 /// The mesh of one scenario.
 struct Chaos {
+    /// The notifier the simulator's clients use.
+    notifier: Notifier,
+    /// The other hosts' notifiers, when the mesh runs across hosts (dropped before the mesh,
+    /// whose hosts go with it).
+    more_notifiers: Vec<Notifier>,
     mesh: Mesh,
     mongo: TestMongo,
-    notifier: Notifier,
     http: reqwest::Client,
     probes: Vec<String>,
     verbose: bool,
@@ -175,7 +234,14 @@ struct Chaos {
 }
 
 impl Chaos {
-    async fn start(persistence: Persistence, extra: &[(&str, &str)], verbose: bool) -> Chaos {
+    /// Starts the mesh on `redis`: on this machine, or across `hosts` with a notifier on
+    /// each (the simulator's clients use the second host's).
+    async fn start(
+        redis: TestBackend,
+        hosts: Option<Hosts>,
+        extra: &[(&str, &str)],
+        verbose: bool,
+    ) -> Chaos {
         let started = Instant::now();
         let mongo = TestMongo::start();
         let uri = mongo.uri();
@@ -192,8 +258,23 @@ impl Chaos {
             ("GORGON_STORE_SWEEP_MS", "500"),
         ];
         env.extend_from_slice(extra);
-        let mesh = Mesh::start_on(TestRedis::start_with(persistence), 2, &env).await;
-        let notifier = Notifier::start(&mesh, &[]).await;
+        let (mesh, notifier, more_notifiers) = match hosts {
+            None => {
+                let mesh = Mesh::start_on(redis, 2, &env).await;
+                let notifier = Notifier::start(&mesh, &[]).await;
+                (mesh, notifier, Vec::new())
+            }
+            Some(hosts) => {
+                let count = hosts.len();
+                let mesh = Mesh::start_across(redis, hosts, &env).await;
+                let mut notifiers = Vec::new();
+                for host in 0..count {
+                    notifiers.push(Notifier::start_on(&mesh, host, &[]).await);
+                }
+                let notifier = notifiers.remove(1);
+                (mesh, notifier, notifiers)
+            }
+        };
         let probes: Vec<String> = (0..PARTITIONS)
             .map(|partition| {
                 (0..)
@@ -202,14 +283,13 @@ impl Chaos {
                     .expect("some name hashes to every partition")
             })
             .collect();
+        let http = crate::http::client(Duration::from_secs(10), mesh.token.as_deref());
         let chaos = Chaos {
             mesh,
             mongo,
             notifier,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("an HTTP client"),
+            more_notifiers,
+            http,
             probes,
             verbose,
             started,
@@ -324,13 +404,7 @@ impl Chaos {
     /// one is not or Redis cannot say.
     async fn holders(&self) -> Option<usize> {
         let leases: Vec<Lease> = (0..PARTITIONS)
-            .map(|partition| {
-                Lease::new(
-                    &self.mesh.client,
-                    &Tag::partition(partition),
-                    protocol::names::PARTITION_LEASE,
-                )
-            })
+            .map(|partition| layout::partition_lease(&self.mesh.client, partition))
             .collect();
         let holders = Lease::holders(&leases).await.ok()?;
         let mut owners: Vec<String> = holders
@@ -366,11 +440,59 @@ impl Chaos {
             .await;
     }
 
+    /// Prints the first warnings and errors each role logged, for `--verbose`.
+    fn print_problems(&self) {
+        let mut roles = vec![("web_face", &self.mesh.web), ("store", &self.mesh.store)];
+        roles.extend(
+            self.mesh
+                .processors
+                .iter()
+                .map(|process| ("processor", process)),
+        );
+        roles.extend(
+            self.mesh
+                .more_web
+                .iter()
+                .map(|process| ("web_face", process)),
+        );
+        roles.push(("notifier", &self.notifier.process));
+        roles.extend(
+            self.more_notifiers
+                .iter()
+                .map(|notifier| ("notifier", &notifier.process)),
+        );
+        for (role, process) in roles {
+            let output = process.output();
+            let problems: Vec<&str> = output
+                .lines()
+                .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+                .filter(|line| !line.contains("redis::cluster_handling"))
+                .take(20)
+                .collect();
+            for line in problems {
+                eprintln!("chaos: {role}: {line}");
+            }
+        }
+    }
+
+    /// Waits until `replica` serves `slot` (the cluster failed over); the time from `since`.
+    async fn failed_over(&mut self, slot: u16, replica: usize, since: Instant) -> Duration {
+        let cluster = self.mesh.redis.cluster_mut();
+        while cluster.master_of(slot) != Some(replica) {
+            assert!(
+                since.elapsed() < Duration::from_secs(60),
+                "no failover to node {replica} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        since.elapsed()
+    }
+
     /// Bytes Redis uses (`INFO memory`'s `used_memory`) and keys it has evicted (`INFO
     /// stats`'s `evicted_keys`); `None` when a reply lacks them.
     fn redis_memory(&self) -> Option<(u64, u64)> {
         let field = |section: &str, name: &str| -> Option<u64> {
-            let info = self.mesh.redis.command(&["INFO", section]);
+            let info = self.mesh.redis.single().command(&["INFO", section]);
             info.lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))?
                 .trim()
@@ -445,6 +567,7 @@ impl Chaos {
             .args(["--rate", &load.rate.to_string()])
             .args(["--batch", &load.batch.to_string()])
             .args(["--clients", &load.clients.to_string(), "--readers", "1"])
+            .args(self.mesh.token.iter().flat_map(|token| ["--token", token]))
             .args(["chain", "--length", &CHAIN_LENGTH.to_string()])
             .kill_on_drop(true);
         tokio::spawn(async move {
@@ -478,9 +601,32 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
     let high_water = SLOW_HIGH_WATER.to_string();
     let extra_env: &[(&str, &str)] = match fault {
         Fault::SlowConsumer => &[("GORGON_QUEUE_HIGH_WATER", high_water.as_str())],
+        Fault::ClusterMasterKillAcked | Fault::ClusterMasterPauseAcked => {
+            &[("GORGON_REPLICA_ACKS", "1")]
+        }
         _ => &[],
     };
-    let mut chaos = Chaos::start(persistence, extra_env, settings.verbose).await;
+    let hosts = (fault == Fault::HostCut).then(|| Hosts::create(3));
+    let redis = match &hosts {
+        // The cluster on the hosts' network, announcing its address there: no replicas, as
+        // Redis is not what fails.
+        Some(hosts) => TestBackend::Cluster(TestCluster::start_announcing(
+            3,
+            0,
+            persistence,
+            CLUSTER_NODE_TIMEOUT,
+            &hosts.gateway().to_string(),
+        )),
+        // A node timeout that a busy two-core machine does not trip by itself.
+        None if fault.on_cluster() => TestBackend::Cluster(TestCluster::start_with(
+            3,
+            1,
+            persistence,
+            CLUSTER_NODE_TIMEOUT,
+        )),
+        None => TestBackend::Single(TestRedis::start_with(persistence)),
+    };
+    let mut chaos = Chaos::start(redis, hosts, extra_env, settings.verbose).await;
     match fault {
         // The processor to pause holds each batch 100 ms between running it and committing
         // it, so the pause lands in that gap and its commit comes after the lease is gone.
@@ -502,17 +648,23 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
             chaos
                 .mesh
                 .redis
+                .single()
                 .command(&["CONFIG", "SET", "maxmemory", "512mb"]);
             chaos
                 .mesh
                 .redis
+                .single()
                 .command(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
         }
         _ => {}
     }
     let fault_length = match fault {
         Fault::MongoDown => settings.outage,
-        Fault::ProcessorPause | Fault::ProcessorsJoinLeave => Duration::from_secs(4),
+        Fault::ProcessorPause
+        | Fault::ProcessorsJoinLeave
+        | Fault::ClusterMasterPause
+        | Fault::ClusterMasterPauseAcked
+        | Fault::HostCut => Duration::from_secs(4),
         _ => Duration::from_secs(1),
     };
     let load = match fault {
@@ -590,12 +742,12 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
         Fault::RedisKillAlways | Fault::RedisKillEverySec | Fault::RedisRestart => {
             if fault == Fault::RedisRestart {
                 // SHUTDOWN writes and syncs the AOF, then the server exits.
-                let _ = chaos.mesh.redis.command(&["SHUTDOWN"]);
+                let _ = chaos.mesh.redis.single().command(&["SHUTDOWN"]);
             }
-            chaos.mesh.redis.kill();
+            chaos.mesh.redis.single_mut().kill();
             let detect = chaos.unready(at).await;
             tokio::time::sleep(fault_length.saturating_sub(at.elapsed())).await;
-            chaos.mesh.redis.start_again();
+            chaos.mesh.redis.single_mut().start_again();
             chaos.say("Redis started again");
             (Some(detect), chaos.probe(1, at).await)
         }
@@ -635,10 +787,9 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
                 .await;
             let path = "/v1/topologies/poison/nodes/hot/messages";
             let poison = chaos.inject(path, &json!({"c": "very hot"})).await;
-            let queue = Queue::new(
+            let queue = layout::input_queue(
                 &chaos.mesh.client,
-                &Tag::partition(protocol::partition_of("poison", "hot", PARTITIONS)),
-                protocol::names::INPUT_QUEUE,
+                protocol::partition_of("poison", "hot", PARTITIONS),
             );
             let dead = crate::eventually(
                 Duration::from_secs(30),
@@ -703,7 +854,7 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
             chaos.mesh.store.signal("KILL");
             chaos.mesh.web.signal("KILL");
             chaos.notifier.process.signal("KILL");
-            chaos.mesh.redis.kill();
+            chaos.mesh.redis.single_mut().kill();
             chaos.mongo.stop();
             for process in chaos.mesh.processors.iter_mut() {
                 process.wait_for_exit(Duration::from_secs(10)).await;
@@ -723,7 +874,7 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
             for part in order {
                 let name = match part {
                     0 => {
-                        chaos.mesh.redis.start_again();
+                        chaos.mesh.redis.single_mut().start_again();
                         "redis".to_owned()
                     }
                     1 => {
@@ -754,6 +905,99 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
             extra.insert("restart_order", json!(started));
             extra.insert("seed", json!(seed));
             (None, chaos.probe(1, at).await)
+        }
+        Fault::ClusterMasterKill
+        | Fault::ClusterMasterKillAcked
+        | Fault::ClusterMasterPause
+        | Fault::ClusterMasterPauseAcked => {
+            let slot = entry_slot();
+            let cluster = chaos.mesh.redis.cluster_mut();
+            let master = cluster
+                .master_of(slot)
+                .expect("a master serves the entry partition");
+            let replica = cluster.replicas_of(master)[0];
+            let pause = matches!(
+                fault,
+                Fault::ClusterMasterPause | Fault::ClusterMasterPauseAcked
+            );
+            if pause {
+                cluster.node(master).pause();
+            } else {
+                cluster.node_mut(master).kill();
+            }
+            let detect = chaos.failed_over(slot, replica, at).await;
+            chaos.say("the replica took over");
+            // The old master comes back (SIGCONT, or started again as its supervisor
+            // would) and joins as its replica's replica: with GORGON_REPLICA_ACKS=1 and one
+            // replica a master, the shard takes no acknowledged write until then.
+            tokio::time::sleep(fault_length.saturating_sub(at.elapsed())).await;
+            let cluster = chaos.mesh.redis.cluster_mut();
+            if pause {
+                cluster.node(master).resume();
+            } else {
+                cluster.node_mut(master).start_again();
+            }
+            chaos.say("the old master is back");
+            (Some(detect), chaos.probe(1, at).await)
+        }
+        Fault::ClusterReplicaKill => {
+            let cluster = chaos.mesh.redis.cluster_mut();
+            let master = cluster
+                .master_of(entry_slot())
+                .expect("a master serves the entry partition");
+            let replica = cluster.replicas_of(master)[0];
+            cluster.node_mut(replica).kill();
+            (None, chaos.probe(1, at).await)
+        }
+        Fault::ClusterReshard => {
+            let cluster = chaos.mesh.redis.cluster_mut();
+            let from = cluster
+                .master_of(entry_slot())
+                .expect("a master serves the entry partition");
+            let to = cluster
+                .masters()
+                .into_iter()
+                .find(|&master| master != from)
+                .expect("another master");
+            let moved = tokio::task::block_in_place(|| cluster.reshard_all(from, to));
+            extra.insert("slots_moved", json!(moved));
+            extra.insert("reshard_ms", json!(at.elapsed().as_millis() as u64));
+            chaos.say(&format!("{moved} slots moved"));
+            (None, chaos.probe(1, at).await)
+        }
+        Fault::HostCut => {
+            let hosts = chaos
+                .mesh
+                .hosts
+                .as_ref()
+                .expect("the mesh runs across hosts");
+            hosts.cut(2);
+            // The other two processors take the cut one's partitions once its lease ends.
+            let detect = chaos.held_by(2, at).await;
+            chaos.say("the other hosts hold every partition");
+            let recover = chaos.probe(1, at).await;
+            tokio::time::sleep(fault_length.saturating_sub(at.elapsed())).await;
+            let hosts = chaos
+                .mesh
+                .hosts
+                .as_ref()
+                .expect("the mesh runs across hosts");
+            hosts.restore(2);
+            let back = Instant::now();
+            chaos.say("the host is back on the network");
+            // What the cut processor still had to write reaches Redis now, and is refused;
+            // then it takes its share of the partitions again.
+            extra.insert(
+                "rejoin_ms",
+                json!(chaos.held_by(3, back).await.as_millis() as u64),
+            );
+            // Which of its two checks finds the lease gone first depends on timing: the
+            // fence refusing a commit it had in flight ("lease lost"), or the renewal round
+            // finding another holder ("partition lost").
+            let cut = &chaos.mesh.processors[2];
+            extra.insert("stale_writes_refused", json!(cut.count("lease lost")));
+            extra.insert("renewals_refused", json!(cut.count("partition lost")));
+            (Some(detect), recover)
         }
         Fault::Malformed => {
             let statuses = malformed(&chaos, 10_000).await;
@@ -807,7 +1051,16 @@ pub async fn run(fault: Fault, settings: &Settings) -> Value {
     for (key, value) in extra {
         row[key] = value;
     }
+    if chaos.verbose {
+        chaos.print_problems();
+    }
     row
+}
+
+/// The cluster slot of the chain's entry partition (`link-0`'s), where most of the load goes.
+fn entry_slot() -> u16 {
+    let partition = protocol::partition_of(CHAIN, "link-0", PARTITIONS);
+    redpill::keys::slot(format!("{{{}}}", redpill::Tag::partition(partition)).as_bytes())
 }
 
 /// Sends `count` malformed requests, 16 at a time, of several kinds in turn; how many got each

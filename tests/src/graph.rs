@@ -3,10 +3,9 @@
 
 use std::collections::HashMap;
 
-use processor::state::node_key;
-use protocol::NodeRecord;
-use protocol::{names, partition_of, Body, Envelope, NodeSpec, ENVELOPE_VERSION};
-use redpill::{Client, Queue, Tag};
+use layout::NodeRecord;
+use protocol::{partition_of, Body, Envelope, NodeSpec, ENVELOPE_VERSION};
+use redpill::{Client, Queue};
 use serde_json::Value;
 
 /// One topology of a deployment with `partitions` partitions.
@@ -34,7 +33,7 @@ impl Graph {
     }
 
     fn queue(&self, partition: u32) -> Queue {
-        Queue::new(&self.client, &Tag::partition(partition), names::INPUT_QUEUE)
+        layout::input_queue(&self.client, partition)
     }
 
     /// Creates (or updates) nodes: `(id, function, sources, attrs)`. Targets are derived from
@@ -117,23 +116,13 @@ impl Graph {
 
     /// The stored state of each node, in order.
     pub async fn nodes(&self, nodes: &[&str]) -> Vec<Option<NodeRecord>> {
-        let keys: Vec<String> = nodes
+        let nodes: Vec<(&str, &str)> = nodes
             .iter()
-            .map(|node| {
-                node_key(
-                    self.client.keys(),
-                    self.partition(node),
-                    &format!("{}/{node}", self.topology),
-                )
-            })
+            .map(|node| (self.topology.as_str(), *node))
             .collect();
-        self.client
-            .read_hashes(&keys)
+        layout::read_node_records(&self.client, self.partitions, &nodes)
             .await
             .expect("read node state")
-            .iter()
-            .map(NodeRecord::from_fields)
-            .collect()
     }
 
     /// The `count` attribute of each node (0 for a node with none yet).

@@ -5,8 +5,12 @@
 //! Layout: `lib.rs` ([`role_binary`]; [`eventually`] is redpill's, re-exported),
 //! `process.rs` ([`RoleProcess`]: a role binary as a child process), `graph.rs` (acting as
 //! the store and the API towards processors: creating nodes and injecting messages through
-//! redpill, reading node state back), `mesh.rs` ([`mesh::Mesh`]: Redis, store, processors and
-//! web_face as processes, with an HTTP client for the API), `mongo.rs` ([`mongo::TestMongo`]: a
+//! redpill, reading node state back), `http.rs` ([`http::Http`]: a client of the REST API,
+//! and its [`http::Answer`]s), `mesh.rs` ([`mesh::Mesh`]: Redis, store, processors and
+//! web_face as processes, with an HTTP client for the API), `api.rs` ([`api::Api`]: Redis,
+//! and web_face, the store and processors in-process, for route tests), `hostile.rs` (the
+//! generator of hostile requests for the write routes), `hosts.rs` ([`hosts::Hosts`]: network
+//! namespaces as hosts of their own, whose links can be cut), `mongo.rs` ([`mongo::TestMongo`]: a
 //! MongoDB-wire server of the test's own, `mongod` or nx-27017), `socketio.rs` (notifier
 //! processes and the Node socket.io clients of `socketio/clients.mjs`), `chaos.rs` (the chaos
 //! scenarios: one fault under the simulator's load, one row of figures), and the `chaos`
@@ -14,8 +18,12 @@
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
+pub mod api;
 pub mod chaos;
 pub mod graph;
+pub mod hostile;
+pub mod hosts;
+pub mod http;
 pub mod mesh;
 pub mod mongo;
 mod process;

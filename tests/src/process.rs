@@ -8,6 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use crate::hosts::Host;
 use crate::{eventually, role_binary};
 
 /// A role binary running as a child process; killed when dropped.
@@ -21,7 +22,35 @@ pub struct RoleProcess {
 impl RoleProcess {
     /// Starts role binary `role` with only `env` in its environment and `RUST_LOG=info`.
     pub fn spawn(role: &str, env: &[(&str, &str)]) -> RoleProcess {
-        let mut child = Command::new(role_binary(role))
+        RoleProcess::spawn_with_args(role, &[], env)
+    }
+
+    /// Starts role binary `role` with the flags `args`, only `env` in its environment and
+    /// `RUST_LOG=info`.
+    pub fn spawn_with_args(role: &str, args: &[&str], env: &[(&str, &str)]) -> RoleProcess {
+        Self::spawn_from(Command::new(role_binary(role)), role, args, env)
+    }
+
+    /// Starts role binary `role` on test host `host` (in its network namespace), with only
+    /// `env` in its environment and `RUST_LOG=info`. Its process id is the role's own, so
+    /// signals reach the role.
+    pub fn spawn_on(host: &Host, role: &str, env: &[(&str, &str)]) -> RoleProcess {
+        Self::spawn_from(
+            Command::from(host.command(role_binary(role))),
+            role,
+            &[],
+            env,
+        )
+    }
+
+    fn spawn_from(
+        mut command: Command,
+        role: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> RoleProcess {
+        let mut child = command
+            .args(args)
             .env_clear()
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())

@@ -21,28 +21,44 @@ pub struct Notifier {
     pub process: RoleProcess,
     /// Its port.
     pub port: u16,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://<address>:<port>`: 127.0.0.1, or its host's address.
     pub url: String,
     extra: Vec<(String, String)>,
+    /// The test host it runs on ([`Mesh::start_across`]), if not on this machine.
+    host: Option<usize>,
 }
 
 impl Notifier {
     /// Starts a notifier for `mesh` on a free port with `extra` environment, and waits until
     /// it serves.
     pub async fn start(mesh: &Mesh, extra: &[(&str, &str)]) -> Notifier {
+        Notifier::start_at(mesh, None, extra).await
+    }
+
+    /// The same on host `host` of a mesh that runs across hosts.
+    pub async fn start_on(mesh: &Mesh, host: usize, extra: &[(&str, &str)]) -> Notifier {
+        Notifier::start_at(mesh, Some(host), extra).await
+    }
+
+    async fn start_at(mesh: &Mesh, host: Option<usize>, extra: &[(&str, &str)]) -> Notifier {
         let port = free_port();
         let extra: Vec<(String, String)> = extra
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .chain([("GORGON_NOTIFIER_PORT".to_owned(), port.to_string())])
             .collect();
-        let process = spawn(mesh, &extra);
+        let process = spawn(mesh, host, &extra);
         serving(&process).await;
+        let address = match (host, &mesh.hosts) {
+            (Some(host), Some(hosts)) => hosts.host(host).address().to_string(),
+            _ => "127.0.0.1".to_owned(),
+        };
         Notifier {
             process,
             port,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{address}:{port}"),
             extra,
+            host,
         }
     }
 
@@ -62,16 +78,19 @@ impl Notifier {
     /// Starts it again on the same port, with the same environment, without waiting (it
     /// serves once it reaches Redis).
     pub fn respawn(&mut self, mesh: &Mesh) {
-        self.process = spawn(mesh, &self.extra);
+        self.process = spawn(mesh, self.host, &self.extra);
     }
 }
 
-fn spawn(mesh: &Mesh, extra: &[(String, String)]) -> RoleProcess {
+fn spawn(mesh: &Mesh, host: Option<usize>, extra: &[(String, String)]) -> RoleProcess {
     let extra: Vec<(&str, &str)> = extra
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    mesh.spawn_with("notifier", &extra)
+    match host {
+        Some(host) => mesh.spawn_on_with(host, "notifier", &extra),
+        None => mesh.spawn_with("notifier", &extra),
+    }
 }
 
 /// Waits until `process` serves socket.io.

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use mesh_tests::eventually;
 use mesh_tests::mesh::Mesh;
-use protocol::store::{topology_tag, TOPOLOGY_LEASE};
-use redpill::{Lease, Tag};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -167,11 +165,7 @@ async fn a_store_paused_past_its_lease_cannot_commit() {
 
     // The store holds the lease once it has validated the document; it then builds the
     // change, which takes it well over a second in a debug build.
-    let lease = Lease::new(
-        &mesh.client,
-        &Tag::named(&topology_tag("big")),
-        TOPOLOGY_LEASE,
-    );
+    let lease = layout::topology(&mesh.client, "big").lease;
     eventually(
         Duration::from_secs(60),
         "the store to take the lease",

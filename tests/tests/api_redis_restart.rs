@@ -195,7 +195,7 @@ async fn redis_restart_answers_503_then_recovers_without_losing_a_message() {
     );
 
     let killed = Instant::now();
-    mesh.redis.kill();
+    mesh.redis.single_mut().kill();
     // Injects under way from now until after Redis is back: none can be half applied.
     let injects_ok = Arc::new(AtomicUsize::new(0));
     let injector = keep_sending(
@@ -247,7 +247,7 @@ async fn redis_restart_answers_503_then_recovers_without_losing_a_message() {
 
     // Redis back, same port, same data.
     let reads_before_restart = reads_ok.load(Ordering::SeqCst);
-    mesh.redis.start_again();
+    mesh.redis.single_mut().start_again();
     let restarted = Instant::now();
     let after = eventually(Duration::from_secs(20), "GET to answer 200", || async {
         let answer = mesh.call(Method::GET, TOPOLOGY, &Value::Null).await;

@@ -11,7 +11,7 @@ use mesh_tests::mesh::{Mesh, PARTITIONS};
 use mesh_tests::mongo::TestMongo;
 use mongodb::bson::{doc, Document};
 use protocol::{OutputEvent, Timestamp};
-use redpill::Topic;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -58,7 +58,7 @@ fn event(node: &str, seq: u64, data: &str) -> String {
 /// Appends one entry holding `events` to shard `shard` of the output topic, as a
 /// processor's batch commit does.
 async fn publish(mesh: &Mesh, shard: usize, events: &[String]) {
-    let topic = Topic::partitioned(&mesh.client, protocol::names::OUTPUT_TOPIC, PARTITIONS);
+    let topic = layout::output_topic(&mesh.client, PARTITIONS);
     topic
         .publish(shard, &[format!("[{}]", events.join(","))])
         .await

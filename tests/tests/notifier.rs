@@ -327,4 +327,12 @@ async fn tokens_scopes_origins_and_limits_are_enforced() {
     );
     assert_eq!(status(Some("https://good.example")).await, StatusCode::OK);
     assert_eq!(status(None).await, StatusCode::OK);
+
+    // /readyz wants no token and answers as every HTTP role's does.
+    let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready"})
+    );
 }

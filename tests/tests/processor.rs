@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 use mesh_tests::graph::Graph;
 use mesh_tests::{eventually, RoleProcess};
 use protocol::roles::PROCESSOR;
-use protocol::{names, OutputEvent};
-use redpill::testing::TestRedis;
-use redpill::{Client, Lease, StartFrom, Tag, Topic};
+use protocol::OutputEvent;
+use redpill::testing::TestBackend;
+use redpill::{Client, StartFrom};
 use serde_json::json;
 
 const PARTITIONS: u32 = 8;
 const LEASE_MS: u64 = 1000;
 
-fn processor(redis: &TestRedis, extra: &[(&str, &str)]) -> RoleProcess {
+fn processor(redis: &TestBackend, extra: &[(&str, &str)]) -> RoleProcess {
     let mut env = vec![
         ("REDIS_URL", redis.url()),
         ("GORGON_PARTITIONS", PARTITIONS.to_string()),
@@ -26,7 +26,7 @@ fn processor(redis: &TestRedis, extra: &[(&str, &str)]) -> RoleProcess {
     RoleProcess::spawn(PROCESSOR, &env)
 }
 
-async fn client(redis: &TestRedis) -> Client {
+async fn client(redis: &TestBackend) -> Client {
     Client::connect(redis.config().set_prefix("gorgon"))
         .await
         .unwrap()
@@ -36,7 +36,7 @@ async fn client(redis: &TestRedis) -> Client {
 async fn owners(client: &Client) -> Vec<Option<String>> {
     let mut owners = Vec::new();
     for partition in 0..PARTITIONS {
-        let lease = Lease::new(client, &Tag::partition(partition), names::PARTITION_LEASE);
+        let lease = layout::partition_lease(client, partition);
         owners.push(lease.holder().await.unwrap().map(|(grant, _)| grant.owner));
     }
     owners
@@ -112,7 +112,7 @@ async fn wait_for_total(
 
 /// Reads every output event from the output topic with a group of its own.
 async fn all_outputs(client: &Client, expected: usize) -> Vec<OutputEvent> {
-    let group = Topic::partitioned(client, names::OUTPUT_TOPIC, PARTITIONS)
+    let group = layout::output_topic(client, PARTITIONS)
         .group("test-check", StartFrom::Beginning)
         .await
         .unwrap();
@@ -164,7 +164,7 @@ fn check_order(events: &[OutputEvent], order: &HashMap<String, Vec<String>>) {
 /// numbered 1..250 with their inputs in inject order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_counts_and_order_with_three_processors() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let processors: Vec<RoleProcess> = (0..3).map(|_| processor(&redis, &[])).collect();
     all_owned(&client, 3, Duration::from_secs(20)).await;
@@ -231,7 +231,7 @@ async fn counters_under_load(
 /// applied twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_processor_loses_and_repeats_nothing() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let mut victim = processor(&redis, &[]);
     let _survivor = processor(&redis, &[]);
@@ -266,7 +266,7 @@ async fn sigkill_of_a_processor_loses_and_repeats_nothing() {
 /// it there): the next owner delivers the outbox, and downstream counts are exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_between_commit_and_outbox_delivery() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let graph = Graph::new(&client, "chain", PARTITIONS);
     // Sources and their downstream counters in other partitions.
@@ -315,7 +315,7 @@ async fn crash_between_commit_and_outbox_delivery() {
 /// no count is off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_processor_is_fenced_off() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     // Batches of the paused processor wait 200 ms before their commit, so the pause lands
     // between running a batch and committing it.
@@ -349,7 +349,7 @@ async fn paused_processor_is_fenced_off() {
 /// within the bound, and every count is exact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_one_three_one_under_load() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let _first = processor(&redis, &[]);
     all_owned(&client, 1, Duration::from_secs(20)).await;
@@ -397,7 +397,7 @@ async fn scale_one_three_one_under_load() {
 /// the error, the node shows it, and the partition's other messages are all processed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_message_is_dead_lettered_and_the_rest_flows() {
-    let redis = TestRedis::start();
+    let redis = TestBackend::start();
     let client = client(&redis).await;
     let _processor = processor(&redis, &[("GORGON_MAX_ATTEMPTS", "3")]);
     all_owned(&client, 1, Duration::from_secs(20)).await;
@@ -421,11 +421,7 @@ async fn poison_message_is_dead_lettered_and_the_rest_flows() {
 
     let counts = wait_for_total(&graph, &["count".to_owned()], 100, Duration::from_secs(30)).await;
     assert_eq!(counts, [100]);
-    let queue = redpill::Queue::new(
-        &client,
-        &Tag::partition(graph.partition("hot")),
-        names::INPUT_QUEUE,
-    );
+    let queue = layout::input_queue(&client, graph.partition("hot"));
     let dead = eventually(
         Duration::from_secs(10),
         "the poison message dead-lettered",

@@ -98,6 +98,63 @@ async fn role_stops_on_sigint() {
     assert!(output.contains("SIGINT"), "{output}");
 }
 
+/// Every role's `--help` lists the log settings as flags with their environment variables,
+/// and the processor's and the store's hide their test-only failpoint.
+#[test]
+fn every_role_lists_its_log_flags() {
+    for role in [WEB_FACE, STORE, PROCESSOR, NOTIFIER, STATS] {
+        let output = std::process::Command::new(mesh_tests::role_binary(role))
+            .arg("--help")
+            .env_clear()
+            .output()
+            .unwrap_or_else(|err| panic!("cannot start the {role} binary: {err}"));
+        assert!(output.status.success(), "{role} --help: {output:?}");
+        let help = String::from_utf8(output.stdout).unwrap();
+        for expected in [
+            "--log <FILTER>",
+            "[env: RUST_LOG=]",
+            "--log-format <FORMAT>",
+            "[env: GORGON_LOG_FORMAT=] [default: text]",
+        ] {
+            assert!(
+                help.contains(expected),
+                "{role} --help lacks {expected:?}:\n{help}"
+            );
+        }
+        assert!(!help.contains("failpoint"), "{role} --help:\n{help}");
+        assert!(!help.contains("GORGON_FAILPOINT"), "{role} --help:\n{help}");
+    }
+}
+
+/// `--log` and `--log-format` win over `RUST_LOG` and `GORGON_LOG_FORMAT`: with `--log warn
+/// --log-format json`, every line is a JSON object of a warning, and the INFO line a role
+/// writes when it stops is filtered out.
+#[tokio::test]
+async fn log_flags_win_over_the_environment() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let mut role = RoleProcess::spawn_with_args(
+        STORE,
+        &["--log", "warn", "--log-format", "json"],
+        &[
+            ("REDIS_URL", &url),
+            ("RUST_LOG", "info"),
+            ("GORGON_LOG_FORMAT", "text"),
+        ],
+    );
+    role.wait_for_output("is unreachable", UNREACHABLE_DEADLINE)
+        .await;
+    role.signal("TERM");
+    let (status, output) = role.wait_for_exit(DEADLINE).await;
+    assert!(status.success(), "exited with {status}:\n{output}");
+    assert!(!output.contains("stopped before connecting"), "{output}");
+    for line in output.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON line ({err}): {line}\n{output}"));
+        assert_eq!(event["level"], "WARN", "{line}");
+        assert_eq!(event["span"]["service"], "store", "{line}");
+    }
+}
+
 /// Starts `role` with an API token, checks it is masked, and stops it with SIGTERM.
 async fn http_role_starts_and_stops(role: &str) {
     let redis = TestRedis::start();

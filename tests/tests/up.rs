@@ -2,7 +2,7 @@
 //! MongoDB given by URL: every role runs and works together, the simulator's chain and
 //! sensors scenarios pass their verification against it (0 lost, 0 duplicated, 0 out of
 //! order), a second `scripts/up` only prints the URLs, and SIGTERM stops every process it
-//! started.
+//! started; `scripts/up --cluster` does the same on a local Redis Cluster of its own.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,7 +22,17 @@ fn repository() -> PathBuf {
 
 /// `scripts/up` with `env` added, its output gathered.
 fn up(env: &[(String, String)], output: Arc<Mutex<String>>) -> tokio::process::Child {
+    up_with(&[], env, output)
+}
+
+/// `scripts/up` with `args` and `env` added, its output gathered.
+fn up_with(
+    args: &[&str],
+    env: &[(String, String)],
+    output: Arc<Mutex<String>>,
+) -> tokio::process::Child {
     let mut child = tokio::process::Command::new(repository().join("scripts/up"))
+        .args(args)
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -78,6 +88,68 @@ fn faults(report: &serde_json::Value) -> serde_json::Value {
     })
 }
 
+/// Makes topology `feed` (`a` → `total`, a count), injects 100 messages into `a` and waits
+/// until `total` has counted exactly 100: the roles work together.
+async fn count_a_hundred(http: &reqwest::Client, api: &str) {
+    let doc = json!({"node": [
+        {"id": "a", "function": "pass"},
+        {"id": "total", "function": "count", "sources": ["a"]},
+    ]});
+    let put = http
+        .put(format!("{api}/v1/topologies/feed"))
+        .json(&doc)
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
+    let injected = inject_numbers(http, api, "feed", "a", 0..100).await;
+    assert_eq!(injected, StatusCode::ACCEPTED);
+    mesh_tests::eventually(
+        Duration::from_secs(30),
+        "the count to reach 100",
+        || async {
+            let output = get_json(
+                http,
+                &format!("{api}/v1/topologies/feed/nodes/total/output"),
+            )
+            .await?;
+            (output["seq"] == 100).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Waits until `scripts/up` has printed the mesh's URLs, and returns what it printed.
+async fn printed_urls(output: &Mutex<String>) -> String {
+    mesh_tests::eventually(
+        Duration::from_secs(300),
+        "scripts/up to print the mesh's URLs",
+        || {
+            let output = output.lock().unwrap().clone();
+            std::future::ready(output.contains("Ctrl-C stops it all").then_some(output))
+        },
+    )
+    .await
+}
+
+/// Sends SIGTERM to `scripts/up`, checks it exits with 143 within 60 s, and returns all it
+/// printed.
+async fn terminate(mut running: tokio::process::Child, output: &Mutex<String>) -> String {
+    let pid = running.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(60), running.wait())
+        .await
+        .expect("scripts/up stops within 60 s of SIGTERM")
+        .unwrap();
+    let output = output.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(143), "{output}");
+    output
+}
+
 async fn answers(url: &str) -> bool {
     reqwest::get(url)
         .await
@@ -115,18 +187,10 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     let output = Arc::new(Mutex::new(String::new()));
-    let mut running = up(&env, Arc::clone(&output));
+    let running = up(&env, Arc::clone(&output));
     let api = format!("http://127.0.0.1:{web}");
     let dashboard = format!("http://127.0.0.1:{stats}");
-    let printed = mesh_tests::eventually(
-        Duration::from_secs(300),
-        "scripts/up to print the mesh's URLs",
-        || {
-            let output = output.lock().unwrap().clone();
-            std::future::ready(output.contains("Ctrl-C stops it all").then_some(output))
-        },
-    )
-    .await;
+    let printed = printed_urls(&output).await;
     assert!(
         printed.contains(&format!("REST API        {api}/v1")),
         "{printed}"
@@ -149,32 +213,7 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
 
     // The roles work together: a topology, 100 injects, a count of exactly 100.
     let http = reqwest::Client::new();
-    let doc = json!({"node": [
-        {"id": "a", "function": "pass"},
-        {"id": "total", "function": "count", "sources": ["a"]},
-    ]});
-    let put = http
-        .put(format!("{api}/v1/topologies/feed"))
-        .json(&doc)
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{}", put.text().await.unwrap());
-    let injected = inject_numbers(&http, &api, "feed", "a", 0..100).await;
-    assert_eq!(injected, StatusCode::ACCEPTED);
-    mesh_tests::eventually(
-        Duration::from_secs(30),
-        "the count to reach 100",
-        || async {
-            let output = get_json(
-                &http,
-                &format!("{api}/v1/topologies/feed/nodes/total/output"),
-            )
-            .await?;
-            (output["seq"] == 100).then_some(())
-        },
-    )
-    .await;
+    count_a_hundred(&http, &api).await;
     // The simulator's scenarios, small: every output of every node arrives exactly once.
     let zero = json!({"lost": 0, "duplicated": 0, "out_of_order": 0, "unexpected": 0,
                       "effect_mismatches": 0, "errors": 0});
@@ -264,25 +303,13 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
     assert!(second_output.contains("already running"), "{second_output}");
 
     // SIGTERM: every role stops, and scripts/up with them.
-    let pid = running.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(60), running.wait())
-        .await
-        .expect("scripts/up stops within 60 s of SIGTERM")
-        .unwrap();
-    assert_eq!(status.code(), Some(143), "{}", output.lock().unwrap());
+    let output = terminate(running, &output).await;
     for port in [web, notifier, stats] {
         assert!(
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-            "port {port} still answers after the stop:\n{}",
-            output.lock().unwrap()
+            "port {port} still answers after the stop:\n{output}"
         );
     }
-    let output = output.lock().unwrap().clone();
     assert!(output.contains("up: stopping the roles"), "{output}");
     // It started no Redis or MongoDB of its own: it was given both.
     assert!(
@@ -290,4 +317,70 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
         "{output}"
     );
     assert!(!var.path().join("up.pid").exists());
+}
+
+/// The first free port of `count` consecutive ones whose bus ports (10 000 higher) are free
+/// too, from a random place in 20 000..40 000.
+fn free_run(count: u16) -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    loop {
+        let base = 20_000 + rand::random::<u16>() % 20_000;
+        if (base..base + count).all(|port| free(port) && free(port + 10_000)) {
+            return base;
+        }
+    }
+}
+
+/// `scripts/up --cluster` starts a Redis Cluster of 3 masters and 3 replicas under its
+/// `var` directory and runs the mesh on it: the roles find the cluster from one node's
+/// address, a count over two partitions comes out exact, and SIGTERM stops the roles and
+/// every node it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_up_cluster_runs_the_mesh_on_a_local_cluster() {
+    mesh_tests::role_binary("web_face");
+    let mongo = TestMongo::start();
+    let var = tempfile::tempdir().unwrap();
+    let base = free_run(6);
+    let (web, notifier, stats) = (free_port(), free_port(), free_port());
+    let env: Vec<(String, String)> = [
+        ("MONGODB_URI", mongo.uri()),
+        ("GORGON_PARTITIONS", "8".to_owned()),
+        ("GORGON_WEB_PORT", web.to_string()),
+        ("GORGON_NOTIFIER_PORT", notifier.to_string()),
+        ("GORGON_STATS_PORT", stats.to_string()),
+        ("GORGON_UP_REDIS_PORT", base.to_string()),
+        ("GORGON_UP_VAR", var.path().display().to_string()),
+        ("GORGON_UP_PROFILE", "dev".to_owned()),
+        ("GORGON_UP_FORMATION", "all=1,processor=2".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let output = Arc::new(Mutex::new(String::new()));
+    let running = up_with(&["--cluster"], &env, Arc::clone(&output));
+    let printed = printed_urls(&output).await;
+    assert!(
+        printed.contains(&format!("Redis           redis://127.0.0.1:{base}")),
+        "{printed}"
+    );
+    assert!(printed.contains("Redis Cluster of 3 masters"), "{printed}");
+    let api = format!("http://127.0.0.1:{web}");
+    mesh_tests::eventually(Duration::from_secs(60), "the API to answer", || async {
+        answers(&format!("{api}/readyz")).await.then_some(())
+    })
+    .await;
+    let http = reqwest::Client::new();
+    count_a_hundred(&http, &api).await;
+    // The roles found the cluster from the one address they were given.
+    let logged = output.lock().unwrap().clone();
+    assert!(logged.contains("Redis Cluster found"), "{logged}");
+
+    let output = terminate(running, &output).await;
+    assert!(output.contains("stopped the Redis Cluster"), "{output}");
+    for port in base..base + 6 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "cluster node {port} still answers after the stop:\n{output}"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use protocol::roles::PROCESSOR;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _role_span = runtime::init_tracing(PROCESSOR);
     let config = Config::parse();
+    let _role_span = runtime::init_tracing(PROCESSOR, &config.log);
     let token = runtime::shutdown_token();
     processor::run_with(config, custom_processor::registry(), token).await
 }

@@ -2,11 +2,28 @@
 
 #![allow(dead_code)]
 
-use redpill::testing::TestRedis;
+use redpill::testing::{TestBackend, TestRedis};
 use redpill::{Client, Config};
 
+/// What a test client can be made for: one server, or whichever backend the run chose.
+pub trait Backend {
+    fn config(&self) -> Config;
+}
+
+impl Backend for TestRedis {
+    fn config(&self) -> Config {
+        TestRedis::config(self)
+    }
+}
+
+impl Backend for TestBackend {
+    fn config(&self) -> Config {
+        TestBackend::config(self)
+    }
+}
+
 /// A client of `redis` with the test timings and its own key prefix.
-pub async fn client(redis: &TestRedis) -> Client {
+pub async fn client(redis: &impl Backend) -> Client {
     client_with(redis.config()).await
 }
 

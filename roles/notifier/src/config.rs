@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::Parser;
-use runtime::{RedisArgs, Secret};
+use runtime::{LogArgs, RedisArgs, Secret};
 
 /// Everything notifier reads at start-up; built once in `main` and passed to [`crate::run`].
 #[derive(Parser, Debug)]
@@ -18,6 +18,10 @@ pub struct Config {
     /// Redis and the settings shared by every role.
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    /// What the role logs and how.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// The address the socket.io server listens on.
     #[arg(long, env = "GORGON_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]

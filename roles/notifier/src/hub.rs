@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use protocol::names;
 use redpill::Live;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -179,7 +178,7 @@ impl Hub {
                 let subscription = self
                     .inner
                     .live
-                    .subscribe(&names::live_outputs(topology), LIVE_CAPACITY)
+                    .subscribe(&layout::live_outputs(topology), LIVE_CAPACITY)
                     .await?;
                 subscribed.insert(topology.to_owned());
                 tokio::spawn(read_topology(

@@ -3,7 +3,7 @@
 //! Clients subscribe to a topology, or one node of it, and receive each output event as an
 //! `output` event, once, in `seq` order per node (`protocol::notify` has the shapes and
 //! `docs/notifier.md` the semantics). Live outputs come from each topology's live channel
-//! (`protocol::names::live_outputs`), which processors publish after each commit; what that
+//! (`layout::live_outputs`), which processors publish after each commit; what that
 //! channel loses, and what a reconnecting client asks for with `after_seq`, comes from each
 //! node's replay buffer in Redis, which processors write in the same commit as the outputs.
 //! When the buffer no longer holds what is asked for, the client is sent `resync`.
@@ -40,7 +40,6 @@ use axum::serve::ListenerExt as _;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use protocol::auth::{Refusal, Tokens};
-use protocol::names;
 use protocol::notify::{Ack, Subscription, SUBSCRIBE_EVENT, UNSUBSCRIBE_EVENT};
 use protocol::roles::NOTIFIER;
 use redpill::{Client, Live};
@@ -64,13 +63,13 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let tokens = Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
         .map_err(|error| anyhow::anyhow!(error))?;
     let bind = runtime::listen_address(config.bind, !tokens.is_enabled(), "socket.io server");
-    let metrics = runtime::install_metrics(true);
     let redpill_config = config.redis.redpill_config(NOTIFIER);
-    let Some(client) = runtime::connect(NOTIFIER, redpill_config, &token).await? else {
-        tracing::info!("stopped before connecting to Redis");
+    let Some(started) =
+        runtime::start(NOTIFIER, &config.redis, redpill_config, true, &token).await?
+    else {
         return Ok(());
     };
-    runtime::check_partitions(&client, config.redis.partitions).await?;
+    let client = started.client.clone();
     let replay_buffer = published_replay_buffer(&client).await;
     tracing::info!(config = ?config, replay_buffer = ?replay_buffer, "starting");
     if replay_buffer == Some(0) {
@@ -127,7 +126,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .collect();
     let http = Http {
         client: client.clone(),
-        prometheus: metrics.prometheus.clone(),
+        prometheus: started.metrics.prometheus.clone(),
     };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -153,13 +152,6 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let user_timeout = config.ping_interval() + config.ping_timeout();
     let listener = listener.tap_io(move |stream| drop_when_stalled(stream, user_timeout));
     tracing::info!(%address, "serving socket.io");
-    let stats = runtime::spawn_stats(
-        &client,
-        NOTIFIER,
-        &metrics,
-        config.redis.stats_interval(),
-        &token,
-    );
     let closing = {
         let (io, token) = (io.clone(), token.clone());
         async move {
@@ -172,17 +164,13 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .with_graceful_shutdown(closing)
         .await
         .context("the socket.io server failed");
-    stats.stop().await;
-    client.close().await;
-    tracing::info!("stopped");
+    started.finish().await;
     served
 }
 
 /// The replay buffer length processors last published, if any did.
 async fn published_replay_buffer(client: &Client) -> Option<u64> {
-    let key = client.keys().plain(names::PUBLISHED_SETTINGS);
-    let fields = client.read_hashes(&[key]).await.ok()?.pop()?;
-    let length = fields.get(names::REPLAY_BUFFER_SETTING)?.parse().ok()?;
+    let length = layout::read_replay_buffer(client).await.ok()??;
     metrics::gauge!("gorgon_replay_buffer_entries").set(length as f64);
     Some(length)
 }
@@ -245,20 +233,19 @@ impl Gate {
         if let Err(refusal) = self.tokens.grants(token.as_deref()) {
             metrics::counter!("gorgon_notifier_connections_refused_total", "reason" => "token")
                 .increment(1);
-            return Err(match refusal {
-                Refusal::Missing => {
-                    "unauthorized: a token is required; connect with auth: {\"token\": \"...\"}"
-                }
-                Refusal::Unknown => "unauthorized: the token is not valid",
-            }
-            .to_owned());
+            let reason = match refusal {
+                Refusal::Missing => "a token is required; connect with auth: {\"token\": \"...\"}",
+                Refusal::Unknown => "the token is not valid",
+            };
+            return Err(format!("{}: {reason}", protocol::ErrorCode::Unauthorized));
         }
         if self.connections.load(Ordering::Relaxed) >= self.max_connections {
             metrics::counter!("gorgon_notifier_connections_refused_total", "reason" => "limit")
                 .increment(1);
             return Err(format!(
-                "too_many_connections: this notifier serves {} sockets, its most \
+                "{}: this notifier serves {} sockets, its most \
                  (GORGON_NOTIFIER_MAX_CONNECTIONS); try another notifier or later",
+                protocol::ErrorCode::TooManyConnections,
                 self.max_connections
             ));
         }
@@ -350,7 +337,7 @@ fn on_command(
                     command
                         .into_ack()
                         .send(&Ack::refused(
-                            "busy",
+                            protocol::ErrorCode::Busy,
                             "this socket has too many requests waiting; wait for their answers",
                         ))
                         .ok();
@@ -358,7 +345,7 @@ fn on_command(
             }
             Err(error) => {
                 ack.send(&Ack::refused(
-                    "invalid_request",
+                    protocol::ErrorCode::InvalidRequest,
                     format!(
                         "expected {{\"topology\", \"node\"?, \"after_seq\"?}} with slugs and \
                          a non-negative seq (or an object of them per node): {error}"
@@ -378,10 +365,7 @@ struct Http {
 }
 
 async fn ready(State(http): State<Arc<Http>>) -> Response {
-    match http.client.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "Redis is unreachable").into_response(),
-    }
+    runtime::readyz(&http.client).await
 }
 
 async fn metrics_text(State(http): State<Arc<Http>>) -> Response {
@@ -413,10 +397,11 @@ async fn check_origin(
             if !allowed {
                 metrics::counter!("gorgon_notifier_connections_refused_total", "reason" => "origin")
                     .increment(1);
-                let body = serde_json::json!({"error": {
-                    "code": "origin_not_allowed",
-                    "message": "this Origin is not in GORGON_ALLOWED_ORIGINS",
-                }});
+                let error = protocol::store::ApiError::new(
+                    protocol::ErrorCode::OriginNotAllowed,
+                    "this Origin is not in GORGON_ALLOWED_ORIGINS",
+                );
+                let body = serde_json::json!({ "error": error });
                 return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
             }
         }

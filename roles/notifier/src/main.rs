@@ -8,8 +8,8 @@ use protocol::roles::NOTIFIER;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _role_span = runtime::init_tracing(NOTIFIER);
     let config = Config::parse();
+    let _role_span = runtime::init_tracing(NOTIFIER, &config.log);
     let token = runtime::shutdown_token();
     notifier::run(config, token).await
 }

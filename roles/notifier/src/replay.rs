@@ -2,9 +2,7 @@
 //! and each node's replay buffer (its latest output events, written by its processor in the
 //! same commit as the outputs themselves).
 
-use protocol::names;
-use protocol::store::{topology_tag, TopologyRecord, TOPOLOGY_RECORD};
-use redpill::{Client, Tag};
+use redpill::Client;
 
 use crate::hub::Event;
 
@@ -26,44 +24,30 @@ impl Reader {
 
     /// The node ids of each topology (`None` where it does not exist), in one round trip.
     pub async fn nodes(&self, topologies: &[&str]) -> redpill::Result<Vec<Option<Vec<String>>>> {
-        let keys: Vec<String> = topologies
-            .iter()
-            .map(|topology| {
-                self.client
-                    .keys()
-                    .tagged(&Tag::named(&topology_tag(topology)), TOPOLOGY_RECORD)
-            })
-            .collect();
-        let records = self.client.read_hashes(&keys).await?;
+        let records = layout::read_topologies(&self.client, topologies).await?;
         Ok(topologies
             .iter()
             .zip(records)
-            .map(
-                |(topology, fields)| match TopologyRecord::from_fields(&fields) {
-                    Ok(record) => {
-                        record.map(|record| record.doc.node.into_iter().map(|n| n.id).collect())
-                    }
-                    Err(error) => {
-                        tracing::error!(%topology, %error, "a stored topology document does not parse");
-                        None
-                    }
-                },
-            )
+            .map(|(topology, stored)| match stored.record() {
+                Ok(record) => {
+                    record.map(|record| record.doc.node.into_iter().map(|n| n.id).collect())
+                }
+                Err(error) => {
+                    tracing::error!(%topology, %error, "a stored topology document does not parse");
+                    None
+                }
+            })
             .collect())
     }
 
     /// Each node's latest output seq: 0 before its first output, `None` when the node has
     /// no record (deleted, or not yet made by its processor). One round trip.
     pub async fn seqs(&self, members: &[Member]) -> redpill::Result<Vec<Option<u64>>> {
-        let keys: Vec<String> = members
+        let nodes: Vec<(&str, &str)> = members
             .iter()
-            .map(|member| self.key(member, &names::node_record))
+            .map(|(topology, node)| (topology.as_str(), node.as_str()))
             .collect();
-        let seqs = self.client.read_hash_field(&keys, "seq").await?;
-        Ok(seqs
-            .into_iter()
-            .map(|seq| seq.map(|seq| seq.parse().unwrap_or(0)))
-            .collect())
+        layout::read_node_seqs(&self.client, self.partitions, &nodes).await
     }
 
     /// For each `(node, cursor, known)`: the node's replay buffer from just after `cursor`
@@ -72,9 +56,9 @@ impl Reader {
     /// one more for nodes whose buffer grew meanwhile. When `known` is not above `cursor`
     /// (the node counts from 1 again), the buffer's last `known` entries.
     pub async fn buffers(&self, wants: &[(Member, u64, u64)]) -> redpill::Result<Vec<Vec<Event>>> {
-        let keys: Vec<String> = wants
+        let nodes: Vec<(&str, &str)> = wants
             .iter()
-            .map(|(member, _, _)| self.key(member, &names::node_replay))
+            .map(|((topology, node), _, _)| (topology.as_str(), node.as_str()))
             .collect();
         let mut counts: Vec<usize> = wants
             .iter()
@@ -93,11 +77,9 @@ impl Reader {
             if pending.is_empty() {
                 break;
             }
-            let lists: Vec<(String, usize)> = pending
-                .iter()
-                .map(|i| (keys[*i].clone(), counts[*i]))
-                .collect();
-            let tails = self.client.read_list_tails(&lists).await?;
+            let tails: Vec<((&str, &str), usize)> =
+                pending.iter().map(|i| (nodes[*i], counts[*i])).collect();
+            let tails = layout::read_replay_tails(&self.client, self.partitions, &tails).await?;
             for (i, texts) in pending.into_iter().zip(tails) {
                 let complete = texts.len() < counts[i];
                 let events = consecutive_tail(
@@ -137,14 +119,6 @@ impl Reader {
                 events
             })
             .collect())
-    }
-
-    fn key(&self, (topology, node): &Member, suffix: &dyn Fn(&str) -> String) -> String {
-        let partition = protocol::partition_of(topology, node, self.partitions);
-        self.client.keys().tagged(
-            &Tag::partition(partition),
-            &suffix(&format!("{topology}/{node}")),
-        )
     }
 }
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use protocol::auth::Grants;
 use protocol::notify::{Ack, Resync, Subscription, OUTPUT_EVENT, RESYNC_EVENT};
+use protocol::ErrorCode;
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::{SendError, SocketError, SocketIo};
@@ -182,11 +183,11 @@ impl Session {
     /// Checks and records a subscription, answers it with the positions, then replays what
     /// it asked for.
     async fn subscribe(&mut self, subscription: Subscription, ack: AckSender) -> Result<(), Gone> {
-        let refused = |code: &str, message: String| Ack::refused(code, message);
+        let refused = |code: ErrorCode, message: String| Ack::refused(code, message);
         let topology = subscription.topology.clone();
         let node = subscription.node.clone();
         if protocol::validate_slug(&topology).is_err() || !self.grants.reads(&topology) {
-            let answer = refused("not_found", format!("no topology {topology:?}"));
+            let answer = refused(ErrorCode::NotFound, format!("no topology {topology:?}"));
             return self.answer(ack, &answer);
         }
         if let Some(node) = node
@@ -194,7 +195,7 @@ impl Session {
             .filter(|node| protocol::validate_slug(node).is_err())
         {
             let answer = refused(
-                "not_found",
+                ErrorCode::NotFound,
                 format!("no node {node:?} in topology {topology}"),
             );
             return self.answer(ack, &answer);
@@ -205,7 +206,7 @@ impl Session {
         };
         if !known && self.topologies.len() + self.nodes.len() >= self.shared.max_subscriptions {
             let answer = refused(
-                "too_many_subscriptions",
+                ErrorCode::TooManySubscriptions,
                 format!(
                     "this socket already holds {} subscriptions, the most allowed \
                      (GORGON_NOTIFIER_MAX_SUBSCRIPTIONS); unsubscribe from one first",
@@ -219,13 +220,13 @@ impl Session {
             Err(error) => return self.answer(ack, &unavailable(&error)),
         };
         let Some(ids) = ids else {
-            let answer = refused("not_found", format!("no topology {topology:?}"));
+            let answer = refused(ErrorCode::NotFound, format!("no topology {topology:?}"));
             return self.answer(ack, &answer);
         };
         let covered: Vec<Member> = match &node {
             Some(node) if !ids.contains(node) => {
                 let answer = refused(
-                    "not_found",
+                    ErrorCode::NotFound,
                     format!("no node {node:?} in topology {topology}"),
                 );
                 return self.answer(ack, &answer);
@@ -530,7 +531,7 @@ impl Session {
 fn unavailable(error: &redpill::Error) -> Ack {
     tracing::warn!(%error, "a subscription could not be made: Redis did not answer");
     Ack::refused(
-        "unavailable",
+        ErrorCode::Unavailable,
         "the notifier cannot reach Redis just now; subscribe again in a moment",
     )
 }

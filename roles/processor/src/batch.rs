@@ -1,7 +1,10 @@
 //! Running one batch of a partition's queue through the node functions: pure computation,
-//! no I/O. The result is a [`Plan`]: everything the batch's single fenced commit must write.
+//! no I/O. The result is a [`Plan`]: everything the batch's single fenced commit must write —
+//! node records, replay buffers ([`Plan::node_writes`], with their trim and re-create rules),
+//! output events, forwards, dead letters, retries and acks. The partition only turns it into
+//! one fenced write (`partition.rs`), through `layout` for where each thing is kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use protocol::{
@@ -12,16 +15,21 @@ use redpill::Delivery;
 
 use crate::function::{Input, NodeContext};
 use crate::registry::Registry;
-use protocol::{merge_patch, NodeRecord};
+use layout::{NodeRecord, NodeWrite};
+use protocol::merge_patch;
 
 /// What a batch changes, ready to commit.
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Nodes changed by the batch, by `topology/node`: the new state, or `None` if deleted.
     pub dirty: HashMap<String, Option<NodeRecord>>,
+    /// Nodes deleted and made again within the batch, by `topology/node`: nothing of their
+    /// former selves may remain.
+    pub remade: HashSet<String>,
     /// Input ids to acknowledge in the commit (processed, dropped as repeats, or dead-lettered).
     pub acks: Vec<String>,
-    /// Inputs whose function failed and will be tried again: id and error.
+    /// Inputs whose function failed and will be tried again after the queue's backoff, given
+    /// back in the commit: id and error (shown on the node; the queue keeps no error).
     pub retries: Vec<(String, String)>,
     /// Inputs that go to the dead-letter list.
     pub dead: Vec<DeadInput>,
@@ -104,7 +112,13 @@ pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Co
                         state.update(spec, targets, reset_state);
                         state
                     }
-                    None => NodeRecord::new(spec, targets),
+                    None => {
+                        if nodes.contains_key(&key) {
+                            // Deleted earlier in this batch and made again.
+                            plan.remade.insert(key.clone());
+                        }
+                        NodeRecord::new(spec, targets)
+                    }
                 };
                 plan.dirty.insert(key, Some(state));
                 plan.acks.push(delivery.id.clone());
@@ -171,6 +185,69 @@ fn node_missing(key: &str) -> String {
 }
 
 impl Plan {
+    /// What the batch writes to its nodes' keys, given the nodes as they were before it
+    /// (`before`) and the replay buffer length to keep (`replay_buffer`; 0 keeps none):
+    ///
+    /// - a changed node's record, only the fields that changed (every field of a new node);
+    /// - a deleted node's record, buffer and index entry removed;
+    /// - each node's replay buffer: one append of the batch's outputs, and a trim back to
+    ///   `replay_buffer` only when the node's seq crosses a multiple of a quarter of it, so a
+    ///   buffer holds at least that many (when there are) and at most a quarter more, plus one
+    ///   batch;
+    /// - a node deleted and made again within the batch is deleted, then written whole: no
+    ///   field (a latched output) and no replay buffer of its former self remains, and it
+    ///   counts its seqs from 1 again.
+    pub fn node_writes<'a>(
+        &'a self,
+        before: &HashMap<String, NodeRecord>,
+        replay_buffer: usize,
+    ) -> Vec<NodeWrite<'a>> {
+        let mut writes = Vec::with_capacity(self.dirty.len() * 2);
+        for (member, state) in &self.dirty {
+            let Some(state) = state else {
+                writes.push(NodeWrite::Delete { member });
+                continue;
+            };
+            let was = match self.remade.contains(member) {
+                true => {
+                    writes.push(NodeWrite::Delete { member });
+                    None
+                }
+                false => before.get(member),
+            };
+            let fields = state.changed_fields(was);
+            if !fields.is_empty() {
+                writes.push(NodeWrite::Record {
+                    member,
+                    fields,
+                    created: was.is_none(),
+                });
+            }
+        }
+        if replay_buffer == 0 {
+            return writes;
+        }
+        let bound = replay_buffer as u64;
+        let slack = (bound / 4).max(1);
+        let mut by_node: HashMap<&str, Vec<&str>> = HashMap::new();
+        for output in &self.outputs {
+            by_node.entry(&output.key).or_default().push(&output.text);
+        }
+        for (member, events) in by_node {
+            let Some(Some(state)) = self.dirty.get(member) else {
+                continue; // Deleted later in the batch.
+            };
+            let before = state.seq.saturating_sub(events.len() as u64);
+            let trim = state.seq > bound && before / slack != state.seq / slack;
+            writes.push(NodeWrite::Replay {
+                member,
+                events,
+                keep: trim.then_some(bound),
+            });
+        }
+        writes
+    }
+
     /// The node's state as the batch has left it so far, cloned for changing.
     fn current(&self, nodes: &HashMap<String, NodeRecord>, key: &str) -> Option<NodeRecord> {
         match self.dirty.get(key) {
@@ -745,5 +822,152 @@ mod tests {
         assert_eq!(state.output, before.output);
         assert_eq!(state.status.state, Health::Error);
         assert_eq!(state.status.dead_letters, 1);
+    }
+
+    fn record(seq: u64) -> NodeRecord {
+        let mut record = NodeRecord::new(
+            NodeSpec {
+                id: "a".into(),
+                function: "pass".into(),
+                sources: Vec::new(),
+                attrs: serde_json::Map::new(),
+            },
+            Vec::new(),
+        );
+        record.seq = seq;
+        record
+    }
+
+    fn output(member: &str, seq: u64) -> PlannedOutput {
+        PlannedOutput {
+            topology: "t".into(),
+            key: member.into(),
+            text: format!("{{\"seq\":{seq}}}"),
+            injected_at_ms: 0,
+        }
+    }
+
+    /// What a batch writes to its nodes: changed fields only, the index entry of a new node,
+    /// the removal of a deleted one, and replay appends trimmed back to the bound only when
+    /// the seq crosses a multiple of a quarter of it.
+    #[test]
+    fn node_writes_follow_the_replay_rules() {
+        let mut before = HashMap::new();
+        before.insert("t/old".to_owned(), record(7));
+        before.insert("t/gone".to_owned(), record(3));
+        let mut plan = Plan::default();
+        // t/old: 7 -> 9 with a bound of 8 (a quarter: 2): 7/2 = 3, 9/2 = 4, trimmed.
+        plan.dirty.insert("t/old".into(), Some(record(9)));
+        plan.outputs.push(output("t/old", 8));
+        plan.outputs.push(output("t/old", 9));
+        // t/new: made in this batch, one output.
+        plan.dirty.insert("t/new".into(), Some(record(1)));
+        plan.outputs.push(output("t/new", 1));
+        plan.dirty.insert("t/gone".into(), None);
+        let mut writes = plan.node_writes(&before, 8);
+        writes.sort_by_key(|write| format!("{write:?}"));
+        let summary: Vec<String> = writes
+            .iter()
+            .map(|write| match write {
+                NodeWrite::Record {
+                    member,
+                    fields,
+                    created,
+                } => format!(
+                    "record {member} {:?} created={created}",
+                    fields.iter().map(|(name, _)| *name).collect::<Vec<_>>()
+                ),
+                NodeWrite::Delete { member } => format!("delete {member}"),
+                NodeWrite::Replay {
+                    member,
+                    events,
+                    keep,
+                } => format!("replay {member} {events:?} keep={keep:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                "delete t/gone",
+                r#"record t/new ["function", "sources", "targets", "attrs", "seq", "status", "hwm"] created=true"#,
+                r#"record t/old ["seq"] created=false"#,
+                r#"replay t/new ["{\"seq\":1}"] keep=None"#,
+                r#"replay t/old ["{\"seq\":8}", "{\"seq\":9}"] keep=Some(8)"#,
+            ]
+        );
+        // Without a buffer there are no replay writes; and 8 -> 9 crosses no multiple of 2
+        // (8/2 = 9/2 = 4): appended, not trimmed.
+        assert!(plan
+            .node_writes(&before, 0)
+            .iter()
+            .all(|write| !matches!(write, NodeWrite::Replay { .. })));
+        let mut small = Plan::default();
+        let mut eight = HashMap::new();
+        eight.insert("t/a".to_owned(), record(8));
+        small.dirty.insert("t/a".into(), Some(record(9)));
+        small.outputs.push(output("t/a", 9));
+        assert!(small.node_writes(&eight, 8).contains(&NodeWrite::Replay {
+            member: "t/a",
+            events: vec![r#"{"seq":9}"#],
+            keep: None,
+        }));
+    }
+
+    /// A node deleted and made again within a batch is deleted, then written whole, before
+    /// its new outputs go into its replay buffer: its former latched output and buffer are
+    /// gone, and it counts from 1 again. Outputs of a node deleted later in the batch are not
+    /// kept.
+    #[test]
+    fn a_node_made_again_keeps_nothing_of_its_former_self() {
+        let registry = Registry::builtins();
+        let context = context(&registry);
+        let mut nodes = HashMap::new();
+        let mut former = record(40);
+        former.output = Some(r#"{"seq":40}"#.into());
+        nodes.insert("t/a".to_owned(), former);
+        nodes.insert("t/b".to_owned(), record(5));
+        let delete = |node: &str| Envelope {
+            version: ENVELOPE_VERSION,
+            topology: "t".into(),
+            node: node.into(),
+            body: Body::Delete,
+        };
+        let batch = [
+            delivery("1", &delete("a"), 0),
+            delivery("2", &upsert("a", "pass", &[], json!({})), 0),
+            delivery("3", &Envelope::inject("t", "a", "in-1", 0, json!(1)), 0),
+            delivery("4", &delete("b"), 0),
+        ];
+        let plan = run(&nodes, &batch, &context);
+        let writes = plan.node_writes(&nodes, 100);
+        let summary: Vec<(&str, &str)> = writes
+            .iter()
+            .map(|write| match write {
+                NodeWrite::Record { member, .. } => ("record", *member),
+                NodeWrite::Delete { member } => ("delete", *member),
+                NodeWrite::Replay { member, .. } => ("replay", *member),
+            })
+            .collect();
+        let position = |entry: (&str, &str)| {
+            summary
+                .iter()
+                .position(|found| *found == entry)
+                .unwrap_or_else(|| panic!("no {entry:?} in {summary:?}"))
+        };
+        assert!(position(("delete", "t/a")) < position(("record", "t/a")));
+        assert!(position(("record", "t/a")) < position(("replay", "t/a")));
+        assert!(summary.contains(&("delete", "t/b")));
+        assert_eq!(summary.len(), 4, "{summary:?}");
+        let Some(NodeWrite::Record {
+            fields, created, ..
+        }) = writes.get(position(("record", "t/a")))
+        else {
+            unreachable!()
+        };
+        assert!(*created);
+        let seq = fields.iter().find(|(name, _)| *name == "seq").unwrap();
+        assert_eq!(seq.1, "1");
+        let output = fields.iter().find(|(name, _)| *name == "output").unwrap();
+        assert!(output.1.contains(r#""seq":1"#), "{}", output.1);
     }
 }

@@ -3,7 +3,7 @@
 use clap::builder::RangedU64ValueParser;
 use clap::builder::TypedValueParser as _;
 use clap::Parser;
-use runtime::RedisArgs;
+use runtime::{LogArgs, RedisArgs};
 
 /// Everything processor reads at start-up; built once in `main` and passed to [`crate::run`].
 #[derive(Parser, Debug)]
@@ -16,6 +16,10 @@ pub struct Config {
     /// Redis and the settings shared by every role.
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    /// What the role logs and how.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// How long, in milliseconds, a partition's lease lasts without renewal; a dead
     /// processor's partitions are taken over within this plus one second. At least 1000.
@@ -57,4 +61,11 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(0..=1_000_000).map(|n| n as usize)
     )]
     pub replay_buffer: usize,
+
+    /// Test-only, hidden from `--help`: makes the processor fail on purpose for the fault
+    /// tests. `after_commit` aborts the process right after the first commit that wrote
+    /// forwards to other partitions; `batch_delay_ms:<n>` waits between running a batch and
+    /// committing it. Never set it in production.
+    #[arg(long, env = "GORGON_FAILPOINT", hide = true)]
+    pub failpoint: Option<String>,
 }

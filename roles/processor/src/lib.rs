@@ -10,35 +10,34 @@
 //! publishes the outputs on each topology's live channel.
 //!
 //! Users build their own processor binary from this library to add functions: build a
-//! [`Registry`], register their [`Function`]s, and call [`run_with`].
+//! [`Registry`], register their [`Function`]s, and call [`run_with`]. The function interface,
+//! the registry and the built-ins live in the `functions` crate; this crate re-exports them
+//! (`processor::function`, `processor::registry`, `processor::builtins` and the names below).
 //!
-//! Layout: `config.rs`, `function.rs` (the function interface), `registry.rs`, `builtins/`,
-//! `state.rs` (the keys of node records; the record is `protocol::NodeRecord`), `batch.rs` (running a batch: no I/O),
-//! `partition.rs` (one owned partition's loop), `ownership.rs` (leases and fair shares).
+//! Layout: `config.rs`, `batch.rs` (running a batch and deciding everything its commit
+//! writes: no I/O; where each thing is kept is the `layout` crate's), `partition.rs` (one
+//! owned partition's loop), `ownership.rs` (leases and fair shares).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod batch;
-pub mod builtins;
 pub mod config;
-pub mod function;
 mod ownership;
 mod partition;
-pub mod registry;
-pub mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use protocol::names;
 use protocol::roles::PROCESSOR;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use function::{Function, FunctionError, Input, NodeContext, Param, ParamKind};
-pub use protocol::FunctionDescription;
-pub use registry::Registry;
+pub use functions::{builtins, function, registry};
+pub use functions::{
+    Function, FunctionDescription, FunctionError, Input, NodeContext, Param, ParamKind, Registry,
+    RegistryError,
+};
 
 /// Runs the processor with the built-in functions until `token` is cancelled.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
@@ -53,7 +52,6 @@ pub async fn run_with(
     registry: Registry,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = runtime::install_metrics(false);
     let lease_time = Duration::from_millis(config.lease_ms);
     // The heartbeat lives as long as a lease, so a dead processor's partitions and its share
     // are freed together.
@@ -62,24 +60,19 @@ pub async fn run_with(
         .redpill_config(PROCESSOR)
         .set_consumer_ttl(lease_time)
         .set_max_attempts(config.max_attempts);
-    let Some(client) = runtime::connect(PROCESSOR, redpill_config, &token).await? else {
-        tracing::info!("stopped before connecting to Redis");
+    let Some(started) =
+        runtime::start(PROCESSOR, &config.redis, redpill_config, false, &token).await?
+    else {
         return Ok(());
     };
-    runtime::check_partitions(&client, config.redis.partitions).await?;
-    runtime::publish_functions(&client, &registry.describe()).await?;
-    let published = client.keys().plain(names::PUBLISHED_SETTINGS);
-    client
-        .write_hash(
-            &published,
-            &[(
-                names::REPLAY_BUFFER_SETTING.to_owned(),
-                config.replay_buffer.to_string(),
-            )],
-        )
+    let client = started.client.clone();
+    layout::publish_functions(&client, &registry.describe())
+        .await
+        .context("could not publish the function registry to Redis")?;
+    layout::publish_replay_buffer(&client, config.replay_buffer)
         .await
         .context("publishing the replay buffer length")?;
-    let failpoint = std::env::var("GORGON_FAILPOINT").unwrap_or_default();
+    let failpoint = config.failpoint.clone().unwrap_or_default();
     let settings = Arc::new(partition::Settings {
         partitions: config.redis.partitions,
         batch_size: config.batch_size,
@@ -95,13 +88,6 @@ pub async fn run_with(
     if !failpoint.is_empty() {
         tracing::warn!(failpoint = %failpoint, "a failpoint is set (GORGON_FAILPOINT, for tests only)");
     }
-    let stats = runtime::spawn_stats(
-        &client,
-        PROCESSOR,
-        &metrics,
-        config.redis.stats_interval(),
-        &token,
-    );
     let outcome = ownership::run(
         client.clone(),
         Arc::new(registry),
@@ -111,8 +97,6 @@ pub async fn run_with(
     )
     .await
     .context("partition ownership failed");
-    stats.stop().await;
-    client.close().await;
-    tracing::info!("stopped");
+    started.finish().await;
     outcome
 }

@@ -14,8 +14,8 @@ static ALLOCATOR: MiMalloc = MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _role_span = runtime::init_tracing(PROCESSOR);
     let config = Config::parse();
+    let _role_span = runtime::init_tracing(PROCESSOR, &config.log);
     let token = runtime::shutdown_token();
     processor::run(config, token).await
 }

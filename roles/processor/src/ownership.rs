@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use protocol::names;
-use redpill::{Acquired, Client, Grant, Lease, Members, Tag};
+use redpill::{Acquired, Client, Grant, Lease, Members};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -42,7 +41,7 @@ pub async fn run(
     lease_time: Duration,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let members = Members::new(&client, "processors");
+    let members = layout::processors(&client);
     let tick = (lease_time / 3).max(Duration::from_millis(100));
     let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
     let partitions = settings.partitions;
@@ -163,7 +162,7 @@ async fn rebalance(
             if owned.contains_key(&number) {
                 continue;
             }
-            let lease = Lease::new(client, &Tag::partition(number), names::PARTITION_LEASE);
+            let lease = layout::partition_lease(client, number);
             if lease.holder().await?.is_some() {
                 continue;
             }

@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use protocol::names;
-use redpill::{Client, Grant, Lease, Live, Outbox, Queue, Tag, Topic};
+use layout::{NodeRecord, OUTPUT_TOPIC_BOUND};
+use redpill::{Client, Grant, Lease, Live, Outbox, Queue, Topic};
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, Plan};
 use crate::registry::Registry;
-use protocol::NodeRecord;
 
 /// Settings every partition of a processor shares.
 pub struct Settings {
@@ -53,7 +52,6 @@ pub struct Partition {
     registry: Arc<Registry>,
     settings: Arc<Settings>,
     nodes: HashMap<String, NodeRecord>,
-    nodes_key: String,
     /// Entries this partition may still append to its output shard before checking again.
     room: u64,
 }
@@ -85,17 +83,14 @@ impl Partition {
         registry: Arc<Registry>,
         settings: Arc<Settings>,
     ) -> Partition {
-        let tag = Tag::partition(number);
         Partition {
             client: client.clone(),
             number,
-            queue: Queue::new(client, &tag, names::INPUT_QUEUE).fenced_by(&lease, &grant),
-            outbox: Outbox::new(client, &tag, names::OUTBOX),
-            outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, settings.partitions)
-                .with_bound(names::OUTPUT_TOPIC_BOUND),
+            queue: layout::input_queue(client, number).fenced_by(&lease, &grant),
+            outbox: layout::partition_outbox(client, number),
+            outputs: layout::output_topic(client, settings.partitions),
             room: 0,
             live: Live::new(client),
-            nodes_key: crate::state::nodes_key(client.keys(), number),
             lease,
             grant,
             registry,
@@ -162,12 +157,10 @@ impl Partition {
         }
         self.queue.release().await?;
         self.queue.take_over().await?;
-        let members = self.client.read_set(&self.nodes_key).await?;
-        let keys: Vec<String> = members.iter().map(|member| self.node_key(member)).collect();
-        let hashes = self.client.read_hashes(&keys).await?;
+        let nodes = layout::read_partition_nodes(&self.client, self.number).await?;
         self.nodes.clear();
-        for (member, fields) in members.into_iter().zip(hashes) {
-            match NodeRecord::from_fields(&fields) {
+        for (member, record) in nodes {
+            match record {
                 Some(state) => {
                     self.nodes.insert(member, state);
                 }
@@ -183,11 +176,11 @@ impl Partition {
     async fn step(&mut self) -> Result<(), Failure> {
         if self.room == 0 {
             let len = self.outputs.make_room(self.number as usize).await?;
-            self.room = names::OUTPUT_TOPIC_BOUND.saturating_sub(len);
+            self.room = OUTPUT_TOPIC_BOUND.saturating_sub(len);
             if self.room == 0 {
                 tracing::warn!(
                     partition = self.number,
-                    bound = names::OUTPUT_TOPIC_BOUND,
+                    bound = OUTPUT_TOPIC_BOUND,
                     "output topic shard full: waiting for the archive to catch up"
                 );
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -252,9 +245,6 @@ impl Partition {
                 None => self.nodes.remove(&key),
             };
         }
-        for (id, error) in &plan.retries {
-            self.queue.nack(&[id], error).await?;
-        }
         // Nothing else writes the outbox, so it holds something only when this batch (or one
         // before a failure, delivered by `recover`) appended to it.
         if !plan.remote.is_empty() {
@@ -264,7 +254,7 @@ impl Partition {
             // One live message per topology per batch: a JSON array of its output events.
             let mut by_topology: Vec<(String, Vec<&str>)> = Vec::new();
             for output in &plan.outputs {
-                let channel = names::live_outputs(&output.topology);
+                let channel = layout::live_outputs(&output.topology);
                 match by_topology.iter_mut().find(|(name, _)| *name == channel) {
                     Some((_, texts)) => texts.push(&output.text),
                     None => by_topology.push((channel, vec![output.text.as_str()])),
@@ -281,40 +271,16 @@ impl Partition {
         Ok(())
     }
 
-    /// The batch's one fenced write: node states, outputs, forwards, dead letters and acks.
+    /// The batch's one fenced write of everything its plan holds: node records and replay
+    /// buffers, the output topic entry, forwards, dead letters, retries and acks.
     async fn commit(&self, plan: &Plan) -> Result<(), Failure> {
-        let mut write = self.lease.fenced(&self.grant);
-        for (key, state) in &plan.dirty {
-            let node_key = self.node_key(key);
-            write = match state {
-                Some(state) => {
-                    let before = self.nodes.get(key);
-                    // A node deleted and made again within the batch counts from 1 again:
-                    // the outputs of its former self are no longer its to replay.
-                    if before.is_some_and(|before| state.seq < before.seq) {
-                        write = write.write("DEL", &self.replay_key(key), Vec::<String>::new());
-                    }
-                    let fields: Vec<String> = state
-                        .changed_fields(before)
-                        .into_iter()
-                        .flat_map(|(name, value)| [name.to_owned(), value])
-                        .collect();
-                    if fields.is_empty() {
-                        continue;
-                    }
-                    let write = write.write("HSET", &node_key, fields);
-                    if before.is_none() {
-                        write.write("SADD", &self.nodes_key, key)
-                    } else {
-                        write
-                    }
-                }
-                None => write
-                    .write("DEL", &node_key, Vec::<String>::new())
-                    .write("DEL", &self.replay_key(key), Vec::<String>::new())
-                    .write("SREM", &self.nodes_key, key),
-            };
-        }
+        let writes = plan.node_writes(&self.nodes, self.settings.replay_buffer);
+        let mut write = layout::write_nodes(
+            self.lease.fenced(&self.grant),
+            &self.client,
+            self.number,
+            &writes,
+        );
         if !plan.outputs.is_empty() {
             // One topic entry per batch: the JSON array of its output events.
             let texts: Vec<&str> = plan
@@ -325,29 +291,6 @@ impl Partition {
             let entry = json_array(&texts);
             write = write.publish_to_topic(&self.outputs, self.number as usize, &[entry]);
         }
-        if self.settings.replay_buffer > 0 {
-            // Each node's replay buffer: one push of the batch's outputs, and a trim back to
-            // the bound only when the node's seq crosses a multiple of a quarter of it, so a
-            // buffer holds at least the bound and at most a quarter more (plus one batch).
-            let bound = self.settings.replay_buffer as u64;
-            let slack = (bound / 4).max(1);
-            let mut by_node: HashMap<&str, Vec<&str>> = HashMap::new();
-            for output in &plan.outputs {
-                by_node.entry(&output.key).or_default().push(&output.text);
-            }
-            for (key, texts) in by_node {
-                let Some(Some(state)) = plan.dirty.get(key) else {
-                    continue; // Deleted later in the batch.
-                };
-                let replay_key = self.replay_key(key);
-                let before = state.seq.saturating_sub(texts.len() as u64);
-                let trim = state.seq > bound && before / slack != state.seq / slack;
-                write = write.write("RPUSH", &replay_key, texts);
-                if trim {
-                    write = write.write("LTRIM", &replay_key, (-(bound as i64), -1));
-                }
-            }
-        }
         let local: Vec<(&str, &[u8])> = plan
             .local
             .iter()
@@ -357,14 +300,7 @@ impl Partition {
         let remote_queues: HashMap<u32, Queue> = plan
             .remote
             .iter()
-            .map(|(partition, _, _)| {
-                let queue = Queue::new(
-                    &self.client,
-                    &Tag::partition(*partition),
-                    names::INPUT_QUEUE,
-                );
-                (*partition, queue)
-            })
+            .map(|(partition, _, _)| (*partition, layout::input_queue(&self.client, *partition)))
             .collect();
         let remote: Vec<(&Queue, &str, &[u8])> = plan
             .remote
@@ -381,7 +317,10 @@ impl Partition {
                 &dead.error,
             );
         }
-        write = write.ack(&self.queue, &plan.acks);
+        let retries: Vec<&str> = plan.retries.iter().map(|(id, _)| id.as_str()).collect();
+        write = write
+            .ack(&self.queue, &plan.acks)
+            .retry(&self.queue, &retries);
         if write.is_empty() {
             return Ok(());
         }
@@ -419,14 +358,6 @@ impl Partition {
             }
         }
         Exit::HandedOver
-    }
-
-    fn node_key(&self, member: &str) -> String {
-        crate::state::node_key(self.client.keys(), self.number, member)
-    }
-
-    fn replay_key(&self, member: &str) -> String {
-        crate::state::replay_key(self.client.keys(), self.number, member)
     }
 }
 

@@ -1,7 +1,7 @@
 //! History queries: what web_face asks the store about a node's archived outputs, and the
 //! page it answers with.
 //!
-//! web_face sends a [`HistoryQuery`] to the [`HISTORY_SERVICE`](crate::names::HISTORY_SERVICE)
+//! web_face sends a [`HistoryQuery`] to the history service (`layout::HISTORY_SERVICE`)
 //! (redpill request/reply, JSON); the store answers a [`HistoryReply`] from MongoDB.
 
 use serde::{Deserialize, Serialize};

@@ -1,28 +1,31 @@
 //! protocol: the vocabulary of the Gorgon mesh — the shapes of the messages roles exchange,
-//! the slugs that name topologies and nodes, the partition a node belongs to, and the names
-//! of the queues and topics messages go through. It does no I/O: roles send and receive
-//! these through redpill.
+//! the slugs that name topologies and nodes, the partition a node belongs to. It does no I/O
+//! and names no Redis key: roles send and receive these through redpill, and where they are
+//! kept is the `layout` crate's.
 //!
-//! Layout: [`roles`] (the name of each role), [`auth`] (API tokens and their scopes), `slug.rs`, `partition.rs` (the node → partition
-//! hash), `node.rs` (node spec and status), `envelope.rs` (what a partition queue carries),
-//! `output.rs` (the output event), [`function`] (what a function declares: its parameters), `record.rs` (a node's stored record), `topology.rs` (the topology document: parsing, validation,
-//! the Mermaid chart and the plan of a change), `time.rs` (timestamps), `names.rs`, [`store`] (the store service's requests and replies, and
-//! where topologies are kept), [`history`] (history queries and pages), [`notify`] (what socket.io clients and the notifier
-//! send each other), [`stats`] (the report every role publishes once a second, and the names
-//! of the metrics the monitor charts).
+//! Layout: [`roles`] (the name of each role), [`auth`] (API tokens and their scopes),
+//! `error.rs` ([`ErrorCode`]: every error code clients are answered with, and its status),
+//! `slug.rs`, `partition.rs` (the node → partition hash), `node.rs` (node spec and status),
+//! `envelope.rs` (what a partition queue carries), `output.rs` (the output event),
+//! [`function`] (what a function declares: its parameters), `patch.rs` (JSON merge patches),
+//! `topology/` (the topology document: parsing, validation, the Mermaid chart and the plan
+//! of a change), `time.rs` (timestamps), [`store`] (the store service's requests and
+//! replies), [`history`] (history queries and pages), [`notify`] (what socket.io clients and
+//! the notifier send each other), [`stats`] (the report every role publishes once a second,
+//! and the names of the metrics the monitor charts).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod auth;
 mod envelope;
+mod error;
 pub mod function;
 pub mod history;
-pub mod names;
 mod node;
 pub mod notify;
 mod output;
 mod partition;
-mod record;
+mod patch;
 mod slug;
 pub mod stats;
 pub mod store;
@@ -30,11 +33,12 @@ mod time;
 mod topology;
 
 pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
+pub use error::{ErrorCode, UnknownCode};
 pub use function::{validate_attrs, FunctionDescription, Param, ParamKind};
 pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
 pub use output::{deeper_than, json_text_depth, OutputEvent, MAX_DATA_DEPTH};
 pub use partition::{partition_of, DEFAULT_PARTITIONS};
-pub use record::{merge_patch, NodeRecord};
+pub use patch::merge_patch;
 pub use slug::{validate_slug, Slug, SlugError, MAX_SLUG_LEN, SLUG_PATTERN};
 pub use time::Timestamp;
 pub use topology::{

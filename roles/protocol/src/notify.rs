@@ -14,6 +14,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::error::ErrorCode;
 use crate::store::ApiError;
 
 /// The server event carrying one output event.
@@ -125,7 +126,7 @@ impl Ack {
     }
 
     /// Refused, with `code` and `message`.
-    pub fn refused(code: &str, message: impl Into<String>) -> Ack {
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Ack {
         Ack {
             ok: false,
             positions: None,
@@ -213,7 +214,7 @@ mod tests {
             json!({"ok": true, "positions": {"a": 7}})
         );
         assert_eq!(
-            serde_json::to_value(Ack::refused("not_found", "no topology t")).unwrap(),
+            serde_json::to_value(Ack::refused(ErrorCode::NotFound, "no topology t")).unwrap(),
             json!({"ok": false, "error": {"code": "not_found", "message": "no topology t"}})
         );
     }

@@ -1,4 +1,4 @@
-//! The stats report every role publishes once a second on [`crate::names::STATS_TOPIC`], and
+//! The stats report every role publishes once a second on the stats topic (`layout::stats_topic`), and
 //! the names of the metrics the monitor charts.
 //!
 //! A report is one JSON object: who sent it (the heartbeat: role, instance, host, pid,

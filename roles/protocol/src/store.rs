@@ -1,45 +1,19 @@
 //! The store service: the topology changes the API asks of it, its replies, and where it keeps
 //! each topology.
 //!
-//! web_face sends a [`StoreRequest`] to the [`STORE_SERVICE`](crate::names::STORE_SERVICE)
+//! web_face sends a [`StoreRequest`] to the store service (`layout::STORE_SERVICE`)
 //! (redpill request/reply, JSON) and gets a [`StoreReply`]. The store validates the change
 //! against the whole topology, writes the new document and bumps its `rev`, and sends the
 //! node changes to the nodes' partitions.
 //!
-//! Each topology lives under its own tag, `{t:<topology>}` ([`topology_tag`]):
-//!
-//! | key suffix | type | content |
-//! |---|---|---|
-//! | [`TOPOLOGY_RECORD`] | hash | `doc` (the document, JSON), `rev`, `nodes` (node count) |
-//! | [`TOPOLOGY_LEASE`] | lease | held by the store applying a change |
-//! | outbox [`TOPOLOGY_OUTBOX`] | outbox | node changes committed, on their way to partitions |
-//!
-//! The set [`TOPOLOGY_INDEX`] (no tag) lists topology ids; it may briefly list a topology that
-//! no longer exists (readers skip those). `rev` outlives a deleted topology, so a topology
-//! created again continues its count and an old `If-Match` never matches a new document.
+//! Where the store keeps topologies is the `layout` crate's.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::error::ErrorCode;
 use crate::node::NodeSpec;
 use crate::topology::{Plan, TopologyDoc};
-
-/// The hash of a topology's document, rev and node count, under [`topology_tag`].
-pub const TOPOLOGY_RECORD: &str = "topology";
-/// The lease a store holds while it applies a change to a topology.
-pub const TOPOLOGY_LEASE: &str = "writer";
-/// The outbox of a topology's node changes.
-pub const TOPOLOGY_OUTBOX: &str = "changes";
-/// The set of topology ids (a plain key).
-pub const TOPOLOGY_INDEX: &str = "topologies";
-/// The hash of function descriptions processors publish: name → `FunctionDescription` JSON
-/// (a plain key).
-pub const FUNCTIONS: &str = "functions";
-
-/// The hash-tag name of `topology`'s keys: `t:<topology>`.
-pub fn topology_tag(topology: &str) -> String {
-    format!("t:{topology}")
-}
 
 /// A topology change, as web_face sends it to the store.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -131,7 +105,7 @@ pub struct Applied {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     /// A stable snake_case code.
-    pub code: String,
+    pub code: ErrorCode,
     /// A sentence a person can act on.
     pub message: String,
     /// Every problem found, when there is more than one.
@@ -143,33 +117,34 @@ pub struct ApiError {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// The problem's code.
-    pub code: String,
+    pub code: ErrorCode,
     /// What is wrong.
     pub message: String,
 }
 
 impl ApiError {
     /// An error with `code` and `message` and no list of problems.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            code: code.into(),
+            code,
             message: message.into(),
             problems: Vec::new(),
         }
     }
 
     /// The error for a list of document problems (at least one): the first one's code and
-    /// message, and the whole list when there is more than one.
+    /// message, and the whole list when there is more than one. An empty list is a fault of
+    /// the caller: `internal`.
     pub fn from_problems(problems: Vec<crate::TopologyError>) -> ApiError {
         let mut listed: Vec<Problem> = problems
             .iter()
             .map(|problem| Problem {
-                code: problem.code().to_owned(),
+                code: problem.code(),
                 message: problem.message(),
             })
             .collect();
         let first = listed.first().cloned().unwrap_or(Problem {
-            code: "invalid_document".to_owned(),
+            code: ErrorCode::Internal,
             message: "the document is not valid".to_owned(),
         });
         if listed.len() == 1 {
@@ -181,40 +156,6 @@ impl ApiError {
             problems: listed,
         }
     }
-}
-
-/// The topology record as stored: the document, its rev and its node count.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TopologyRecord {
-    /// The document.
-    pub doc: TopologyDoc,
-    /// The rev.
-    pub rev: u64,
-}
-
-impl TopologyRecord {
-    /// Reads a record from its hash fields: `None` when there is no document (never created,
-    /// or deleted), `Err` when the stored document does not parse.
-    pub fn from_fields(
-        fields: &std::collections::HashMap<String, String>,
-    ) -> Result<Option<TopologyRecord>, String> {
-        let Some(doc) = fields.get("doc") else {
-            return Ok(None);
-        };
-        let doc = TopologyDoc::from_json(doc).map_err(|error| error.message())?;
-        Ok(Some(TopologyRecord {
-            doc,
-            rev: stored_rev(fields),
-        }))
-    }
-}
-
-/// The rev stored in a topology hash, 0 when there is none.
-pub fn stored_rev(fields: &std::collections::HashMap<String, String>) -> u64 {
-    fields
-        .get("rev")
-        .and_then(|rev| rev.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -256,20 +197,20 @@ mod tests {
             path: vec!["a".into(), "b".into(), "a".into()],
         };
         let one = ApiError::from_problems(vec![cycle.clone()]);
-        assert_eq!(one.code, "cycle");
+        assert_eq!(one.code, ErrorCode::Cycle);
         assert!(one.problems.is_empty());
         let unknown = crate::TopologyError::UnknownFunction {
             node: "a".into(),
             function: "nope".into(),
         };
         let two = ApiError::from_problems(vec![unknown, cycle]);
-        assert_eq!(two.code, "unknown_function");
+        assert_eq!(two.code, ErrorCode::UnknownFunction);
         assert_eq!(
-            two.problems
-                .iter()
-                .map(|problem| problem.code.as_str())
-                .collect::<Vec<_>>(),
-            ["unknown_function", "cycle"]
+            serde_json::to_value(&two).unwrap(),
+            json!({"code": "unknown_function", "message": two.message, "problems": [
+                {"code": "unknown_function", "message": two.message},
+                {"code": "cycle", "message": "the edges form a cycle: a -> b -> a; remove one of these edges"},
+            ]})
         );
     }
 }

@@ -91,28 +91,6 @@ pub async fn check_partitions(client: &redpill::Client, partitions: u32) -> anyh
     Ok(())
 }
 
-/// Publishes the descriptions of the functions this role can run (a processor) or knows to
-/// be built in (the store), for the store to validate topologies against and the API to serve.
-/// A later description of the same name replaces an earlier one.
-pub async fn publish_functions(
-    client: &redpill::Client,
-    functions: &[protocol::FunctionDescription],
-) -> anyhow::Result<()> {
-    let fields: Vec<(String, String)> = functions
-        .iter()
-        .map(|function| {
-            (
-                function.name.clone(),
-                serde_json::to_string(function).expect("a description always serializes"),
-            )
-        })
-        .collect();
-    client
-        .write_hash(&client.keys().plain(protocol::store::FUNCTIONS), &fields)
-        .await
-        .context("could not publish the function registry to Redis")
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

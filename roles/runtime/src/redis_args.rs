@@ -9,7 +9,8 @@ use crate::ConnectionUrl;
 /// Where the mesh's Redis is and how to use it; flattened into every role's `Config`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RedisArgs {
-    /// The Redis server all roles share, `redis://[user:password@]host:port[/db]`.
+    /// The Redis server all roles share, `redis://[user:password@]host:port[/db]`; for a
+    /// Redis Cluster, one node's URL or several separated by commas.
     /// The password is masked in logs.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: ConnectionUrl,
@@ -56,6 +57,23 @@ pub struct RedisArgs {
         value_parser = clap::value_parser!(u64).range(10..)
     )]
     pub stats_interval_ms: u64,
+
+    /// How many Redis replicas must have every write this process acknowledges (an inject's
+    /// 202, a processor's commit before its outputs go on, a topology change) before it is
+    /// acknowledged: `WAIT` on the master that took it. 0: no wait, so a master that fails
+    /// right after a write can lose it (see docs/production.md).
+    #[arg(long, env = "GORGON_REPLICA_ACKS", default_value_t = 0)]
+    pub replica_acks: u32,
+
+    /// How long, in milliseconds, a write waits for its replica acknowledgements before it
+    /// fails as retryable (503 at the API).
+    #[arg(
+        long,
+        env = "GORGON_REPLICA_ACK_TIMEOUT_MS",
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub replica_ack_timeout_ms: u64,
 }
 
 impl RedisArgs {
@@ -78,6 +96,10 @@ impl RedisArgs {
             .set_name(role)
             .set_durability(durability)
             .set_consumer_ttl(Duration::from_millis(self.consumer_ttl_ms))
+            .set_replica_acks(
+                self.replica_acks,
+                Duration::from_millis(self.replica_ack_timeout_ms),
+            )
     }
 }
 

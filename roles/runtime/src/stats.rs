@@ -20,19 +20,9 @@ use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 use protocol::stats::{encode_histogram, new_histogram, HistogramSample, Report, Sample};
-use redpill::{Client, Tag, Topic};
+use redpill::Client;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// How many reports the stats topic keeps, newest first (a ring): at one report a second,
-/// a quarter of an hour for five or six instances. A monitor that restarts re-reads them.
-pub const STATS_RING_BOUND: u64 = 5_000;
-
-/// The stats topic: one shard, a ring of [`STATS_RING_BOUND`] reports.
-pub fn stats_topic(client: &Client) -> Topic {
-    let name = protocol::names::STATS_TOPIC;
-    Topic::new(client, &Tag::named(name), name).ring(STATS_RING_BOUND)
-}
 
 /// The upper bounds of the Prometheus histogram buckets of every `_seconds` metric on a role's
 /// own `/metrics`: 1-2-5 steps from 100 µs to 60 s (and `+Inf`).
@@ -164,6 +154,11 @@ pub struct StatsTask {
 }
 
 impl StatsTask {
+    /// Has the task publish its last report, marked `stopping`, and end, without waiting.
+    pub fn cancel(&self) {
+        self.token.cancel();
+    }
+
     /// Publishes the last report, marked `stopping`, and ends the task.
     pub async fn stop(self) {
         self.token.cancel();
@@ -188,7 +183,7 @@ pub fn spawn_stats(
     let token = token.child_token();
     let stop = token.clone();
     let handle = tokio::spawn(async move {
-        let topic = stats_topic(&client);
+        let topic = layout::stats_topic(&client);
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
@@ -235,6 +230,8 @@ pub fn spawn_stats(
 }
 
 /// The host name, from the kernel; `HOSTNAME` or "unknown" where it cannot be read.
+/// `HOSTNAME` is not a setting (no flag): it is the machine's name as the shell knows it,
+/// read only where `/proc` is missing.
 fn host_name() -> String {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use clap::Parser;
-use runtime::{RedisArgs, Secret};
+use runtime::{LogArgs, RedisArgs, Secret};
 
 /// Everything stats reads at start-up; built once in `main` and passed to [`crate::run`].
 #[derive(Parser, Debug)]
@@ -16,6 +16,10 @@ pub struct Config {
     /// Redis and the settings shared by every role.
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    /// What the role logs and how.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// The address the dashboard, snapshot API and `/metrics` listens on.
     #[arg(long, env = "GORGON_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]

@@ -66,13 +66,12 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     let tokens = Tokens::parse(config.api_tokens.as_ref().map(|secret| secret.expose()))
         .map_err(|error| anyhow::anyhow!(error))?;
     let bind = runtime::listen_address(config.bind, !tokens.is_enabled(), "stats dashboard");
-    let metrics = runtime::install_metrics(false);
     let redpill_config = config.redis.redpill_config(STATS);
-    let Some(client) = runtime::connect(STATS, redpill_config, &token).await? else {
-        tracing::info!("stopped before connecting to Redis");
+    let Some(started) = runtime::start(STATS, &config.redis, redpill_config, false, &token).await?
+    else {
         return Ok(());
     };
-    runtime::check_partitions(&client, config.redis.partitions).await?;
+    let client = started.client.clone();
     tracing::info!(config = ?config, "starting");
     let limits = Limits {
         window_s: config.window_s,
@@ -98,7 +97,6 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         interval,
         token.clone(),
     ));
-    let stats = runtime::spawn_stats(&client, STATS, &metrics, interval, &token);
 
     let address = SocketAddr::new(bind, config.port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -113,9 +111,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .context("the HTTP server failed");
     token.cancel();
     let _ = tokio::join!(reader, poller);
-    stats.stop().await;
-    client.close().await;
-    tracing::info!("stopped");
+    started.finish().await;
     served
 }
 
@@ -128,7 +124,7 @@ async fn read_reports(
     window_s: u64,
     token: CancellationToken,
 ) {
-    let topic = runtime::stats_topic(&client);
+    let topic = layout::stats_topic(&client);
     let mut after = unix_ms().saturating_sub(window_s * 1_000).to_string();
     let mut catching_up = true;
     let mut failing = false;

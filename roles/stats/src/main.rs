@@ -8,8 +8,8 @@ use stats::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _role_span = runtime::init_tracing(STATS);
     let config = Config::parse();
+    let _role_span = runtime::init_tracing(STATS, &config.log);
     let token = runtime::shutdown_token();
     stats::run(config, token).await
 }

@@ -2,8 +2,7 @@
 //! queue (depths, age of the oldest waiting message) and outbox, and the archive's backlog
 //! on the output topic. Four round trips for all partitions together.
 
-use protocol::names;
-use redpill::{Client, Lease, Outbox, Queue, Tag, Topic};
+use redpill::{Client, Lease, Outbox, Queue, Topic};
 use serde::Serialize;
 
 /// One partition.
@@ -52,22 +51,17 @@ pub struct RedisView {
 impl RedisView {
     /// The view of a deployment of `partitions` partitions.
     pub fn new(client: &Client, partitions: u32) -> RedisView {
-        let tags: Vec<Tag> = (0..partitions).map(Tag::partition).collect();
         RedisView {
-            queues: tags
-                .iter()
-                .map(|tag| Queue::new(client, tag, names::INPUT_QUEUE))
+            queues: (0..partitions)
+                .map(|partition| layout::input_queue(client, partition))
                 .collect(),
-            leases: tags
-                .iter()
-                .map(|tag| Lease::new(client, tag, names::PARTITION_LEASE))
+            leases: (0..partitions)
+                .map(|partition| layout::partition_lease(client, partition))
                 .collect(),
-            outboxes: tags
-                .iter()
-                .map(|tag| Outbox::new(client, tag, names::OUTBOX))
+            outboxes: (0..partitions)
+                .map(|partition| layout::partition_outbox(client, partition))
                 .collect(),
-            outputs: Topic::partitioned(client, names::OUTPUT_TOPIC, partitions)
-                .with_bound(names::OUTPUT_TOPIC_BOUND),
+            outputs: layout::output_topic(client, partitions),
         }
     }
 
@@ -99,7 +93,7 @@ impl RedisView {
         let archive = ArchiveView {
             backlog: shards
                 .iter()
-                .map(|shard| shard.backlog(names::ARCHIVE_GROUP))
+                .map(|shard| shard.backlog(layout::ARCHIVE_GROUP))
                 .sum(),
             topic_entries: shards.iter().map(|shard| shard.len).sum(),
             topic_bound: shards.iter().map(|shard| shard.bound).sum(),

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use protocol::auth::Refusal;
+use protocol::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -124,8 +125,7 @@ async fn snapshot(
     }
     let Ok(Query(query)) = query else {
         return failure(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             "window must be a whole number of seconds",
         );
     };
@@ -133,15 +133,7 @@ async fn snapshot(
 }
 
 async fn ready(State(monitor): State<Arc<Monitor>>) -> Response {
-    match monitor.client.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            Json(json!({"status": "unavailable", "reason": format!("Redis: {error}")})),
-        )
-            .into_response(),
-    }
+    runtime::readyz(&monitor.client).await
 }
 
 /// The answer to a request the monitor does not let in: `None` when it is open or the
@@ -153,8 +145,7 @@ fn refusal(monitor: &Monitor, headers: &HeaderMap) -> Option<Response> {
     match monitor.tokens.caller(authorization, "") {
         Ok(caller) if caller.grants.admin => None,
         Ok(_) => Some(failure(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "the stats monitor needs an admin token",
         )),
         Err(refusal) => {
@@ -164,7 +155,7 @@ fn refusal(monitor: &Monitor, headers: &HeaderMap) -> Option<Response> {
                 }
                 Refusal::Unknown => "the token is not one this monitor knows; check it",
             };
-            let mut response = failure(StatusCode::UNAUTHORIZED, "unauthorized", message);
+            let mut response = failure(ErrorCode::Unauthorized, message);
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -173,7 +164,8 @@ fn refusal(monitor: &Monitor, headers: &HeaderMap) -> Option<Response> {
     }
 }
 
-fn failure(status: StatusCode, code: &str, message: &str) -> Response {
+fn failure(code: ErrorCode, message: &str) -> Response {
+    let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
         Json(json!({"error": {"code": code, "message": message}})),

@@ -36,8 +36,8 @@ use mongodb::{Collection, IndexModel};
 // `data` up to the processors' bound on outputs is archived as BSON; deeper data (made before
 // processors had the bound) as its JSON text, which keeps every history reply within the 128
 // levels serde_json reads (a reply wraps `data` in four more).
-use protocol::{json_text_depth, names, OutputEvent, Timestamp, MAX_DATA_DEPTH};
-use redpill::{Client, Entry, Group, StartFrom, Topic};
+use protocol::{json_text_depth, OutputEvent, Timestamp, MAX_DATA_DEPTH};
+use redpill::{Client, Entry, Group, StartFrom};
 use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 use tokio_util::sync::CancellationToken;
@@ -285,10 +285,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Documents go to MongoDB as the BSON bytes they were built as, one buffer each.
     let outputs = outputs.clone_with_type::<RawDocumentBuf>();
-    let topic = Topic::partitioned(&client, names::OUTPUT_TOPIC, settings.partitions);
+    let topic = layout::output_topic(&client, settings.partitions);
     let group = loop {
         match topic
-            .group(names::ARCHIVE_GROUP, StartFrom::Beginning)
+            .group(layout::ARCHIVE_GROUP, StartFrom::Beginning)
             .await
         {
             Ok(group) => break group,

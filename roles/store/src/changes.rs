@@ -13,7 +13,8 @@ use std::collections::{HashMap, HashSet};
 
 use protocol::store::{ApiError, Applied, Change};
 use protocol::{
-    merge_patch, plan, targets, Body, FunctionDescription, Limits, NodeSpec, Plan, TopologyDoc,
+    merge_patch, plan, targets, Body, ErrorCode, FunctionDescription, Limits, NodeSpec, Plan,
+    TopologyDoc,
 };
 use serde_json::{Map, Value};
 
@@ -190,7 +191,7 @@ pub fn apply_prepared(
             let doc = existing(topology, current)?;
             if doc.node.iter().any(|known| known.id == node.id) {
                 return Err(ApiError::new(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     format!(
                         "topology {topology:?} already has a node {:?}; change it with PATCH \
                          or pick another id",
@@ -289,7 +290,7 @@ pub fn apply_prepared(
                 .collect();
             if !dependents.is_empty() && !force {
                 return Err(ApiError::new(
-                    "has_dependents",
+                    ErrorCode::HasDependents,
                     format!(
                         "node {node:?} is a source of {}; remove it from their sources first, \
                          or delete with ?force=true to remove those edges too",
@@ -439,7 +440,7 @@ fn node_mut<'a>(
 /// 404 for a topology.
 pub fn topology_not_found(topology: &str) -> ApiError {
     ApiError::new(
-        "not_found",
+        ErrorCode::NotFound,
         format!("there is no topology {topology:?}; create it with PUT /v1/topologies/{topology}"),
     )
 }
@@ -447,7 +448,7 @@ pub fn topology_not_found(topology: &str) -> ApiError {
 /// 404 for a node.
 pub fn node_not_found(topology: &str, node: &str) -> ApiError {
     ApiError::new(
-        "not_found",
+        ErrorCode::NotFound,
         format!("topology {topology:?} has no node {node:?}"),
     )
 }
@@ -464,7 +465,7 @@ fn rev_mismatch(topology: &str, expected: u64, current: &Current) -> ApiError {
              without If-Match"
         ),
     };
-    ApiError::new("rev_mismatch", message)
+    ApiError::new(ErrorCode::RevMismatch, message)
 }
 
 #[cfg(test)]
@@ -594,7 +595,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert_eq!(error.code, "invalid_attrs");
+        assert_eq!(error.code, ErrorCode::InvalidAttrs);
         assert_eq!(current, before);
         for unchanged in [
             Change::PatchAttrs {
@@ -635,7 +636,7 @@ mod tests {
             &Limits::default(),
         )
         .unwrap_err();
-        assert_eq!(stale.code, "rev_mismatch");
+        assert_eq!(stale.code, ErrorCode::RevMismatch);
     }
 
     /// A document prepared ahead (outside the lease) applies as it would directly, and its
@@ -674,8 +675,8 @@ mod tests {
             .unwrap_err()
             .code
         };
-        assert_eq!(apply_with(None), "unknown_function");
-        assert_eq!(apply_with(Some(3)), "rev_mismatch");
+        assert_eq!(apply_with(None), ErrorCode::UnknownFunction);
+        assert_eq!(apply_with(Some(3)), ErrorCode::RevMismatch);
     }
 
     /// A document of 100 000 nodes, a node feeding 20 000 others among them, applies with
@@ -740,7 +741,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert_eq!(refused.code, "has_dependents");
+        assert_eq!(refused.code, ErrorCode::HasDependents);
         assert!(
             refused.message.contains("source of c"),
             "{}",

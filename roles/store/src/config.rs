@@ -1,7 +1,7 @@
 //! The store role's configuration: flags, each with an environment variable.
 
 use clap::Parser;
-use runtime::{ConnectionUrl, RedisArgs};
+use runtime::{ConnectionUrl, LogArgs, RedisArgs};
 
 /// Everything store reads at start-up; built once in `main` and passed to [`crate::run`].
 #[derive(Parser, Debug)]
@@ -14,6 +14,10 @@ pub struct Config {
     /// Redis and the settings shared by every role.
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    /// What the role logs and how.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// The MongoDB database outputs are archived to. The password is masked in logs.
     #[arg(
@@ -53,4 +57,10 @@ pub struct Config {
     /// How often to look for node changes a store that died left undelivered, in milliseconds.
     #[arg(long, env = "GORGON_STORE_SWEEP_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub store_sweep_ms: u64,
+
+    /// Test-only, hidden from `--help`: makes the store fail on purpose for the fault tests.
+    /// `archive_after_write` aborts the process after the first archive write MongoDB
+    /// acknowledged, before the output topic is. Never set it in production.
+    #[arg(long, env = "GORGON_FAILPOINT", hide = true)]
+    pub failpoint: Option<String>,
 }

@@ -13,16 +13,16 @@ use futures_util::TryStreamExt as _;
 use mongodb::bson::{doc, Document, RawDocumentBuf};
 use mongodb::Collection;
 use protocol::history::{HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
-use protocol::names;
 use protocol::store::ApiError;
-use redpill::{Client, Request, Responder};
+use protocol::ErrorCode;
+use redpill::{Client, Request};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::{from_document, is_unreachable};
 
 /// Serves history queries until `token` is cancelled.
 pub async fn serve(client: Client, outputs: Collection<Document>, token: CancellationToken) {
-    let responder = Responder::new(&client, names::HISTORY_SERVICE);
+    let responder = layout::history_service(&client);
     loop {
         let batch = tokio::select! {
             _ = token.cancelled() => return,
@@ -55,7 +55,7 @@ async fn answer(outputs: &Collection<Document>, request: Request) -> (Request, r
     let reply: HistoryReply = match serde_json::from_slice::<HistoryQuery>(&request.body) {
         Ok(query) => page(outputs, &query).await,
         Err(error) => Err(ApiError::new(
-            "invalid_query",
+            ErrorCode::InvalidQuery,
             format!("not a history query: {error}"),
         )),
     };
@@ -86,12 +86,12 @@ pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> Histo
         tracing::warn!(%error, "history query failed");
         if is_unreachable(&error) {
             ApiError::new(
-                "unavailable",
+                ErrorCode::Unavailable,
                 "the archive (MongoDB) is unreachable; retry shortly",
             )
         } else {
             ApiError::new(
-                "internal",
+                ErrorCode::Internal,
                 "the archive query failed; the store's log has the details",
             )
         }

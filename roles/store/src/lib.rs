@@ -63,22 +63,16 @@ async fn connect_mongodb(
 /// archives outputs to MongoDB and answers history queries, side by side; MongoDB being
 /// away holds up only the last two.
 pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()> {
-    let metrics = runtime::install_metrics(false);
     let redpill_config = config.redis.redpill_config(STORE);
-    let Some(client) = runtime::connect(STORE, redpill_config, &token).await? else {
-        tracing::info!("stopped before connecting to Redis");
+    let Some(started) = runtime::start(STORE, &config.redis, redpill_config, false, &token).await?
+    else {
         return Ok(());
     };
-    runtime::check_partitions(&client, config.redis.partitions).await?;
-    runtime::publish_functions(&client, &processor::Registry::builtins().describe()).await?;
+    let client = started.client.clone();
+    layout::publish_functions(&client, &functions::Registry::builtins().describe())
+        .await
+        .context("could not publish the built-in functions to Redis")?;
     tracing::info!(config = ?config, "starting");
-    let stats = runtime::spawn_stats(
-        &client,
-        STORE,
-        &metrics,
-        config.redis.stats_interval(),
-        &token,
-    );
     let settings = service::Settings {
         partitions: config.redis.partitions,
         limits: protocol::Limits {
@@ -94,8 +88,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         write_concern: archive::write_concern(&config.archive_write_concern)
             .map_err(|error| anyhow::anyhow!(error))?,
         retention_days: config.archive_retention_days,
-        abort_after_write: std::env::var("GORGON_FAILPOINT")
-            .is_ok_and(|failpoint| failpoint == "archive_after_write"),
+        abort_after_write: config.failpoint.as_deref() == Some("archive_after_write"),
     };
     let archiver = {
         let (client, outputs, token) = (client.clone(), outputs.clone(), token.clone());
@@ -121,12 +114,10 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
     token.cancel();
     let archived = archiver.await;
     let _ = history.await;
-    stats.stop().await;
-    client.close().await;
+    started.finish().await;
     let outcome = outcome.and(match archived {
         Ok(result) => result.context("the archive failed"),
         Err(error) => Err(anyhow::anyhow!("the archive task failed: {error}")),
     });
-    tracing::info!("stopped");
     outcome
 }

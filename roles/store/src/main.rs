@@ -8,8 +8,8 @@ use store::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _role_span = runtime::init_tracing(STORE);
     let config = Config::parse();
+    let _role_span = runtime::init_tracing(STORE, &config.log);
     let token = runtime::shutdown_token();
     store::run(config, token).await
 }

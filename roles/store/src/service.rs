@@ -21,15 +21,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::future::join_all;
-use protocol::store::{
-    topology_tag, ApiError, Applied, Change, StoreReply, StoreRequest, TopologyRecord, FUNCTIONS,
-    TOPOLOGY_INDEX, TOPOLOGY_LEASE, TOPOLOGY_OUTBOX, TOPOLOGY_RECORD,
-};
-use protocol::{
-    merge_patch, names, partition_of, Body, Envelope, FunctionDescription, Limits, NodeRecord,
-    ENVELOPE_VERSION,
-};
-use redpill::{Acquired, Client, Grant, Lease, Outbox, Queue, Request, Responder, Tag};
+use layout::{StoredTopology, TopologyHandles, TopologyWrite};
+use protocol::store::{ApiError, Applied, Change, StoreReply, StoreRequest};
+use protocol::{merge_patch, partition_of, Body, Envelope, Limits, ENVELOPE_VERSION};
+use redpill::{Acquired, Client, Grant, Lease, Outbox, Queue, Request};
 use serde_json::{Map, Value};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -61,7 +56,7 @@ pub async fn serve(
     settings: Settings,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let responder = Responder::new(&client, names::STORE_SERVICE);
+    let responder = layout::store_service(&client);
     let owner = client.consumer_id().to_owned();
     // The sweep takes leases under a name of its own: an owner that acquires a lease it holds
     // gets a new grant, which would fence off this store's own change in progress.
@@ -152,7 +147,7 @@ fn sort(requests: Vec<Request>) -> (Vec<(Request, redpill::Reply)>, Groups) {
             // A topology id must be a slug before it becomes part of a key.
             Ok(parsed) if protocol::validate_slug(&parsed.topology).is_err() => {
                 let error = ApiError::new(
-                    "invalid_slug",
+                    protocol::ErrorCode::InvalidSlug,
                     format!("{:?} is not a topology id", parsed.topology),
                 );
                 replies.push((request, encode(&Err(error))));
@@ -224,7 +219,7 @@ async fn apply_locked(
     topology: &str,
     changes: Vec<(Option<u64>, Prepared)>,
 ) -> anyhow::Result<Vec<StoreReply>> {
-    let keys = TopologyKeys::new(client, topology);
+    let keys = layout::topology(client, topology);
     let grant = acquire(&keys.lease, owner, settings.lease_time).await?;
     let renewal = keep_renewed(&keys.lease, &grant, settings.lease_time, topology);
     let outcome = apply_held(
@@ -244,19 +239,15 @@ async fn apply_held(
     functions: Arc<Functions>,
     topology: &str,
     changes: Vec<(Option<u64>, Prepared)>,
-    keys: &TopologyKeys,
+    keys: &TopologyHandles,
     grant: &Grant,
 ) -> anyhow::Result<Vec<StoreReply>> {
     deliver(&keys.outbox, &keys.lease, grant).await?;
-    let fields = client
-        .read_hashes(std::slice::from_ref(&keys.record))
-        .await?
-        .pop()
-        .unwrap_or_default();
+    let stored = keys.read().await?;
     let staged = {
         let (settings, topology) = (settings.clone(), topology.to_owned());
         tokio::task::spawn_blocking(move || {
-            stage(&settings, &functions, &topology, &fields, changes)
+            stage(&settings, &functions, &topology, &stored, changes)
         })
         .await
         .expect("applying changes does not panic")?
@@ -272,9 +263,7 @@ async fn apply_held(
     if write.created {
         // Listed before it exists: readers skip a listed topology without a document, but
         // an unlisted one would be lost to lists if this store died after the commit.
-        client
-            .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], true)
-            .await?;
+        layout::list_topology(client, topology).await?;
     }
     let deleted = write.doc.is_none();
     commit(client, topology, keys, grant, write).await?;
@@ -285,10 +274,7 @@ async fn apply_held(
         tracing::warn!(%topology, error = format!("{error:#}"), "node changes committed but not yet delivered; the sweep will");
     }
     if deleted {
-        if let Err(error) = client
-            .update_set(&client.keys().plain(TOPOLOGY_INDEX), &[topology], false)
-            .await
-        {
+        if let Err(error) = layout::unlist_topology(client, topology).await {
             tracing::warn!(%topology, %error, "could not remove a deleted topology from the index");
         }
     }
@@ -321,23 +307,24 @@ struct Write {
     messages: Vec<(u32, String, Vec<u8>)>,
 }
 
-/// Applies `changes` in order to the topology stored as `fields` and prepares the write,
+/// Applies `changes` in order to the topology as `stored` and prepares the write,
 /// without I/O: the CPU-bound part of a change made under the lease, linear in the size of
 /// the topology.
 fn stage(
     settings: &Settings,
     functions: &Functions,
     topology: &str,
-    fields: &HashMap<String, String>,
+    stored: &StoredTopology,
     changes: Vec<(Option<u64>, Prepared)>,
 ) -> anyhow::Result<Staged> {
     let mut current = Current {
-        doc: TopologyRecord::from_fields(fields)
+        doc: stored
+            .record()
             .map_err(|error| {
                 anyhow::anyhow!("the stored document of {topology} is unreadable: {error}")
             })?
             .map(|record| record.doc),
-        rev: protocol::store::stored_rev(fields),
+        rev: stored.rev(),
     };
     let (existed, rev_before) = (current.doc.is_some(), current.rev);
     let mut replies = Vec::with_capacity(changes.len());
@@ -423,28 +410,24 @@ fn envelopes(
 async fn commit(
     client: &Client,
     topology: &str,
-    keys: &TopologyKeys,
+    keys: &TopologyHandles,
     grant: &Grant,
     write: Write,
 ) -> anyhow::Result<()> {
-    let mut fenced = keys.lease.fenced(grant);
-    fenced = match &write.doc {
-        Some((doc, nodes)) => fenced.write(
-            "HSET",
-            &keys.record,
-            ("doc", doc.as_str(), "rev", write.rev, "nodes", *nodes),
-        ),
-        None => fenced.write("HDEL", &keys.record, ("doc", "nodes")).write(
-            "HSET",
-            &keys.record,
-            ("rev", write.rev),
-        ),
+    let record = match &write.doc {
+        Some((json, nodes)) => TopologyWrite::Document {
+            json,
+            nodes: *nodes,
+            rev: write.rev,
+        },
+        None => TopologyWrite::Deleted { rev: write.rev },
     };
+    let mut fenced = layout::write_topology(keys.lease.fenced(grant), keys, record);
     let mut queues: HashMap<u32, Queue> = HashMap::new();
     for (partition, _, _) in &write.messages {
         queues
             .entry(*partition)
-            .or_insert_with(|| Queue::new(client, &Tag::partition(*partition), names::INPUT_QUEUE));
+            .or_insert_with(|| layout::input_queue(client, *partition));
     }
     let entries: Vec<(&Queue, &str, &[u8])> = write
         .messages
@@ -479,21 +462,18 @@ async fn fill_patched_attrs(
     if wanted.is_empty() {
         return Ok(());
     }
-    let record_keys: Vec<String> = wanted
+    let nodes: Vec<(&str, &str)> = wanted
         .iter()
-        .map(|(_, (node, _))| {
-            let partition = partition_of(topology, node, settings.partitions);
-            processor::state::node_key(client.keys(), partition, &format!("{topology}/{node}"))
-        })
+        .map(|(_, (node, _))| (topology, node.as_str()))
         .collect();
-    let records = client.read_hashes(&record_keys).await?;
-    for ((index, (_, so_far)), fields) in wanted.into_iter().zip(records) {
-        let Some(record) = NodeRecord::from_fields(&fields) else {
+    let records = layout::read_node_records(client, settings.partitions, &nodes).await?;
+    for ((index, (_, so_far)), record) in wanted.iter().zip(records) {
+        let Some(record) = record else {
             continue; // Not processed yet: the document's attributes are the answer.
         };
         if let Some(Ok(Applied {
             attrs: Some(attrs), ..
-        })) = replies.get_mut(index)
+        })) = replies.get_mut(*index)
         {
             let mut now = record.attrs;
             for patch in so_far {
@@ -592,15 +572,10 @@ async fn sweep(client: Client, settings: Settings, owner: String, token: Cancell
 }
 
 async fn sweep_once(client: &Client, settings: &Settings, owner: &str) -> anyhow::Result<()> {
-    let index = client.keys().plain(TOPOLOGY_INDEX);
-    for topology in client.read_set(&index).await? {
-        let keys = TopologyKeys::new(client, &topology);
+    for topology in layout::list_topologies(client).await? {
+        let keys = layout::topology(client, &topology);
         let outbox_empty = keys.outbox.is_empty().await?;
-        let exists = client
-            .read_hashes(std::slice::from_ref(&keys.record))
-            .await?
-            .pop()
-            .is_some_and(|fields| fields.contains_key("doc"));
+        let exists = keys.read().await?.exists();
         if outbox_empty && exists {
             continue;
         }
@@ -608,7 +583,7 @@ async fn sweep_once(client: &Client, settings: &Settings, owner: &str) -> anyhow
             continue; // Someone is changing it, and delivers as they do.
         };
         let renewal = keep_renewed(&keys.lease, &grant, settings.lease_time, &topology);
-        let outcome = tidy(client, &index, &topology, &keys, &grant).await;
+        let outcome = tidy(client, &topology, &keys, &grant).await;
         drop(renewal);
         let _ = keys.lease.release(&grant).await;
         outcome?;
@@ -620,69 +595,33 @@ async fn sweep_once(client: &Client, settings: &Settings, owner: &str) -> anyhow
 /// document (deleted, or whose creation never committed) off the index.
 async fn tidy(
     client: &Client,
-    index: &str,
     topology: &str,
-    keys: &TopologyKeys,
+    keys: &TopologyHandles,
     grant: &Grant,
 ) -> anyhow::Result<()> {
     if !keys.outbox.is_empty().await? {
         deliver(&keys.outbox, &keys.lease, grant).await?;
         tracing::info!(%topology, "delivered node changes a store left behind");
     }
-    let fields = client
-        .read_hashes(std::slice::from_ref(&keys.record))
-        .await?
-        .pop()
-        .unwrap_or_default();
-    if !fields.contains_key("doc") {
-        client.update_set(index, &[topology], false).await?;
+    if !keys.read().await?.exists() {
+        layout::unlist_topology(client, topology).await?;
     }
     Ok(())
 }
 
 /// The function registry as processors (and stores) published it.
 async fn read_functions(client: &Client) -> anyhow::Result<Functions> {
-    let fields = client
-        .read_hashes(&[client.keys().plain(FUNCTIONS)])
-        .await?
-        .pop()
-        .unwrap_or_default();
-    let descriptions = fields.into_values().filter_map(|json| {
-        serde_json::from_str::<FunctionDescription>(&json)
-            .inspect_err(
-                |error| tracing::warn!(%error, "skipping an unreadable function description"),
-            )
-            .ok()
-    });
-    Ok(Functions::new(descriptions))
+    Ok(Functions::new(layout::read_functions(client).await?))
 }
 
 /// A node whose attributes a request patched, and every patch of it in the batch so far.
 type Patched = (String, Vec<Map<String, Value>>);
 
-/// The keys of one topology.
-struct TopologyKeys {
-    record: String,
-    lease: Lease,
-    outbox: Outbox,
-}
-
-impl TopologyKeys {
-    fn new(client: &Client, topology: &str) -> TopologyKeys {
-        let tag = Tag::named(&topology_tag(topology));
-        TopologyKeys {
-            record: client.keys().tagged(&tag, TOPOLOGY_RECORD),
-            lease: Lease::new(client, &tag, TOPOLOGY_LEASE),
-            outbox: Outbox::new(client, &tag, TOPOLOGY_OUTBOX),
-        }
-    }
-}
-
 /// The error for a change that could not be applied because Redis failed or the topology
 /// stayed locked: the API answers 503 and the client may retry.
 fn unavailable(error: &anyhow::Error) -> ApiError {
     ApiError::new(
-        "unavailable",
+        protocol::ErrorCode::Unavailable,
         format!("the change could not be applied ({error:#}); retry shortly"),
     )
 }

@@ -2,8 +2,9 @@
 //! ndjson line count.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -76,8 +77,7 @@ pub fn format_of(headers: &HeaderMap, accepted: &[Format]) -> ApiResult<Format> 
                 String::new()
             };
             Failure::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 format!(
                     "Content-Type {} is not accepted here; send {}{hint}",
                     given.map_or("(none)".to_owned(), |value| format!("{value:?}")),
@@ -91,8 +91,7 @@ pub fn format_of(headers: &HeaderMap, accepted: &[Format]) -> ApiResult<Format> 
 pub async fn read(body: Body, limits: &Limits) -> ApiResult<Bytes> {
     axum::body::to_bytes(body, limits.body).await.map_err(|_| {
         Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!(
                 "the body is larger than the {} bytes accepted (GORGON_BODY_LIMIT)",
                 limits.body
@@ -106,7 +105,10 @@ pub async fn read(body: Body, limits: &Limits) -> ApiResult<Bytes> {
 pub fn json<T: DeserializeOwned>(bytes: &[u8], limits: &Limits, what: &str) -> ApiResult<T> {
     check_depth(bytes, limits.depth, what)?;
     serde_json::from_slice(bytes).map_err(|error| {
-        Failure::bad_request("malformed_json", format!("{what} is not valid: {error}"))
+        Failure::new(
+            ErrorCode::MalformedJson,
+            format!("{what} is not valid: {error}"),
+        )
     })
 }
 
@@ -115,13 +117,16 @@ pub fn json<T: DeserializeOwned>(bytes: &[u8], limits: &Limits, what: &str) -> A
 pub fn json_object<T: DeserializeOwned>(bytes: &[u8], limits: &Limits, what: &str) -> ApiResult<T> {
     let value: Value = json(bytes, limits, what)?;
     if !value.is_object() {
-        return Err(Failure::bad_request(
-            "malformed_json",
+        return Err(Failure::new(
+            ErrorCode::MalformedJson,
             format!("{what} must be a JSON object"),
         ));
     }
     serde_json::from_value(value).map_err(|error| {
-        Failure::bad_request("malformed_json", format!("{what} is not valid: {error}"))
+        Failure::new(
+            ErrorCode::MalformedJson,
+            format!("{what} is not valid: {error}"),
+        )
     })
 }
 
@@ -136,8 +141,7 @@ pub fn ndjson(bytes: &[u8], limits: &Limits) -> ApiResult<Vec<Value>> {
         }
         if values.len() == limits.lines {
             return Err(Failure::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_lines",
+                ErrorCode::TooManyLines,
                 format!(
                     "the body has more than the {} lines one inject accepts \
                      (GORGON_NDJSON_LINES); split it",
@@ -148,8 +152,8 @@ pub fn ndjson(bytes: &[u8], limits: &Limits) -> ApiResult<Vec<Value>> {
         values.push(json(line, limits, &format!("line {}", index + 1))?);
     }
     if values.is_empty() {
-        return Err(Failure::bad_request(
-            "malformed_json",
+        return Err(Failure::new(
+            ErrorCode::MalformedJson,
             "the body holds no message; send one JSON value per line",
         ));
     }
@@ -160,8 +164,8 @@ pub fn ndjson(bytes: &[u8], limits: &Limits) -> ApiResult<Vec<Value>> {
 /// skipped; the text need not be valid JSON, the parser judges that afterwards).
 fn check_depth(bytes: &[u8], limit: usize, what: &str) -> ApiResult<()> {
     if protocol::json_text_depth(bytes) > limit {
-        return Err(Failure::bad_request(
-            "too_deep",
+        return Err(Failure::new(
+            ErrorCode::TooDeep,
             format!(
                 "{what} nests arrays and objects deeper than the {limit} levels accepted \
                  (GORGON_JSON_DEPTH)"
@@ -174,6 +178,7 @@ fn check_depth(bytes: &[u8], limit: usize, what: &str) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     const LIMITS: Limits = Limits {
         body: 1024,
@@ -186,9 +191,9 @@ mod tests {
     fn depth_limit() {
         assert!(json::<Value>(br#"[[{"a": "[[[[["}]]"#, &LIMITS, "the body").is_ok());
         let error = json::<Value>(b"[[[[1]]]]", &LIMITS, "the body").unwrap_err();
-        assert_eq!(error.error.code, "too_deep");
+        assert_eq!(error.error.code, ErrorCode::TooDeep);
         let error = json::<Value>(b"{\"a\":", &LIMITS, "the body").unwrap_err();
-        assert_eq!(error.error.code, "malformed_json");
+        assert_eq!(error.error.code, ErrorCode::MalformedJson);
     }
 
     /// A body that must be an object refuses an array, which serde would read by position.
@@ -202,11 +207,11 @@ mod tests {
         }
         assert!(json::<Patch>(b"[]", &LIMITS, "the change").is_ok());
         let error = json_object::<Patch>(b"[]", &LIMITS, "the change").unwrap_err();
-        assert_eq!(error.error.code, "malformed_json");
+        assert_eq!(error.error.code, ErrorCode::MalformedJson);
         assert_eq!(error.error.message, "the change must be a JSON object");
         assert!(json_object::<Patch>(br#"{"function":"pass"}"#, &LIMITS, "the change").is_ok());
         let error = json_object::<Patch>(b"[[[[1]]]]", &LIMITS, "the change").unwrap_err();
-        assert_eq!(error.error.code, "too_deep");
+        assert_eq!(error.error.code, ErrorCode::TooDeep);
     }
 
     /// A form (curl's default for -d) is refused with the header to send instead; no
@@ -221,7 +226,7 @@ mod tests {
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
         let error = format_of(&headers, &accepted).unwrap_err();
-        assert_eq!(error.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(error.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert_eq!(
             error.error.message,
             "Content-Type \"application/x-www-form-urlencoded\" is not accepted here; send \
@@ -241,10 +246,10 @@ mod tests {
             error.error.message
         );
         let error = ndjson(b"1\n2\n3\n", &LIMITS).unwrap_err();
-        assert_eq!(error.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(error.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
             ndjson(b"\n \n", &LIMITS).unwrap_err().error.code,
-            "malformed_json"
+            ErrorCode::MalformedJson
         );
     }
 }

@@ -3,7 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use clap::Parser;
-use runtime::{RedisArgs, Secret};
+use protocol::auth::Tokens;
+use runtime::{LogArgs, RedisArgs, Secret};
 
 /// Everything web_face reads at start-up; built once in `main` and passed to [`crate::run`].
 #[derive(Parser, Debug)]
@@ -16,6 +17,10 @@ pub struct Config {
     /// Redis and the settings shared by every role.
     #[command(flatten)]
     pub redis: RedisArgs,
+
+    /// What the role logs and how.
+    #[command(flatten)]
+    pub log: LogArgs,
 
     /// The address the REST API listens on.
     #[arg(long, env = "GORGON_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
@@ -64,4 +69,21 @@ pub struct Config {
     /// answering 503.
     #[arg(long, env = "GORGON_STORE_TIMEOUT_MS", default_value_t = 10_000)]
     pub store_timeout_ms: u64,
+}
+
+impl Config {
+    /// The API tokens, once the settings that could never work are refused: a malformed
+    /// `GORGON_API_TOKENS`, or a `GORGON_JSON_DEPTH` outside 1..=100.
+    pub fn tokens(&self) -> anyhow::Result<Tokens> {
+        let tokens = Tokens::parse(self.api_tokens.as_ref().map(|secret| secret.expose()))
+            .map_err(|error| anyhow::anyhow!(error))?;
+        anyhow::ensure!(
+            (1..=protocol::MAX_DATA_DEPTH).contains(&self.json_depth),
+            "GORGON_JSON_DEPTH is {}; it must be between 1 and {}, the deepest a node's output may \
+             nest, or a message accepted could never be output",
+            self.json_depth,
+            protocol::MAX_DATA_DEPTH
+        );
+        Ok(tokens)
+    }
 }

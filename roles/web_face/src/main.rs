@@ -8,8 +8,8 @@ use web_face::Config;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _role_span = runtime::init_tracing(WEB_FACE);
     let config = Config::parse();
+    let _role_span = runtime::init_tracing(WEB_FACE, &config.log);
     let token = runtime::shutdown_token();
     web_face::run(config, token).await
 }

@@ -5,15 +5,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protocol::store::{
-    topology_tag, ApiError, Change, StoreRequest, TopologyRecord, TOPOLOGY_RECORD,
-};
+use layout::TopologyRecord;
+use protocol::store::{ApiError, Change, StoreRequest};
 use protocol::{NodeSpec, TopologyDoc, TopologyError};
-use redpill::{Client, Requester, Tag};
+use redpill::{Client, Requester};
 
 use crate::auth::{Caller, Tokens};
 use crate::body::Limits;
 use crate::error::{ApiResult, Failure};
+use crate::Config;
 
 /// How long an inject trusts the topology it read without asking for its rev: a node
 /// created since is still found (a miss reads again), and an inject into a node deleted
@@ -31,7 +31,7 @@ const TOPOLOGY_CACHE_SIZE: usize = 256;
 
 /// The handlers' shared state.
 #[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
+pub struct AppState(pub(crate) Arc<Inner>);
 
 /// See [`AppState`].
 pub struct Inner {
@@ -97,11 +97,11 @@ impl TopologyView {
         }
     }
 
-    /// The resolved nodes, or 400 with the problem of a document that does not resolve.
+    /// The resolved nodes, or the problem of a document that does not resolve.
     pub fn nodes(&self) -> ApiResult<&[NodeSpec]> {
         self.resolved
             .as_deref()
-            .map_err(|error| Failure::bad_request(error.code(), error.message()))
+            .map_err(|error| Failure::new(error.code(), error.message()))
     }
 
     /// The resolved node `id`, if the topology has it.
@@ -131,8 +131,35 @@ struct Bucket {
 }
 
 impl AppState {
+    /// The state of a web_face configured by `config`, on `client` (connected to the mesh's
+    /// Redis, with the mesh's prefix); `/metrics` renders `prometheus`. Refuses what
+    /// [`Config::tokens`] refuses.
+    pub fn from_config(
+        config: &Config,
+        client: Client,
+        prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    ) -> anyhow::Result<AppState> {
+        Ok(AppState::new(
+            client,
+            Limits {
+                body: config.body_limit,
+                depth: config.json_depth,
+                lines: config.ndjson_lines,
+            },
+            config.tokens()?,
+            prometheus,
+            Settings {
+                partitions: config.redis.partitions,
+                queue_high_water: config.queue_high_water,
+                idempotency_ttl: Duration::from_secs(config.idempotency_ttl_s.max(1)),
+                store_timeout: Duration::from_millis(config.store_timeout_ms),
+                rate_limit: config.rate_limit,
+            },
+        ))
+    }
+
     /// The state.
-    pub fn new(
+    fn new(
         client: Client,
         limits: Limits,
         tokens: Tokens,
@@ -190,15 +217,10 @@ impl AppState {
     /// rev, and the document is read and parsed again only when the rev differs from the
     /// cached copy's (or the copy was parsed more than [`TOPOLOGY_CACHE_TIME`] ago).
     pub async fn read_topology(&self, topology: &str) -> ApiResult<Option<Arc<TopologyView>>> {
-        let key = self.topology_key(topology);
-        let stored_rev = self
-            .0
-            .client
-            .read_hash_field(std::slice::from_ref(&key), "rev")
+        let stored_rev = layout::read_topology_revs(&self.0.client, &[topology])
             .await?
             .pop()
-            .flatten()
-            .and_then(|rev| rev.parse::<u64>().ok());
+            .flatten();
         {
             let mut cache = self.0.topologies.lock().expect("topology cache");
             if let Some(cached) = cache.get_mut(topology).filter(|cached| {
@@ -208,18 +230,14 @@ impl AppState {
                 return Ok(Some(Arc::clone(&cached.view)));
             }
         }
-        let fields = self
-            .0
-            .client
-            .read_hashes(&[key])
+        let stored = layout::read_topologies(&self.0.client, &[topology])
             .await?
             .pop()
             .unwrap_or_default();
-        let record = TopologyRecord::from_fields(&fields).map_err(|error| {
+        let record = stored.record().map_err(|error| {
             tracing::error!(%topology, %error, "a stored topology document does not parse");
             Failure::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                protocol::ErrorCode::Internal,
                 "the stored topology could not be read; the log has the details",
             )
         })?;
@@ -250,14 +268,6 @@ impl AppState {
         Ok(Some(view))
     }
 
-    /// The key of `topology`'s record.
-    pub fn topology_key(&self, topology: &str) -> String {
-        self.0
-            .client
-            .keys()
-            .tagged(&Tag::named(&topology_tag(topology)), TOPOLOGY_RECORD)
-    }
-
     /// Whether `node` is in `topology`. An inject's hot path: a copy read within
     /// [`NODE_CACHE_TIME`] that has the node answers without a round trip.
     pub async fn has_node(&self, topology: &str, node: &str) -> ApiResult<bool> {
@@ -284,7 +294,7 @@ impl AppState {
         &self,
         query: &protocol::history::HistoryQuery,
     ) -> ApiResult<protocol::history::HistoryPage> {
-        self.ask(protocol::names::HISTORY_SERVICE, query, "the history query")
+        self.ask(layout::HISTORY_SERVICE, query, "the history query")
             .await
     }
 
@@ -301,7 +311,7 @@ impl AppState {
             change,
         };
         self.ask(
-            protocol::names::STORE_SERVICE,
+            layout::STORE_SERVICE,
             &request,
             "the change; it may still be applied, so read the topology before retrying",
         )
@@ -334,7 +344,7 @@ impl AppState {
         let reply: Result<T, ApiError> = serde_json::from_slice(&reply).map_err(|error| {
             tracing::error!(%error, %service, "the store's reply does not parse");
             Failure::from_store(ApiError::new(
-                "internal",
+                protocol::ErrorCode::Internal,
                 "the store's reply could not be read",
             ))
         })?;

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use protocol::{names, partition_of, Envelope, Timestamp};
-use redpill::{DeadLetter, PushedOnce, Queue, Tag};
+use protocol::{partition_of, Envelope, ErrorCode, Timestamp};
+use redpill::{DeadLetter, PushedOnce, Queue};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -70,12 +70,8 @@ pub async fn inject(
         })
         .collect();
     let partition = partition_of(&topology, &node, state.0.settings.partitions);
-    let queue = Queue::new(
-        &state.0.client,
-        &Tag::partition(partition),
-        names::INPUT_QUEUE,
-    )
-    .with_bound(state.0.settings.queue_high_water);
+    let queue = layout::input_queue(&state.0.client, partition)
+        .with_bound(state.0.settings.queue_high_water);
     let batch: Vec<(&str, &[u8])> = envelopes
         .iter()
         .map(|(id, body)| (id.as_str(), body.as_slice()))
@@ -94,8 +90,7 @@ pub async fn inject(
                     let mut fields = record.split(' ');
                     if fields.next() != Some(fingerprint.as_str()) {
                         return Err(Failure::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
-                            "idempotency_key_reused",
+                            ErrorCode::IdempotencyKeyReused,
                             format!(
                                 "Idempotency-Key {key:?} was used for another request to node \
                                  {node:?} in the last {} s; use a new key for a new request",
@@ -117,8 +112,7 @@ pub async fn inject(
             return Err(Failure {
                 retry_after: Some(1),
                 ..Failure::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "backlog",
+                    ErrorCode::Backlog,
                     format!(
                         "node {node:?}'s partition holds {len} messages, at its high-water \
                          mark of {max} (GORGON_QUEUE_HIGH_WATER); retry after the backlog drains"
@@ -152,8 +146,8 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<&str>> {
         || key.len() > MAX_IDEMPOTENCY_KEY
         || !key.bytes().all(|byte| byte.is_ascii_graphic())
     {
-        return Err(Failure::bad_request(
-            "invalid_idempotency_key",
+        return Err(Failure::new(
+            ErrorCode::InvalidIdempotencyKey,
             format!(
                 "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters \
                  (a UUID is a good key)"
@@ -298,11 +292,7 @@ async fn topology_dead_letters(
     };
     let mut found = Vec::new();
     for partition in partitions {
-        let queue = Queue::new(
-            &state.0.client,
-            &Tag::partition(partition),
-            names::INPUT_QUEUE,
-        );
+        let queue = layout::input_queue(&state.0.client, partition);
         let letters = queue.dead_letters(0, DEAD_LETTERS_PER_PARTITION).await?;
         let mine: Vec<_> = letters
             .into_iter()

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -285,7 +285,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
                 Refusal::Unknown => "the token is not one this API knows; check it",
             };
             let mut response =
-                Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+                Failure::new(protocol::ErrorCode::Unauthorized, message).into_response();
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -297,8 +297,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         return Failure {
             retry_after: Some(seconds),
             ..Failure::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                protocol::ErrorCode::RateLimited,
                 format!(
                     "this client made more than {} requests a second (GORGON_RATE_LIMIT); \
                      retry after the Retry-After seconds",
@@ -357,8 +356,7 @@ async fn not_found() -> Failure {
 /// 405 for a route that exists without this method (axum adds the `Allow` header).
 async fn method_not_allowed() -> Failure {
     Failure::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        protocol::ErrorCode::MethodNotAllowed,
         "this route does not take this method; GET /openapi.json lists the methods of each",
     )
 }
@@ -373,9 +371,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            // A route whose ids do not fit its own path is a fault of the server.
+            Err(rejection) if rejection.status().is_server_error() => {
+                tracing::error!(error = %rejection.body_text(), "a route's path ids could not be read");
+                Err(Failure::new(
+                    protocol::ErrorCode::Internal,
+                    "the request failed inside the server; the log has the details under this \
+                     request's x-request-id",
+                ))
+            }
             Err(rejection) => Err(Failure::new(
-                rejection.status(),
-                "invalid_path",
+                protocol::ErrorCode::InvalidPath,
                 rejection.body_text(),
             )),
         }
@@ -393,8 +399,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => Err(Failure::new(
-                rejection.status(),
-                "invalid_query",
+                protocol::ErrorCode::InvalidQuery,
                 rejection.body_text(),
             )),
         }
@@ -405,8 +410,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     Failure::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        protocol::ErrorCode::Internal,
         "the request failed inside the server; the log has the details under this request's \
          x-request-id",
     )
@@ -421,8 +425,7 @@ pub fn write_access(caller: &Caller, topology: &str) -> ApiResult<()> {
     }
     if !caller.grants.writes(topology) {
         return Err(Failure::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
+            protocol::ErrorCode::Forbidden,
             format!(
                 "this token may read topology {topology:?} but not change it or inject into it"
             ),
@@ -435,8 +438,7 @@ pub fn write_access(caller: &Caller, topology: &str) -> ApiResult<()> {
 pub fn require_slug(id: &str, what: &str) -> ApiResult<()> {
     protocol::validate_slug(id).map_err(|error| {
         Failure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_slug",
+            protocol::ErrorCode::InvalidSlug,
             format!("the {what} id is not usable: {error}"),
         )
     })
@@ -454,8 +456,8 @@ pub fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
         .and_then(|text| text.parse().ok())
         .map(Some)
         .ok_or_else(|| {
-            Failure::bad_request(
-                "invalid_if_match",
+            Failure::new(
+                protocol::ErrorCode::InvalidIfMatch,
                 "If-Match must be a topology rev, such as 3 or \"3\", as ETag gives it",
             )
         })

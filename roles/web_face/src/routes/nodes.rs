@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use layout::NodeRecord;
 use protocol::store::Change;
-use protocol::{names, partition_of, NodeRecord, NodeSpec, NodeState, NodeStatus};
-use redpill::Tag;
+use protocol::{NodeSpec, NodeState, NodeStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -249,8 +249,7 @@ pub async fn output(
     let (_, record) = one_node(&state, &caller, &topology, &node).await?;
     let output = record.and_then(|record| record.output).ok_or_else(|| {
         Failure::new(
-            StatusCode::NOT_FOUND,
-            "no_output",
+            protocol::ErrorCode::NoOutput,
             format!("node {node:?} has not output anything yet"),
         )
     })?;
@@ -287,23 +286,8 @@ pub async fn read_records(
     topology: &str,
     nodes: &[&str],
 ) -> ApiResult<Vec<Option<NodeRecord>>> {
-    let client = &state.0.client;
-    let keys: Vec<String> = nodes
-        .iter()
-        .map(|node| {
-            let partition = partition_of(topology, node, state.0.settings.partitions);
-            client.keys().tagged(
-                &Tag::partition(partition),
-                &names::node_record(&format!("{topology}/{node}")),
-            )
-        })
-        .collect();
-    Ok(client
-        .read_hashes(&keys)
-        .await?
-        .iter()
-        .map(NodeRecord::from_fields)
-        .collect())
+    let nodes: Vec<(&str, &str)> = nodes.iter().map(|node| (topology, *node)).collect();
+    Ok(layout::read_node_records(&state.0.client, state.0.settings.partitions, &nodes).await?)
 }
 
 /// The API's view of a node: function and sources from the document (what was asked for),
@@ -341,8 +325,7 @@ fn view(spec: NodeSpec, record: Option<NodeRecord>) -> NodeView {
 fn changed_node(applied: &mut protocol::store::Applied) -> ApiResult<NodeSpec> {
     applied.node.take().ok_or_else(|| {
         Failure::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            protocol::ErrorCode::Internal,
             "the store's reply did not name the node",
         )
     })
@@ -396,8 +379,8 @@ pub async fn history(
                 protocol::Timestamp::parse(text)
                     .map(protocol::Timestamp::unix_ms)
                     .ok_or_else(|| {
-                        Failure::bad_request(
-                            "invalid_query",
+                        Failure::new(
+                            protocol::ErrorCode::InvalidQuery,
                             format!("{name} must be an RFC 3339 time such as 2026-11-23T06:00:00Z"),
                         )
                     })
@@ -406,8 +389,8 @@ pub async fn history(
     };
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > protocol::history::MAX_HISTORY_LIMIT {
-        return Err(Failure::bad_request(
-            "invalid_query",
+        return Err(Failure::new(
+            protocol::ErrorCode::InvalidQuery,
             format!(
                 "limit must be 1 to {}",
                 protocol::history::MAX_HISTORY_LIMIT
@@ -418,8 +401,8 @@ pub async fn history(
         None | Some("desc") => false,
         Some("asc") => true,
         Some(_) => {
-            return Err(Failure::bad_request(
-                "invalid_query",
+            return Err(Failure::new(
+                protocol::ErrorCode::InvalidQuery,
                 "order must be asc or desc",
             ))
         }

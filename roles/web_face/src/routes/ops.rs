@@ -2,10 +2,9 @@
 //! OpenAPI document.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::store::FUNCTIONS;
 use protocol::FunctionDescription;
 use serde::Serialize;
 use serde_json::json;
@@ -27,16 +26,7 @@ pub struct FunctionList {
 #[utoipa::path(get, path = "/v1/functions", tag = "functions",
     responses((status = 200, body = FunctionList)))]
 pub async fn functions(State(state): State<AppState>) -> ApiResult<Json<FunctionList>> {
-    let client = &state.0.client;
-    let fields = client
-        .read_hashes(&[client.keys().plain(FUNCTIONS)])
-        .await?
-        .pop()
-        .unwrap_or_default();
-    let mut functions: Vec<FunctionDescription> = fields
-        .into_values()
-        .filter_map(|json| serde_json::from_str(&json).ok())
-        .collect();
+    let mut functions = layout::read_functions(&state.0.client).await?;
     functions.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Json(FunctionList { functions }))
 }
@@ -51,15 +41,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, body = Object), (status = 503, description = "Redis is unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.0.client.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
-        Err(error) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            Json(json!({"status": "unavailable", "reason": format!("Redis: {error}")})),
-        )
-            .into_response(),
-    }
+    runtime::readyz(&state.0.client).await
 }
 
 /// Prometheus text. Besides the API's own counters it reports the output topic's fill level
@@ -67,19 +49,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let topic = redpill::Topic::partitioned(
-        &state.0.client,
-        protocol::names::OUTPUT_TOPIC,
-        state.0.settings.partitions,
-    )
-    .with_bound(protocol::names::OUTPUT_TOPIC_BOUND);
+    let topic = layout::output_topic(&state.0.client, state.0.settings.partitions);
     match topic.stats().await {
         Ok(shards) => {
             let entries: u64 = shards.iter().map(|shard| shard.len).sum();
             let bound: u64 = shards.iter().map(|shard| shard.bound).sum();
             let backlog: u64 = shards
                 .iter()
-                .map(|shard| shard.backlog(protocol::names::ARCHIVE_GROUP))
+                .map(|shard| shard.backlog(layout::ARCHIVE_GROUP))
                 .sum();
             metrics::gauge!("gorgon_output_topic_entries").set(entries as f64);
             metrics::gauge!("gorgon_output_topic_bound").set(bound as f64);

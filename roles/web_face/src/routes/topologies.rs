@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use protocol::store::{Change, TOPOLOGY_INDEX};
-use protocol::{flowchart, TopologyDoc};
+use protocol::store::Change;
+use protocol::{flowchart, ErrorCode, TopologyDoc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -52,26 +52,22 @@ pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> ApiResult<Json<TopologyList>> {
-    let client = &state.0.client;
-    let ids: Vec<String> = client
-        .read_set(&client.keys().plain(TOPOLOGY_INDEX))
+    let ids: Vec<String> = layout::list_topologies(&state.0.client)
         .await?
         .into_iter()
         .filter(|id| caller.grants.reads(id))
         .collect();
-    let keys: Vec<String> = ids.iter().map(|id| state.topology_key(id)).collect();
-    // `nodes` is written and removed with the document, so it says whether there is one
-    // without reading the document itself.
-    let records = client.read_hash_fields(&keys, &["nodes", "rev"]).await?;
+    let listed: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let summaries = layout::read_topology_summaries(&state.0.client, &listed).await?;
     let topologies = ids
         .into_iter()
-        .zip(records)
-        .filter_map(|(id, fields)| {
-            let [nodes, rev] = <[Option<String>; 2]>::try_from(fields).ok()?;
+        .zip(summaries)
+        .filter_map(|(id, summary)| {
+            let summary = summary?;
             Some(TopologySummary {
                 id,
-                nodes: nodes?.parse().unwrap_or(0),
-                rev: rev.and_then(|rev| rev.parse().ok()).unwrap_or(0),
+                nodes: summary.nodes,
+                rev: summary.rev,
             })
         })
         .collect();
@@ -101,7 +97,10 @@ pub async fn put(
     let doc = match format {
         Format::Toml => {
             let text = std::str::from_utf8(&bytes).map_err(|_| {
-                Failure::bad_request("malformed_document", "the TOML document is not UTF-8")
+                Failure::new(
+                    ErrorCode::MalformedDocument,
+                    "the TOML document is not UTF-8",
+                )
             })?;
             TopologyDoc::from_toml(text)
         }
@@ -110,15 +109,15 @@ pub async fn put(
             // array would be read as a document by position; only an object is one.
             let value = body::json::<serde_json::Value>(&bytes, &state.0.limits, "the document")?;
             if !value.is_object() {
-                return Err(Failure::bad_request(
-                    "malformed_document",
+                return Err(Failure::new(
+                    ErrorCode::MalformedDocument,
                     "the document must be a JSON object",
                 ));
             }
             TopologyDoc::from_json(std::str::from_utf8(&bytes).unwrap_or_default())
         }
     }
-    .map_err(|error| Failure::bad_request(error.code(), error.message()))?;
+    .map_err(|error| Failure::new(error.code(), error.message()))?;
     let applied = state
         .change(
             &topology,

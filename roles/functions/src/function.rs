@@ -5,16 +5,6 @@
 //! returns zero, one or many outputs. Each function declares its attributes as [`Param`]s, which
 //! the registry serves and [`validate_attrs`] checks before a topology change is accepted.
 
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
-
 use serde_json::{Map, Number, Value};
 
 pub(crate) use protocol::function::{

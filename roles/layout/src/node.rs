@@ -1,7 +1,8 @@
 //! A node's record: its state as the owner of its partition stores it in Redis.
 //!
-//! Each node of partition `p` is one hash, `P:{p<p>}:` + [`names::node_record`], and the set
-//! `P:{p<p>}:` + [`names::NODE_INDEX`] lists the partition's nodes as `<topology>/<node>`.
+//! Each node of partition `p` is one hash, `P:{p<p>}:node:<topology>/<node>`, with its replay
+//! buffer beside it, `P:{p<p>}:replay:<topology>/<node>`, and the set `P:{p<p>}:nodes` lists
+//! the partition's nodes as `<topology>/<node>` (a node's *member* name).
 //! Fields:
 //!
 //! | field | content |
@@ -15,16 +16,13 @@
 //! | `status` | JSON `{"state","last_error","dead_letters"}` |
 //! | `hwm` | JSON object: source node → the last of its output seqs applied here |
 //!
-//! Only the partition's owner writes these, inside its fenced batch commits.
-//!
-//! [`names::node_record`]: crate::names::node_record
-//! [`names::NODE_INDEX`]: crate::names::NODE_INDEX
+//! Only the partition's owner writes these, inside its fenced batch commits ([`write_nodes`]).
 
 use std::collections::HashMap;
 
+use protocol::{partition_of, NodeSpec, NodeState as Health, NodeStatus};
+use redpill::{Client, FencedWrite, Keys, Tag};
 use serde_json::{Map, Value};
-
-use crate::node::{NodeSpec, NodeState as Health, NodeStatus};
 
 /// One node's stored state: what its partition's owner caches and writes, and what readers
 /// (the API) read back.
@@ -138,7 +136,7 @@ impl NodeRecord {
     }
 
     /// Reads the hash fields back; `None` when a field is missing or unreadable.
-    pub fn from_fields(fields: &HashMap<String, String>) -> Option<NodeRecord> {
+    fn from_fields(fields: &HashMap<String, String>) -> Option<NodeRecord> {
         Some(NodeRecord {
             function: fields.get("function")?.clone(),
             sources: serde_json::from_str(fields.get("sources")?).ok()?,
@@ -156,29 +154,188 @@ fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("node state serializes")
 }
 
-/// A JSON merge patch (RFC 7386) of `target` by `patch`: null deletes a key, objects merge.
-pub fn merge_patch(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
-    for (name, value) in patch {
-        match value {
-            Value::Null => {
-                target.remove(name);
-            }
-            Value::Object(inner) => {
-                let entry = target
-                    .entry(name.clone())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if !entry.is_object() {
-                    *entry = Value::Object(Map::new());
+/// The hash of node `member`'s (`<topology>/<node>`) record, in `partition`.
+pub(crate) fn record_key(keys: &Keys, partition: u32, member: &str) -> String {
+    keys.tagged(&Tag::partition(partition), &format!("node:{member}"))
+}
+
+/// Node `member`'s replay buffer, in `partition`: a list of its latest output events (JSON,
+/// oldest first, consecutive seqs ending with the node's `seq`), written only in its owner's
+/// batch commits, with the outputs themselves; read by the notifier to resume clients.
+pub(crate) fn replay_key(keys: &Keys, partition: u32, member: &str) -> String {
+    keys.tagged(&Tag::partition(partition), &format!("replay:{member}"))
+}
+
+/// The set of the nodes (members) of `partition`.
+pub(crate) fn index_key(keys: &Keys, partition: u32) -> String {
+    keys.tagged(&Tag::partition(partition), "nodes")
+}
+
+/// The partition and the member name of node `(topology, node)`.
+fn locate(partitions: u32, (topology, node): (&str, &str)) -> (u32, String) {
+    (
+        partition_of(topology, node, partitions),
+        format!("{topology}/{node}"),
+    )
+}
+
+fn record_keys(client: &Client, partitions: u32, nodes: &[(&str, &str)]) -> Vec<String> {
+    nodes
+        .iter()
+        .map(|node| {
+            let (partition, member) = locate(partitions, *node);
+            record_key(client.keys(), partition, &member)
+        })
+        .collect()
+}
+
+/// Every node of `partition`, by member, with its record (`None` where it does not read: a
+/// record is written whole when its node is made, so one missing a field or holding one that
+/// does not parse is damage, for the caller to report).
+pub async fn read_partition_nodes(
+    client: &Client,
+    partition: u32,
+) -> redpill::Result<Vec<(String, Option<NodeRecord>)>> {
+    let members = client
+        .read_set(&index_key(client.keys(), partition))
+        .await?;
+    let keys: Vec<String> = members
+        .iter()
+        .map(|member| record_key(client.keys(), partition, member))
+        .collect();
+    let hashes = client.read_hashes(&keys).await?;
+    Ok(members
+        .into_iter()
+        .zip(hashes)
+        .map(|(member, fields)| {
+            let record = NodeRecord::from_fields(&fields);
+            (member, record)
+        })
+        .collect())
+}
+
+/// The records of `nodes` (`(topology, node)`) of a deployment of `partitions`, in one round
+/// trip: `None` where a node has none (not yet made by its processor, or deleted).
+pub async fn read_node_records(
+    client: &Client,
+    partitions: u32,
+    nodes: &[(&str, &str)],
+) -> redpill::Result<Vec<Option<NodeRecord>>> {
+    let keys = record_keys(client, partitions, nodes);
+    Ok(client
+        .read_hashes(&keys)
+        .await?
+        .iter()
+        .map(NodeRecord::from_fields)
+        .collect())
+}
+
+/// Each node's latest output seq, in one round trip: 0 before its first output, `None` when
+/// the node has no record.
+pub async fn read_node_seqs(
+    client: &Client,
+    partitions: u32,
+    nodes: &[(&str, &str)],
+) -> redpill::Result<Vec<Option<u64>>> {
+    let keys = record_keys(client, partitions, nodes);
+    Ok(client
+        .read_hash_field(&keys, "seq")
+        .await?
+        .into_iter()
+        .map(|seq| seq.map(|seq| seq.parse().unwrap_or(0)))
+        .collect())
+}
+
+/// The newest `count` events (JSON, oldest first; all when fewer) of each node's replay
+/// buffer, in one round trip.
+pub async fn read_replay_tails(
+    client: &Client,
+    partitions: u32,
+    tails: &[((&str, &str), usize)],
+) -> redpill::Result<Vec<Vec<String>>> {
+    let lists: Vec<(String, usize)> = tails
+        .iter()
+        .map(|(node, count)| {
+            let (partition, member) = locate(partitions, *node);
+            (replay_key(client.keys(), partition, &member), *count)
+        })
+        .collect();
+    client.read_list_tails(&lists).await
+}
+
+/// One write of a partition owner's batch commit to a node's keys. Which writes a batch makes
+/// is the processor's to decide (`processor::batch`); how each is stored is this crate's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeWrite<'a> {
+    /// The node's record: the fields that changed ([`NodeRecord::changed_fields`]); a
+    /// `created` node is also listed in its partition's index.
+    Record {
+        /// The node, `<topology>/<node>`.
+        member: &'a str,
+        /// Field names and values.
+        fields: Vec<(&'static str, String)>,
+        /// Whether the node is new.
+        created: bool,
+    },
+    /// The node is gone: its record, its replay buffer and its place in the index.
+    Delete {
+        /// The node, `<topology>/<node>`.
+        member: &'a str,
+    },
+    /// Output events appended to the node's replay buffer, which is then trimmed to its
+    /// newest `keep` events when `keep` is set.
+    Replay {
+        /// The node, `<topology>/<node>`.
+        member: &'a str,
+        /// The events, JSON, oldest first.
+        events: Vec<&'a str>,
+        /// How many of the newest events to keep, if the buffer is trimmed.
+        keep: Option<u64>,
+    },
+}
+
+/// Adds `writes`, to nodes of `partition`, to a fenced write of that partition's lease.
+pub fn write_nodes(
+    mut fenced: FencedWrite,
+    client: &Client,
+    partition: u32,
+    writes: &[NodeWrite<'_>],
+) -> FencedWrite {
+    let keys = client.keys();
+    let index = index_key(keys, partition);
+    for write in writes {
+        fenced = match write {
+            NodeWrite::Record {
+                member,
+                fields,
+                created,
+            } => {
+                let fenced = fenced.hash_set(&record_key(keys, partition, member), fields);
+                if *created {
+                    fenced.set_add(&index, &[*member])
+                } else {
+                    fenced
                 }
-                if let Value::Object(existing) = entry {
-                    merge_patch(existing, inner);
+            }
+            NodeWrite::Delete { member } => fenced
+                .delete(&record_key(keys, partition, member))
+                .delete(&replay_key(keys, partition, member))
+                .set_remove(&index, &[*member]),
+            NodeWrite::Replay {
+                member,
+                events,
+                keep,
+            } => {
+                let replay = replay_key(keys, partition, member);
+                let fenced = fenced.list_append(&replay, events);
+                match keep {
+                    Some(keep) => fenced.list_keep_last(&replay, *keep),
+                    None => fenced,
                 }
             }
-            other => {
-                target.insert(name.clone(), other.clone());
-            }
-        }
+        };
     }
+    fenced
 }
 
 #[cfg(test)]
@@ -249,24 +406,5 @@ mod tests {
         assert_eq!(state.targets, ["t"]);
         state.update(next, Vec::new(), true);
         assert_eq!(Value::Object(state.attrs), json!({"limit": 2}));
-    }
-
-    /// Merge patch per RFC 7386: null deletes, objects merge, anything else replaces.
-    #[test]
-    fn merge_patch_follows_rfc_7386() {
-        let mut attrs = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": 3})
-            .as_object()
-            .unwrap()
-            .clone();
-        merge_patch(
-            &mut attrs,
-            json!({"a": null, "b": {"y": null, "z": 3}, "c": [1], "d": "new"})
-                .as_object()
-                .unwrap(),
-        );
-        assert_eq!(
-            Value::Object(attrs),
-            json!({"b": {"x": 1, "z": 3}, "c": [1], "d": "new"})
-        );
     }
 }
