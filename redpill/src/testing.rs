@@ -173,17 +173,70 @@ impl TestRedis {
             })
     }
 
+    /// Waits until `replicas` replicas acknowledge a write to this master, as `WAIT` counts
+    /// them. A replica the master lists as `state=online` is not counted yet until its first
+    /// acknowledgement after the sync ("Waiting for REPLCONF ACK from slave to enable
+    /// streaming"), up to a second later.
+    ///
+    /// # Panics
+    ///
+    /// If they do not within `timeout`.
+    pub fn wait_for_replicas(&self, replicas: usize, timeout: Duration) {
+        let started = std::time::Instant::now();
+        let wanted = format!(":{replicas}\r\n");
+        loop {
+            // A write and its WAIT, on one connection: WAIT counts that connection's writes.
+            let reply = self.try_commands(
+                &[
+                    &["INCR", "redpill:test:replicated"],
+                    &["WAIT", &replicas.to_string(), "100"],
+                ],
+                Duration::from_secs(5),
+            );
+            if reply.is_some_and(|reply| reply.ends_with(&wanted)) {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{replicas} replicas of the test redis-server on port {} never acknowledged a write",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// [`TestRedis::command`], or `None` when the server does not answer within `timeout`
     /// (killed, or paused).
     fn try_command(&self, args: &[&str], timeout: Duration) -> Option<String> {
+        self.try_commands(&[args], timeout)
+    }
+
+    /// Sends `commands` pipelined over one fresh connection and returns the raw RESP replies
+    /// once there are as many lines as commands (each command here answers one line).
+    fn try_commands(&self, commands: &[&[&str]], timeout: Duration) -> Option<String> {
         let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
         let mut stream = TcpStream::connect_timeout(&address, timeout).ok()?;
         stream.set_read_timeout(Some(timeout)).ok()?;
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        let mut request = String::new();
+        for args in commands {
+            request.push_str(&format!("*{}\r\n", args.len()));
+            for arg in *args {
+                request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+            }
         }
         stream.write_all(request.as_bytes()).ok()?;
+        if commands.len() > 1 {
+            let mut replies = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while replies.iter().filter(|&&byte| byte == b'\n').count() < commands.len() {
+                let read = stream.read(&mut chunk).ok()?;
+                if read == 0 {
+                    return None;
+                }
+                replies.extend_from_slice(&chunk[..read]);
+            }
+            return Some(String::from_utf8_lossy(&replies).into_owned());
+        }
         let mut reply = vec![0u8; 64 * 1024];
         let read = stream.read(&mut reply).ok()?;
         (read > 0).then(|| String::from_utf8_lossy(&reply[..read]).into_owned())

@@ -69,22 +69,9 @@ async fn writes_wait_for_their_replicas() {
     assert!(replica
         .command(&["REPLICAOF", "127.0.0.1", &port])
         .starts_with("+OK"));
-    let synced = Instant::now();
-    // The master must count the replica as online: that is what WAIT counts, and it happens
-    // after the replica has loaded the snapshot and acknowledged, not when its link is up.
-    while !(replica
-        .command(&["INFO", "replication"])
-        .contains("master_link_status:up")
-        && master
-            .command(&["INFO", "replication"])
-            .contains("state=online"))
-    {
-        assert!(
-            synced.elapsed() < Duration::from_secs(20),
-            "the replica never synced"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // What WAIT counts: the replica has synced and acknowledged since (see
+    // `wait_for_replicas`).
+    master.wait_for_replicas(1, Duration::from_secs(20));
     assert_eq!(
         queue
             .push_with_ids(&[("b", b"2".as_slice())])

@@ -97,7 +97,9 @@ async fn the_quick_start_works_when_pasted() {
         .to_owned();
     run_bash(&inject).await;
     total_output(&mesh, 2).await;
+    // Outputs come in order per node; the two nodes' may arrive either way round.
     read_until(&mut stdout, &mut printed, "total 2").await;
+    read_until(&mut stdout, &mut printed, "readings 2").await;
     node.kill().await.ok();
     std::fs::remove_file(&script).ok();
     assert!(printed.contains("{ ok: true"), "{printed}");
