@@ -65,16 +65,42 @@ local function id_range(write)
   return write[3] + held_from[write[1]], write[3] + write[4] - 1
 end
 
--- Every id to ACK or RETRY must be held, or nothing is written.
+-- Every id to ACK or RETRY must be held, or nothing is written. The usual batch settles the
+-- head of its in-flight list in pull order: that is checked by reading only as many ids as
+-- it names, compared in place, and later released with one LTRIM (`at_head`). Anything else
+-- (ids out of order, or after a write that needed it) reads the whole list into a table.
+-- `taken[key]`: the ids at the head of in-flight list `key` that earlier writes settle, or
+-- false once one of them needed the whole list (the head then moves in ways not tracked).
+local taken = {}
 for _, write in ipairs(writes) do
   if held_from[write[1]] then
     local first, last = id_range(write)
     if last >= first then
-      local held = {}
-      for _, id in ipairs(redis.call('LRANGE', KEYS[write[2]], 0, -1)) do held[id] = true end
-      for m = first, last do
-        if not held[ARGV[m]] then
-          return {2, ARGV[m]}
+      local key = KEYS[write[2]]
+      local offset = taken[key]
+      if offset == nil then offset = 0 end
+      if offset then
+        local head = redis.call('LRANGE', key, offset, offset + last - first)
+        local at_head = #head == last - first + 1
+        for m = 1, #head do
+          if not at_head or head[m] ~= ARGV[first + m - 1] then
+            at_head = false
+            break
+          end
+        end
+        if at_head then
+          write.at_head = true
+          taken[key] = offset + #head
+        end
+      end
+      if not write.at_head then
+        taken[key] = false
+        local held = {}
+        for _, id in ipairs(redis.call('LRANGE', key, 0, -1)) do held[id] = true end
+        for m = first, last do
+          if not held[ARGV[m]] then
+            return {2, ARGV[m]}
+          end
         end
       end
     end
@@ -99,10 +125,19 @@ for _, write in ipairs(writes) do
   if held_from[command] then
     local ids_from, last = id_range(write)
     if last >= ids_from then
-      unhold(target, ids_from, last)
+      if write.at_head then
+        -- Earlier writes on this list removed its head before this one: these ids lead now.
+        redis.call('LTRIM', target, last - ids_from + 1, -1)
+      else
+        unhold(target, ids_from, last)
+      end
       if command == 'ACK' then
         call_chunked('HDEL', KEYS[tonumber(ARGV[first])], ARGV, ids_from, last)
-        call_chunked('HDEL', KEYS[tonumber(ARGV[first + 1])], ARGV, ids_from, last)
+        -- Most queues have no failed attempt on record: then there is nothing to forget.
+        local attempts_key = KEYS[tonumber(ARGV[first + 1])]
+        if redis.call('EXISTS', attempts_key) == 1 then
+          call_chunked('HDEL', attempts_key, ARGV, ids_from, last)
+        end
       else
         local attempts_key, delayed = KEYS[tonumber(ARGV[first])], KEYS[tonumber(ARGV[first + 1])]
         local base, cap, now = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3]), now_ms()

@@ -13,8 +13,12 @@
 --          when given and the grant no longer holds the lease, nothing is pulled and the
 --          script fails with STALE.
 --
--- Returns a flat array: the number of messages that come from the in-flight set (ARGV[3]),
--- then id, body, failed attempts, id, body, failed attempts, ... (those first).
+-- Returns {groups from the in-flight set (ARGV[3]), ids, bodies, attempts, ids, bodies,
+-- attempts, ...}: per group of at most CHUNK messages, the ids, then HMGET's replies as they
+-- come (a nil body: the message was acked or dead-lettered meanwhile, and its stray id is
+-- dropped from the in-flight list; a nil attempt count: 0), or no attempts at all when the
+-- attempts hash is empty, the usual case. The in-flight groups come first. Lua builds no
+-- table entry per message: that work was most of the pull's cost.
 -- Retries whose backoff is over go to the head of the queue first, earliest due first.
 -- The in-flight list keeps the pull order, so a re-queue can restore it exactly.
 
@@ -32,22 +36,22 @@ if #due > 0 then
 end
 
 local out = {0}
+-- No message has failed an attempt yet: nothing to read per id.
+local no_attempts = redis.call('EXISTS', KEYS[3]) == 0
 local function emit(ids)
   for from = 1, #ids, CHUNK do
     local to = math.min(from + CHUNK - 1, #ids)
-    local bodies = redis.call('HMGET', KEYS[2], unpack(ids, from, to))
-    local attempts = redis.call('HMGET', KEYS[3], unpack(ids, from, to))
-    for i = 1, to - from + 1 do
-      local id = ids[from + i - 1]
-      if bodies[i] then
-        out[#out + 1] = id
-        out[#out + 1] = bodies[i]
-        out[#out + 1] = attempts[i] or '0'
-      else
-        -- No body: the message was acked or dead-lettered meanwhile; drop the stray id.
-        redis.call('LREM', KEYS[5], 1, id)
-      end
+    local group = ids
+    if from > 1 or to < #ids then group = {unpack(ids, from, to)} end
+    local bodies = redis.call('HMGET', KEYS[2], unpack(group))
+    local attempts = {}
+    if not no_attempts then attempts = redis.call('HMGET', KEYS[3], unpack(group)) end
+    for i = 1, #group do
+      if not bodies[i] then redis.call('LREM', KEYS[5], 1, group[i]) end
     end
+    out[#out + 1] = group
+    out[#out + 1] = bodies
+    out[#out + 1] = attempts
   end
 end
 

@@ -734,10 +734,12 @@ pub fn id_time_ms(id: &str) -> Option<u64> {
     Some(seconds * 1_000 + u64::from(nanos) / 1_000_000)
 }
 
-/// Decodes a pull reply: how many came from the in-flight set, then the deliveries.
+/// Decodes a pull reply (see queue_pull.lua): how many deliveries came from the in-flight
+/// set, then the deliveries, in order. Ids without a body were acked or dead-lettered
+/// meanwhile and are skipped.
 fn decode_deliveries(reply: Vec<Value>) -> Result<(usize, Vec<Delivery>)> {
     let mut values = reply.into_iter();
-    let resynced: usize = values
+    let resync_groups: usize = values
         .next()
         .map(redis::from_redis_value)
         .transpose()
@@ -746,23 +748,44 @@ fn decode_deliveries(reply: Vec<Value>) -> Result<(usize, Vec<Delivery>)> {
     if !values.len().is_multiple_of(3) {
         return Err(Error::decode(
             "pulled messages",
-            "reply is not id/body/attempts triples",
+            "reply is not id/body/attempts groups",
         ));
     }
-    let mut deliveries = Vec::with_capacity(values.len() / 3);
-    while let (Some(id), Some(body), Some(attempts)) = (values.next(), values.next(), values.next())
+    let mut deliveries = Vec::new();
+    let mut resynced = 0;
+    let mut group = 0;
+    while let (Some(ids), Some(bodies), Some(attempts)) =
+        (values.next(), values.next(), values.next())
     {
-        let id: String =
-            redis::from_redis_value(id).map_err(|err| Error::decode("message id", err))?;
-        let body: Vec<u8> =
-            redis::from_redis_value(body).map_err(|err| Error::decode("message body", err))?;
-        let attempts: u32 =
-            redis::from_redis_value(attempts).map_err(|err| Error::decode("attempt count", err))?;
-        deliveries.push(Delivery {
-            id,
-            body: Bytes::from(body),
-            attempts,
-        });
+        let ids: Vec<String> =
+            redis::from_redis_value(ids).map_err(|err| Error::decode("message ids", err))?;
+        let bodies: Vec<Option<Vec<u8>>> =
+            redis::from_redis_value(bodies).map_err(|err| Error::decode("message bodies", err))?;
+        let attempts: Vec<Option<u32>> = redis::from_redis_value(attempts)
+            .map_err(|err| Error::decode("attempt counts", err))?;
+        if bodies.len() != ids.len() || !(attempts.is_empty() || attempts.len() == ids.len()) {
+            return Err(Error::decode(
+                "pulled messages",
+                "a group's bodies or attempt counts do not match its ids",
+            ));
+        }
+        let before = deliveries.len();
+        deliveries.reserve(ids.len());
+        let mut attempts = attempts.into_iter();
+        for (id, body) in ids.into_iter().zip(bodies) {
+            let attempts = attempts.next().flatten().unwrap_or(0);
+            if let Some(body) = body {
+                deliveries.push(Delivery {
+                    id,
+                    body: Bytes::from(body),
+                    attempts,
+                });
+            }
+        }
+        if group < resync_groups {
+            resynced += deliveries.len() - before;
+        }
+        group += 1;
     }
     Ok((resynced, deliveries))
 }

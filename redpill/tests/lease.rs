@@ -239,6 +239,85 @@ async fn fenced_retry_counts_an_attempt_and_waits_out_the_backoff() {
     );
 }
 
+/// A batch usually settles the head of its in-flight list in pull order; one that settles
+/// ids out of that order, or only some of them, leaves exactly the others held, in order.
+/// A retried message's attempt count is forgotten with its ack: the same id pushed again
+/// starts from 0.
+#[tokio::test]
+async fn fenced_settles_in_any_order_and_keeps_the_rest_in_order() {
+    let redis = TestBackend::start();
+    let client = common::client_with(
+        redis
+            .config()
+            .set_retry_backoff(Duration::from_millis(50), Duration::from_millis(50)),
+    )
+    .await;
+    let tag = Tag::partition(7);
+    let lease = Lease::new(&client, &tag, "owner");
+    let grant = granted(lease.acquire("proc", Duration::from_secs(5)).await.unwrap());
+    let queue = Queue::new(&client, &tag, "in");
+    let fly = format!("t:{{p7}}:q:in:fly:{}", client.consumer_id());
+    let held = || redis.command_for(&fly, &["LRANGE", &fly, "0", "-1"]);
+    let messages: Vec<(String, Vec<u8>)> = ["a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .map(|id| (id.to_string(), id.as_bytes().to_vec()))
+        .collect();
+    let messages: Vec<(&str, &[u8])> = messages
+        .iter()
+        .map(|(id, body)| (id.as_str(), body.as_slice()))
+        .collect();
+    queue.push_with_ids(&messages).await.unwrap();
+    assert_eq!(queue.pull(10).await.unwrap().len(), 7);
+
+    // Out of order: neither write settles the head.
+    lease
+        .fenced(&grant)
+        .ack(&queue, &["c", "a"])
+        .retry(&queue, &["d"])
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(held(), "*4\r\n$1\r\nb\r\n$1\r\ne\r\n$1\r\nf\r\n$1\r\ng\r\n");
+    // The head, then one past a gap.
+    lease
+        .fenced(&grant)
+        .ack(&queue, &["b", "e"])
+        .retry(&queue, &["g"])
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(held(), "*1\r\n$1\r\nf\r\n");
+    lease
+        .fenced(&grant)
+        .ack(&queue, &["f"])
+        .commit()
+        .await
+        .unwrap();
+    assert_eq!(held(), "*0\r\n");
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let again = queue.pull(10).await.unwrap();
+    assert_eq!(ids_and_attempts(&again), [("d", 1), ("g", 1)]);
+    lease
+        .fenced(&grant)
+        .ack(&queue, &["d", "g"])
+        .commit()
+        .await
+        .unwrap();
+    let depth = queue.depth().await.unwrap();
+    assert_eq!((depth.waiting, depth.held, depth.delayed), (0, 0, 0));
+    assert_eq!(
+        redis.command_for("t:{p7}:q:in:att", &["EXISTS", "t:{p7}:q:in:att"]),
+        ":0\r\n",
+        "no attempt count outlives its message"
+    );
+    queue
+        .push_with_ids(&[("d", b"d".as_slice())])
+        .await
+        .unwrap();
+    assert_eq!(ids_and_attempts(&queue.pull(10).await.unwrap()), [("d", 0)]);
+}
+
 /// Writes with more arguments than Lua can unpack at once (about 8 000) go through in
 /// chunks with the replies of single commands: a 10 000-member SADD, a 10 000-field HSET and
 /// a 10 000-message push; and acks with 9 000 messages in flight, plain and fenced.

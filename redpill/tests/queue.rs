@@ -259,6 +259,84 @@ async fn replays_chosen_dead_letters() {
     assert!(replayed.iter().all(|d| d.attempts == 0));
 }
 
+/// A pull that ran in Redis but whose reply never came back (here: the server was busy past
+/// the response timeout) leaves its messages in flight; the next pull delivers them first,
+/// then fresh ones, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_whose_reply_is_lost_is_delivered_by_the_next() {
+    let redis = TestBackend::start();
+    let client = common::client_with(
+        redis
+            .config()
+            .set_response_timeout(Duration::from_millis(200)),
+    )
+    .await;
+    let tag = Tag::partition(9);
+    let queue = Queue::new(&client, &tag, "in");
+    queue
+        .push_with_ids(&[
+            ("a", b"1".as_slice()),
+            ("b", b"2".as_slice()),
+            ("c", b"3".as_slice()),
+        ])
+        .await
+        .unwrap();
+    // The pull script loaded first: a lost EVALSHA answered NOSCRIPT would not have run.
+    let warm = Queue::new(&client, &tag, "warm");
+    assert!(warm.pull(1).await.unwrap().is_empty());
+    let waiting = "t:{p9}:q:in";
+    let script = "local t = redis.call('TIME') local until_us = t[1] * 1e6 + t[2] + 600000 \
+                  repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] >= until_us return 1";
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            // A script busy for 600 ms holds the pull back past its 200 ms timeout; the
+            // pull runs once it ends.
+            let busy = scope.spawn(|| redis.command_for(waiting, &["EVAL", script, "1", waiting]));
+            std::thread::sleep(Duration::from_millis(100));
+            let pulled = tokio::runtime::Handle::current().block_on(queue.pull(2));
+            assert!(pulled.is_err(), "the reply timed out: {pulled:?}");
+            assert_eq!(busy.join().unwrap(), ":1\r\n");
+        });
+    });
+    assert_eq!(queue.depth().await.unwrap().waiting, 1, "the lost pull ran");
+    let ids: Vec<String> = queue
+        .pull(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(ids, ["a", "b", "c"]);
+    assert!(queue.pull(10).await.unwrap().is_empty());
+}
+
+/// An id in the waiting list without a body (its message was settled meanwhile) is not
+/// delivered and not left held: the pull drops it and delivers the others in order.
+#[tokio::test]
+async fn ids_without_a_body_are_dropped_by_the_pull() {
+    let redis = TestBackend::start();
+    let client = client(&redis).await;
+    let tag = Tag::partition(8);
+    let queue = Queue::new(&client, &tag, "in");
+    queue
+        .push_with_ids(&[("a", b"1".as_slice()), ("b", b"2".as_slice())])
+        .await
+        .unwrap();
+    let waiting = "t:{p8}:q:in";
+    assert_eq!(
+        redis.command_for(waiting, &["LINSERT", waiting, "BEFORE", "b", "ghost"]),
+        ":3\r\n"
+    );
+    let pulled = queue.pull(10).await.unwrap();
+    let ids: Vec<&str> = pulled.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    let fly = format!("t:{{p8}}:q:in:fly:{}", client.consumer_id());
+    assert_eq!(
+        redis.command_for(&fly, &["LRANGE", &fly, "0", "-1"]),
+        "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    );
+}
+
 /// Pushing an id that is still pending is a no-op, so a retried push never duplicates.
 #[tokio::test]
 async fn push_is_idempotent_by_id_while_pending() {
