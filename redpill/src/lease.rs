@@ -1,5 +1,6 @@
 //! Leases with fencing epochs, and the fenced write that Redis itself rejects when stale.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::{ToRedisArgs, Value};
@@ -183,6 +184,7 @@ impl Lease {
             lease: self.name.clone(),
             epoch: grant.epoch,
             keys: vec![self.key.clone()],
+            key_indexes: HashMap::from([(self.key.clone(), 1)]),
             args: vec![grant.token().into_bytes()],
             writes: 0,
             acked: Vec::new(),
@@ -197,6 +199,9 @@ pub struct FencedWrite {
     lease: String,
     epoch: u64,
     keys: Vec<String>,
+    /// Where each key is in `keys`, 1-based as KEYS: a batch names hundreds of keys (two per
+    /// node it changes), too many to search the list for each write.
+    key_indexes: HashMap<String, usize>,
     args: Vec<Vec<u8>>,
     writes: usize,
     /// Queues and ids acked by the batch, forgotten by their handles once it commits.
@@ -294,13 +299,12 @@ impl FencedWrite {
 
     /// The KEYS index (1-based) of `key`, adding it if new.
     fn key_index(&mut self, key: &str) -> usize {
-        match self.keys.iter().position(|known| known == key) {
-            Some(index) => index + 1,
-            None => {
-                self.keys.push(key.to_owned());
-                self.keys.len()
-            }
+        if let Some(&index) = self.key_indexes.get(key) {
+            return index;
         }
+        self.keys.push(key.to_owned());
+        self.key_indexes.insert(key.to_owned(), self.keys.len());
+        self.keys.len()
     }
 
     /// Adds a wake-up hint to run only if the writes apply (SPUBLISH on a cluster: `channel`

@@ -208,6 +208,8 @@ impl Profile {
             .get_multiplexed_async_connection()
             .await
             .expect("connect to Redis for the profile");
+        // The log of a large run is millions of entries: reading it takes seconds.
+        conn.set_response_timeout(std::time::Duration::from_secs(300));
         let cluster: String = redis::cmd("INFO")
             .arg("cluster")
             .query_async(&mut conn)
@@ -308,6 +310,10 @@ impl Profile {
                 .map_or(String::new(), |word| word.to_uppercase());
             if client == "?:0" {
                 pending.push((command, micros));
+                continue;
+            }
+            if command == "SLOWLOG" {
+                // The profile's own reads of the log.
                 continue;
             }
             let name = match command.as_str() {
