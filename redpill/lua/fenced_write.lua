@@ -82,10 +82,12 @@ for _, write in ipairs(writes) do
       if offset then
         local head = redis.call('LRANGE', key, offset, offset + last - first)
         local at_head = #head == last - first + 1
-        for m = 1, #head do
-          if not at_head or head[m] ~= ARGV[first + m - 1] then
-            at_head = false
-            break
+        if at_head then
+          for m = 1, #head do
+            if head[m] ~= ARGV[first + m - 1] then
+              at_head = false
+              break
+            end
           end
         end
         if at_head then
