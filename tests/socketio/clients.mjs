@@ -9,7 +9,9 @@
 // first subscribe was acknowledged, then {"event":"done", ...} once every socket has received
 // seqs 1..expect[node] of every node in `expect`, or `timeout_ms` passed. The report counts,
 // per socket, outputs missing, duplicated and out of order; with `latency`, the
-// inject-to-receipt times in milliseconds.
+// inject-to-receipt times in milliseconds (`latency_ms`), split at the output's `ts` into
+// inject to output (`to_output_ms`: the queue, the pull and the function) and output to
+// receipt (`to_client_ms`: the commit, the live publish and the notifier's hop).
 //
 // mode "probe": one socket connects with `token`, optionally subscribes with `subscribe`,
 // and prints {"event":"probe","connected","connect_error","ack","resyncs","outputs"} after
@@ -46,6 +48,18 @@ function percentile(sorted, p) {
   return sorted[Math.max(0, index)];
 }
 
+// Count, p50, p90, p99 and max of `values` (sorted here).
+function summary(values) {
+  values.sort((a, b) => a - b);
+  return {
+    count: values.length,
+    p50: percentile(values, 50),
+    p90: percentile(values, 90),
+    p99: percentile(values, 99),
+    max: values.length ? values[values.length - 1] : null,
+  };
+}
+
 async function collect() {
   const expect = settings.expect ?? {};
   const nodes = Object.keys(expect);
@@ -59,6 +73,8 @@ async function collect() {
 
   const report = () => {
     const latencies = [];
+    const toOutput = [];
+    const toClient = [];
     const perClient = clients.map((client) => {
       let missing = 0;
       let duplicated = 0;
@@ -71,7 +87,11 @@ async function collect() {
         outOfOrder += client.outOfOrder[node];
         received += client.received[node];
       }
-      latencies.push(...client.latencies);
+      for (const [total, output] of client.latencies) {
+        latencies.push(total);
+        toOutput.push(output);
+        toClient.push(total - output);
+      }
       return {
         received,
         missing,
@@ -83,11 +103,11 @@ async function collect() {
         other: client.other,
       };
     });
-    latencies.sort((a, b) => a - b);
     const sum = (key) => perClient.reduce((total, client) => total + client[key], 0);
     print({
       event: "done",
       elapsed_ms: Date.now() - started,
+      cpu_ms: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1000),
       first_output_ms: firstAt === null ? null : firstAt - started,
       last_output_ms: lastAt === null ? null : lastAt - started,
       complete: perClient.every((client) => client.missing === 0),
@@ -100,15 +120,9 @@ async function collect() {
       reconnects: sum("connects") - perClient.length,
       subscribe_retries: sum("retries"),
       resync_events: clients.flatMap((client) => client.resyncs).slice(0, 20),
-      latency_ms: settings.latency
-        ? {
-            count: latencies.length,
-            p50: percentile(latencies, 50),
-            p90: percentile(latencies, 90),
-            p99: percentile(latencies, 99),
-            max: latencies.length ? latencies[latencies.length - 1] : null,
-          }
-        : undefined,
+      latency_ms: settings.latency ? summary(latencies) : undefined,
+      to_output_ms: settings.latency ? summary(toOutput) : undefined,
+      to_client_ms: settings.latency ? summary(toClient) : undefined,
       clients: settings.per_client ? perClient : undefined,
     });
   };
@@ -173,7 +187,10 @@ async function collect() {
       } else {
         client.last[node] = event.seq;
       }
-      if (settings.latency) client.latencies.push(now - Date.parse(event.injected_at));
+      if (settings.latency) {
+        const injected = Date.parse(event.injected_at);
+        client.latencies.push([now - injected, Date.parse(event.ts) - injected]);
+      }
       if (!client.done && event.seq >= expect[node] && isComplete(client)) {
         client.done = true;
         if (clients.every((other) => other.done)) finish();

@@ -11,7 +11,8 @@
 //! and web_face, the store and processors in-process, for route tests), `hostile.rs` (the
 //! generator of hostile requests for the write routes), `hosts.rs` ([`hosts::Hosts`]: network
 //! namespaces as hosts of their own, whose links can be cut), `mongo.rs` ([`mongo::TestMongo`]: a
-//! MongoDB-wire server of the test's own, `mongod` or nx-27017), `socketio.rs` (notifier
+//! MongoDB-wire server of the test's own, `mongod` or nx-27017), `profile.rs` ([`profile::Profile`]:
+//! where Redis spends its time, from its `SLOWLOG`, for the benchmarks), `socketio.rs` (notifier
 //! processes and the Node socket.io clients of `socketio/clients.mjs`), `chaos.rs` (the chaos
 //! scenarios: one fault under the simulator's load, one row of figures), and the `chaos`
 //! binary that runs them (`src/bin/chaos.rs`).
@@ -27,6 +28,7 @@ pub mod http;
 pub mod mesh;
 pub mod mongo;
 mod process;
+pub mod profile;
 pub mod socketio;
 
 use std::path::{Path, PathBuf};
