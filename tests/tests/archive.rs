@@ -218,6 +218,34 @@ async fn a_store_killed_after_writing_archives_nothing_twice() {
     check_exactly_once(&documents(&mongo).await, 2, 1000, false);
 }
 
+/// After a batch that emptied the topic the archive pauses for `GORGON_ARCHIVE_LINGER_MS`
+/// before it reads again, so a trickle of outputs is written in batches: an output made
+/// during the pause is not archived before the pause is over, and is archived after it.
+#[tokio::test]
+async fn the_archive_lingers_after_emptying_the_topic() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[("GORGON_ARCHIVE_LINGER_MS", "3000")]).await;
+    count_nodes(&mesh, 1).await;
+    inject(&mesh, 1, 1).await;
+    // The first output is read at once (the archive waits for it): the pause starts once
+    // it is written.
+    archived(&mongo, 1, Duration::from_secs(30)).await;
+    inject(&mesh, 1, 1).await;
+    let injected = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        documents(&mongo).await.len(),
+        1,
+        "an output was archived during the pause"
+    );
+    archived(&mongo, 2, Duration::from_secs(30)).await;
+    assert!(
+        injected.elapsed() < Duration::from_secs(10),
+        "the pause lasted {:?}",
+        injected.elapsed()
+    );
+}
+
 /// Two stores at once share the archive: no duplicates, no gaps.
 #[tokio::test]
 async fn two_stores_share_the_archive() {

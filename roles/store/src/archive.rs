@@ -12,6 +12,12 @@
 //! write (`GORGON_ARCHIVE_BATCH` documents) at a time, each document kept only as its BSON
 //! bytes; so a batch never holds more than the budget, one round and one write.
 //!
+//! Pace: a batch that emptied the topic is followed by a pause (`GORGON_ARCHIVE_LINGER_MS`,
+//! 50 ms by default) before the next read, so that under a steady trickle of outputs a read
+//! round (one XREADGROUP per shard) and an `insert_many` carry many outputs, not one each.
+//! The archive then lags the outputs by up to that pause more; a batch that stopped at its
+//! budget or its rounds is followed by the next at once.
+//!
 //! Robustness: each output of an entry is decoded on its own (the entry is split into raw
 //! JSON values first, which has no depth limit), so one output the archive cannot carry
 //! never costs the others. An output whose `data` nests deeper than [`MAX_DATA_DEPTH`]
@@ -93,6 +99,8 @@ pub struct Settings {
     pub batch: usize,
     /// The write concern every write waits for.
     pub write_concern: WriteConcern,
+    /// The pause after a batch that emptied the topic (zero: none).
+    pub linger: Duration,
     /// Outputs older than this many days are removed by MongoDB (a TTL index on `ts`);
     /// 0 keeps them.
     pub retention_days: u32,
@@ -313,8 +321,8 @@ pub async fn run(
             _ = token.cancelled() => return Ok(()),
             entries = read_batch(&group) => entries,
         };
-        let entries = match entries {
-            Ok(entries) => entries,
+        let (entries, drained) = match entries {
+            Ok(read) => read,
             Err(error) => {
                 tracing::warn!(%error, "could not read the output topic; retrying");
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -327,13 +335,20 @@ pub async fn run(
         if !archive_batch(&group, &outputs, &settings, &entries, &token).await {
             return Ok(()); // Cancelled: the entries stay pending and go to another member.
         }
+        if drained && !settings.linger.is_zero() {
+            tokio::select! {
+                _ = token.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(settings.linger) => {}
+            }
+        }
     }
 }
 
 /// The next batch of entries: rounds of at most one entry per shard, so every shard gets
 /// its turn, until a round finds nothing, the entries hold [`READ_BUDGET_BYTES`], or
-/// [`MAX_READ_ROUNDS`] rounds were read. Waits up to a second for the first round.
-async fn read_batch(group: &Group) -> Result<Vec<Entry>, redpill::Error> {
+/// [`MAX_READ_ROUNDS`] rounds were read. Waits up to a second for the first round. With the
+/// entries, whether the topic was emptied (the last round found nothing, or a read failed).
+async fn read_batch(group: &Group) -> Result<(Vec<Entry>, bool), redpill::Error> {
     let mut entries = group.read_wait(1, Duration::from_secs(1)).await?;
     let mut bytes: usize = entries.iter().map(|entry| entry.body.len()).sum();
     let mut rounds = 1;
@@ -344,17 +359,19 @@ async fn read_batch(group: &Group) -> Result<Vec<Entry>, redpill::Error> {
             Ok(more) => more,
             Err(error) => {
                 tracing::warn!(%error, "could not read more of the output topic; archiving what was read");
-                break;
+                return Ok((entries, true));
             }
         };
         if more.is_empty() {
-            break;
+            return Ok((entries, true));
         }
         bytes += more.iter().map(|entry| entry.body.len()).sum::<usize>();
         entries.extend(more);
         rounds += 1;
     }
-    Ok(entries)
+    // Nothing read, or stopped by the budget or the rounds with more maybe waiting.
+    let drained = entries.is_empty();
+    Ok((entries, drained))
 }
 
 /// An output ready to write: its document as BSON bytes, and where it came from.

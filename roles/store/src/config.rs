@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "GORGON_ARCHIVE_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub archive_batch: u64,
 
+    /// The pause after an archive batch that emptied the output topic, in ms, so a steady
+    /// trickle of outputs is archived in batches (0: none; the archive lags by up to this more).
+    #[arg(long, env = "GORGON_ARCHIVE_LINGER_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub archive_linger_ms: u64,
+
     /// The write concern of archive writes: `majority` (a replica set), `journaled`
     /// (`w: 1, j: true`, for a standalone server) or a number of members.
     #[arg(long, env = "GORGON_ARCHIVE_WRITE_CONCERN", default_value = "majority")]

@@ -88,6 +88,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         write_concern: archive::write_concern(&config.archive_write_concern)
             .map_err(|error| anyhow::anyhow!(error))?,
         retention_days: config.archive_retention_days,
+        linger: Duration::from_millis(config.archive_linger_ms),
         abort_after_write: config.failpoint.as_deref() == Some("archive_after_write"),
     };
     let archiver = {
