@@ -457,3 +457,105 @@ async fn poison_message_is_dead_lettered_and_the_rest_flows() {
     // threshold outputs only on changes: normal (first), then above at 31.
     assert_eq!(hot.seq, 2);
 }
+
+/// A function of the deployment's own that takes its time delays only its own partition: its
+/// calls run on a blocking thread, never on the async threads the partitions share (here
+/// there is one), while batches of built-in functions may run on them. `count` nodes in
+/// other partitions keep counting while `sleepy` sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_slow_function_of_our_own_delays_only_its_partition() {
+    use clap::Parser as _;
+    use processor::{Function, FunctionError, Input, NodeContext, Param, Registry};
+
+    struct Sleepy;
+    impl Function for Sleepy {
+        fn name(&self) -> &str {
+            "sleepy"
+        }
+        fn description(&self) -> &str {
+            "Sleeps 3 s, then passes its input on."
+        }
+        fn params(&self) -> Vec<Param> {
+            Vec::new()
+        }
+        fn call(
+            &self,
+            input: &Input<'_>,
+            _: &mut NodeContext<'_>,
+        ) -> Result<Vec<serde_json::Value>, FunctionError> {
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(vec![input.data.clone()])
+        }
+    }
+
+    let redis = TestBackend::start();
+    let config = processor::Config::try_parse_from([
+        "processor",
+        "--redis-url",
+        &redis.url(),
+        "--partitions",
+        &PARTITIONS.to_string(),
+        "--lease-ms",
+        &LEASE_MS.to_string(),
+    ])
+    .expect("the processor's flags");
+    let mut registry = Registry::builtins();
+    registry.register(Sleepy).expect("a new name");
+    let token = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(processor::run_with(config, registry, token.child_token()));
+    let client = client(&redis).await;
+    let graph = Graph::new(&client, "t", PARTITIONS);
+    // Counters in every partition but the sleeper's.
+    let sleeper = protocol::partition_of("t", "slow", PARTITIONS);
+    let counters: Vec<String> = (0..40)
+        .map(|i| format!("c{i}"))
+        .filter(|name| protocol::partition_of("t", name, PARTITIONS) != sleeper)
+        .collect();
+    let mut nodes: Vec<(&str, &str, &[&str], serde_json::Value)> =
+        vec![("slow", "sleepy", &[], json!({}))];
+    nodes.extend(
+        counters
+            .iter()
+            .map(|name| (name.as_str(), "count", &[][..], json!({}))),
+    );
+    graph.create(&nodes).await;
+    let names: Vec<&str> = counters.iter().map(String::as_str).collect();
+    let injects: Vec<(&str, serde_json::Value)> =
+        names.iter().map(|name| (*name, json!({"v": 1}))).collect();
+    // First the sleeper is made and fed in one go (its partition's first batch may hold
+    // both), then, once its record exists, fed again: the counters count each time while
+    // it sleeps.
+    for round in 1..=2u64 {
+        graph.inject(&[("slow", json!({"v": round}))]).await;
+        // Give the sleeper's partition time to pull its message and start sleeping.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        graph.inject(&injects).await;
+        eventually(
+            Duration::from_secs(10),
+            &format!("every counter counted {round}"),
+            || async {
+                let counts = graph.counts(&names).await;
+                counts.iter().all(|&count| count == round).then_some(())
+            },
+        )
+        .await;
+        let counted = started.elapsed();
+        let slept = graph.node("slow").await.map_or(0, |node| node.seq);
+        assert_eq!(
+            slept,
+            round - 1,
+            "round {round}: the counters were counted after the sleeper's call ended ({counted:?})"
+        );
+        assert!(
+            counted < Duration::from_secs(2),
+            "round {round}: the counters took {counted:?} while the sleeper slept"
+        );
+        eventually(Duration::from_secs(10), "the sleeper's output", || async {
+            (graph.node("slow").await?.seq == round).then_some(())
+        })
+        .await;
+    }
+    token.cancel();
+    let _ = running.await;
+}

@@ -1,6 +1,6 @@
 //! The function registry: the node functions a processor can run, by name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -14,6 +14,10 @@ use crate::function::Function;
 #[derive(Clone)]
 pub struct Registry {
     functions: BTreeMap<String, Arc<dyn Function>>,
+    /// The names of the built-in functions: every call of one is short and bounded (a few
+    /// microseconds), which a processor may rely on to run small batches without a thread
+    /// hand-off. A function registered later is never one of them.
+    builtin: BTreeSet<String>,
 }
 
 impl Registry {
@@ -21,16 +25,18 @@ impl Registry {
     pub fn empty() -> Self {
         Self {
             functions: BTreeMap::new(),
+            builtin: BTreeSet::new(),
         }
     }
 
     /// A registry with every built-in function (see `docs/functions.md`).
     pub fn builtins() -> Self {
-        let functions = crate::builtins::all()
+        let functions: BTreeMap<String, Arc<dyn Function>> = crate::builtins::all()
             .into_iter()
             .map(|function| (function.name().to_owned(), function))
             .collect();
-        Self { functions }
+        let builtin = functions.keys().cloned().collect();
+        Self { functions, builtin }
     }
 
     /// Adds `function` under its name. Refuses a name already taken, so a user's function never
@@ -54,6 +60,12 @@ impl Registry {
         }
         self.functions.insert(name, function);
         Ok(())
+    }
+
+    /// Whether `name` is a built-in function (see [`Registry::builtins`]), whose calls are
+    /// short and bounded; false for one registered by [`Registry::register`].
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(name)
     }
 
     /// The function called `name`.
@@ -213,6 +225,18 @@ mod tests {
         );
         assert!(registry.register(Named("two words")).is_err());
         assert_eq!(registry.len(), 1);
+    }
+
+    /// Only the built-ins are built-in: a user's function beside them is not.
+    #[test]
+    fn builtins_are_known_as_such() {
+        let mut registry = Registry::builtins();
+        registry.register(Named("mine")).unwrap();
+        assert!(registry.is_builtin("count"));
+        assert!(registry.is_builtin("window"));
+        assert!(!registry.is_builtin("mine"));
+        assert!(!registry.is_builtin("nope"));
+        assert!(!Registry::empty().is_builtin("count"));
     }
 
     /// describe() serves the exact JSON for a function, sorted by name.

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use protocol::{
     deeper_than, partition_of, Body, Edge, Envelope, Message, NodeState as Health, OutputEvent,
@@ -72,7 +73,7 @@ pub struct DeadInput {
 }
 
 /// What the batch runs with.
-pub struct Context<'a> {
+pub struct Context {
     /// This partition.
     pub partition: u32,
     /// The deployment's partition count.
@@ -80,14 +81,14 @@ pub struct Context<'a> {
     /// Deliveries before a failing message is dead-lettered.
     pub max_attempts: u32,
     /// The functions.
-    pub registry: &'a Registry,
+    pub registry: Arc<Registry>,
     /// The time, Unix ms, for every function call and output of the batch.
     pub now_ms: i64,
 }
 
 /// Runs `batch` in order against `nodes` (not changed: changes go to the plan) and returns
 /// what to commit. Messages for one node are applied one after the other, in queue order.
-pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Context<'_>) -> Plan {
+pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Context) -> Plan {
     let mut plan = Plan::default();
     for delivery in batch {
         let envelope = match Envelope::from_bytes(&delivery.body) {
@@ -275,7 +276,7 @@ impl Plan {
         node: &str,
         key: String,
         message: Message,
-        context: &Context<'_>,
+        context: &Context,
     ) {
         let Some(mut state) = self.current(nodes, &key) else {
             self.dead_letter(delivery, node_missing(&key));
@@ -416,7 +417,7 @@ impl Plan {
         key: String,
         message: &Message,
         error: String,
-        context: &Context<'_>,
+        context: &Context,
         retry: bool,
     ) {
         self.function_errors += 1;
@@ -470,12 +471,12 @@ mod tests {
         }
     }
 
-    fn context(registry: &Registry) -> Context<'_> {
+    fn context(registry: &Registry) -> Context {
         Context {
             partition: protocol::partition_of("t", "a", 8),
             partitions: 8,
             max_attempts: 3,
-            registry,
+            registry: Arc::new(registry.clone()),
             now_ms: 1_700_000_000_000,
         }
     }

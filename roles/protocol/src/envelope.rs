@@ -119,6 +119,14 @@ impl Envelope {
         serde_json::to_vec(self).expect("an envelope always serializes")
     }
 
+    /// Whether the envelope in `bytes` may be an [`Body::Upsert`], without parsing it: false
+    /// only when it is not one (its tag, `"k":"put"` as [`Envelope::to_bytes`] writes it, is
+    /// nowhere in the bytes); true when it is, or when a message's data happens to hold those
+    /// bytes. For a quick, safe decision over many messages, not for reading one.
+    pub fn may_be_upsert(bytes: &[u8]) -> bool {
+        memchr::memmem::find(bytes, br#""k":"put""#).is_some()
+    }
+
     /// Parses JSON bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, serde_json::Error> {
         serde_json::from_slice(bytes)
@@ -142,6 +150,31 @@ mod tests {
             Envelope::from_bytes(&envelope.to_bytes()).unwrap(),
             envelope
         );
+    }
+
+    /// An upsert is always seen as one; a message only when its data holds the tag's bytes.
+    #[test]
+    fn upserts_are_told_apart_without_parsing() {
+        let message = Envelope::inject("s", "a", "i", 5, json!({"c": 21}));
+        assert!(!Envelope::may_be_upsert(&message.to_bytes()));
+        let upsert = Envelope {
+            version: ENVELOPE_VERSION,
+            topology: "s".into(),
+            node: "a".into(),
+            body: Body::Upsert {
+                spec: NodeSpec {
+                    id: "a".into(),
+                    function: "count".into(),
+                    sources: Vec::new(),
+                    attrs: Map::new(),
+                },
+                targets: Vec::new(),
+                reset_state: false,
+            },
+        };
+        assert!(Envelope::may_be_upsert(&upsert.to_bytes()));
+        let lookalike = Envelope::inject("s", "a", "i", 5, json!({"k": "put"}));
+        assert!(Envelope::may_be_upsert(&lookalike.to_bytes()));
     }
 
     /// Every kind round-trips, and keys a later version adds are ignored.
