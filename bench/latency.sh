@@ -24,26 +24,13 @@ set -euo pipefail
 seconds=${1:-20}
 rates=${2:-1000,5000}
 nodes=10
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-up_pid=
-cleanup() {
-  if [ -n "$up_pid" ]; then
-    kill -TERM "$up_pid" 2>/dev/null || true
-    wait "$up_pid" 2>/dev/null || true
-  fi
-  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  sleep 0.3
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-say() { echo "bench/latency.sh: $*" >&2; }
-fail() { say "$*"; exit 1; }
+bench=bench/latency.sh
+# shellcheck source=bench/lib/mesh.sh
+. "$(dirname "$0")/lib/mesh.sh"
 
 for tool in redis-server redis-cli python3 node npm curl; do
   command -v "$tool" >/dev/null || fail "$tool not found (scripts/deps test installs what is missing)"
 done
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # cpu_ticks FILE: every process's CPU ticks (user + system) and name, with the machine's idle
 # ticks, as JSON; cpu_use BEFORE AFTER SECONDS: each name's share of one core between them.
 cpu_ticks() {
@@ -85,30 +72,9 @@ say "building the profiler (release)..."
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p mesh-tests --example redis_profile
 [ -d "$root/tests/socketio/node_modules" ] || npm ci --prefix "$root/tests/socketio" --no-audit --no-fund >/dev/null
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
-  --appendonly yes --appendfsync everysec --daemonize yes --pidfile "$work/redis.pid" \
-  --logfile "$work/redis.log" >/dev/null
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-
-web=$(free_port)
-notifier=$(free_port)
-stats=$(free_port)
+start_redis
+start_mesh "all=1"
 base="http://127.0.0.1:$web"
-say "starting the mesh (scripts/up, release build; the first build takes minutes)..."
-REDIS_URL="redis://127.0.0.1:$redis_port" GORGON_UP_VAR="$work/var" \
-  GORGON_WEB_PORT=$web GORGON_NOTIFIER_PORT=$notifier GORGON_STATS_PORT=$stats \
-  GORGON_UP_FORMATION="all=1" RUST_LOG=warn \
-  "$root/scripts/up" >"$work/up.log" 2>&1 &
-up_pid=$!
-for _ in $(seq 1800); do
-  if curl -fs "$base/readyz" >/dev/null 2>&1 && curl -fs "http://127.0.0.1:$notifier/readyz" >/dev/null 2>&1; then
-    break
-  fi
-  kill -0 "$up_pid" 2>/dev/null || { cat "$work/up.log" >&2; fail "scripts/up stopped"; }
-  sleep 0.5
-done
-curl -fs "$base/readyz" >/dev/null || { tail -50 "$work/up.log" >&2; fail "the mesh did not come up"; }
 
 doc=$(python3 -c "import json; print(json.dumps({'node':[{'id':'n%d'%i,'function':'pass'} for i in range($nodes)]}))")
 # run_rate RATE TOPOLOGY: one client on a new topology, RATE injects a second for $seconds s;

@@ -18,25 +18,13 @@ set -euo pipefail
 chain_messages=${1:-5000}
 sensors_messages=${2:-100000}
 notes_messages=${3:-30000}
-root=$(cd "$(dirname "$0")/.." && pwd)
-work=$(mktemp -d)
-up_pid=
-cleanup() {
-  if [ -n "$up_pid" ]; then
-    kill -TERM "$up_pid" 2>/dev/null || true
-    wait "$up_pid" 2>/dev/null || true
-  fi
-  [ -f "$work/redis.pid" ] && kill "$(cat "$work/redis.pid")" 2>/dev/null || true
-  sleep 0.3
-  rm -rf "$work" 2>/dev/null || true
-}
-trap cleanup EXIT
-say() { echo "bench/mesh.sh: $*" >&2; }
+bench=bench/mesh.sh
+# shellcheck source=bench/lib/mesh.sh
+. "$(dirname "$0")/lib/mesh.sh"
 
 for tool in redis-server redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { say "$tool not found; install redis-server and redis-tools"; exit 1; }
 done
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 peer=yes
@@ -48,30 +36,8 @@ elif [ ! -d "$root/bench/peer-bullmq/node_modules" ]; then
   npm ci --prefix "$root/bench/peer-bullmq" --no-audit --no-fund >/dev/null
 fi
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
-  --appendonly yes --appendfsync everysec --daemonize yes --pidfile "$work/redis.pid" \
-  --logfile "$work/redis.log" >/dev/null
-for _ in $(seq 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.05; done
-
-web=$(free_port)
-notifier=$(free_port)
-stats=$(free_port)
-say "starting the mesh (scripts/up, release build; the first build takes minutes)..."
-REDIS_URL="redis://127.0.0.1:$redis_port" GORGON_UP_VAR="$work/var" \
-  GORGON_WEB_PORT=$web GORGON_NOTIFIER_PORT=$notifier GORGON_STATS_PORT=$stats \
-  GORGON_UP_FORMATION="all=1,processor=2" RUST_LOG=warn \
-  "$root/scripts/up" >"$work/up.log" 2>&1 &
-up_pid=$!
-for _ in $(seq 1800); do
-  if curl -fs "http://127.0.0.1:$web/readyz" >/dev/null 2>&1 \
-    && curl -fs "http://127.0.0.1:$notifier/readyz" >/dev/null 2>&1; then
-    break
-  fi
-  kill -0 "$up_pid" 2>/dev/null || { cat "$work/up.log" >&2; say "scripts/up stopped"; exit 1; }
-  sleep 0.5
-done
-curl -fs "http://127.0.0.1:$web/readyz" >/dev/null || { tail -50 "$work/up.log" >&2; say "the mesh did not come up"; exit 1; }
+start_redis
+start_mesh "all=1,processor=2"
 
 rps() { tail -n 1 | awk -F'","' '{print $2}' | cut -d. -f1; }
 say "Redis ceilings on port $redis_port..."
