@@ -501,8 +501,6 @@ async fn a_slow_function_of_our_own_delays_only_its_partition() {
     .expect("the processor's flags");
     let mut registry = Registry::builtins();
     registry.register(Sleepy).expect("a new name");
-    let token = tokio_util::sync::CancellationToken::new();
-    let running = tokio::spawn(processor::run_with(config, registry, token.child_token()));
     let client = client(&redis).await;
     let graph = Graph::new(&client, "t", PARTITIONS);
     // Counters in every partition but the sleeper's.
@@ -518,15 +516,25 @@ async fn a_slow_function_of_our_own_delays_only_its_partition() {
             .iter()
             .map(|name| (name.as_str(), "count", &[][..], json!({}))),
     );
+    // The sleeper is made and fed before the processor starts, so its partition's first
+    // batch makes it and runs it; later it is fed again, as a node that exists. The
+    // counters count each time while it sleeps.
     graph.create(&nodes).await;
+    graph.inject(&[("slow", json!({"v": 1}))]).await;
+    let token = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(processor::run_with(config, registry, token.child_token()));
     let names: Vec<&str> = counters.iter().map(String::as_str).collect();
+    eventually(Duration::from_secs(20), "every counter made", || async {
+        let made = graph.nodes(&names).await;
+        made.iter().all(Option::is_some).then_some(())
+    })
+    .await;
     let injects: Vec<(&str, serde_json::Value)> =
         names.iter().map(|name| (*name, json!({"v": 1}))).collect();
-    // First the sleeper is made and fed in one go (its partition's first batch may hold
-    // both), then, once its record exists, fed again: the counters count each time while
-    // it sleeps.
     for round in 1..=2u64 {
-        graph.inject(&[("slow", json!({"v": round}))]).await;
+        if round > 1 {
+            graph.inject(&[("slow", json!({"v": round}))]).await;
+        }
         // Give the sleeper's partition time to pull its message and start sleeping.
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
