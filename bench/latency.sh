@@ -31,42 +31,6 @@ bench=bench/latency.sh
 for tool in redis-server redis-cli python3 node npm curl; do
   command -v "$tool" >/dev/null || fail "$tool not found (scripts/deps test installs what is missing)"
 done
-# cpu_ticks FILE: every process's CPU ticks (user + system) and name, with the machine's idle
-# ticks, as JSON; cpu_use BEFORE AFTER SECONDS: each name's share of one core between them.
-cpu_ticks() {
-  python3 - "$1" <<'PY'
-import json, os, sys
-ticks = {}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            text = stat.read()
-    except OSError:
-        continue
-    name = text[text.index("(") + 1:text.rindex(")")]
-    fields = text[text.rindex(")") + 2:].split()
-    ticks[pid] = [name, int(fields[11]) + int(fields[12])]
-with open("/proc/stat") as stat:
-    idle = int(stat.readline().split()[4])
-json.dump({"processes": ticks, "idle": idle}, open(sys.argv[1], "w"))
-PY
-}
-cpu_use() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import json, os, sys
-before, after = (json.load(open(path)) for path in sys.argv[1:3])
-seconds, hz = float(sys.argv[3]), os.sysconf("SC_CLK_TCK")
-use = {}
-for pid, (name, ticks) in after["processes"].items():
-    spent = ticks - before["processes"].get(pid, [name, 0])[1]
-    if spent > 0:
-        use[name] = use.get(name, 0) + spent
-top = sorted(use.items(), key=lambda item: -item[1])[:8]
-parts = [f"{name} {100 * ticks / hz / seconds:.0f}" for name, ticks in top]
-parts.append(f"idle {100 * (after['idle'] - before['idle']) / hz / seconds:.0f}")
-print(", ".join(parts))
-PY
-}
 field() { python3 -c "import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2]))" "$1" "$2"; }
 say "building the profiler (release)..."
 cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p mesh-tests --example redis_profile

@@ -6,7 +6,8 @@
 #   2. the Redis ceiling on that server: redis-benchmark LPUSH pipelined (-P 100) and a
 #      small Lua script (EVALSHA, -P 100), one client and 50;
 #   3. the simulator's scenarios: chain (100 nodes), sensors (10 000 → 100 → 10 → 1) and notes
-#      (10 000 users at 1 000 inserts/s with 50 history readers), each verified;
+#      (10 000 users at 1 000 inserts/s with 50 history readers), each verified, with the CPU
+#      each process used while it ran (from /proc; the simulator's own is not counted);
 #   4. the same chain through BullMQ (bench/peer-bullmq/chain.js, pinned with a lockfile) on the
 #      same Redis, when node and npm are on the PATH.
 # Prints markdown tables for docs/benchmarks.md on stdout; progress on stderr.
@@ -53,14 +54,20 @@ simulate() { # $1 = name of the result file, the rest = simulator arguments
   local name=$1
   shift
   say "simulator $*..."
+  cpu_ticks "$work/cpu.before"
+  local started status
+  started=$(date +%s.%N)
   set +e
   "$root/target/release/simulator" --api "http://127.0.0.1:$web" \
     --notifier "http://127.0.0.1:$notifier" --json "$@" >"$work/$name.json"
-  local status=$?
+  status=$?
   set -e
+  cpu_ticks "$work/cpu.after"
+  cpu+=("| $name | $(cpu_use "$work/cpu.before" "$work/cpu.after" "$(python3 -c "import time; print(time.time() - $started)")") |")
   [ -s "$work/$name.json" ] || { say "the simulator made no report (exit $status)"; exit 1; }
   [ "$status" = 0 ] || say "the simulator's verification FAILED (exit $status): see the table"
 }
+cpu=()
 simulate chain --messages "$chain_messages" chain --length 100
 simulate sensors --messages "$sensors_messages" sensors
 simulate notes --messages "$notes_messages" notes
@@ -90,6 +97,10 @@ for name in chain sensors notes; do
     sum(v for k, v in d['history_statuses'].items() if k != '200'),
     d['verdict']['lost'], d['verdict']['duplicated'], d['verdict']['out_of_order'])" <"$work/$name.json"
 done
+echo
+echo "| scenario | CPU while it ran, % of one core (the top eight processes, and the machine's idle time of its $(nproc) cores) |"
+echo "|---|---|"
+printf '%s\n' "${cpu[@]}"
 if [ "$peer" = yes ]; then
   echo
   echo "| chain of 100, $chain_messages messages | messages/s end to end | step (node-) messages/s | e2e p50 / p99 / max ms | lost / dup |"

@@ -9,7 +9,8 @@
 #                    data in $work: sets redis_port;
 #   start_mesh F     scripts/up on that Redis with the foreman formation F (release build, the
 #                    data of MongoDB in $work), until web_face and the notifier are ready: sets
-#                    web, notifier and stats (ports) and up_pid.
+#                    web, notifier and stats (ports) and up_pid;
+#   cpu_ticks, cpu_use  the CPU each process used between two snapshots (below).
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 work=$(mktemp -d)
@@ -57,4 +58,41 @@ start_mesh() {
   done
   tail -50 "$work/up.log" >&2
   fail "the mesh did not come up"
+}
+
+# cpu_ticks FILE: every process's CPU ticks (user + system) and name, with the machine's idle
+# ticks, as JSON; cpu_use BEFORE AFTER SECONDS: each name's share of one core between them.
+cpu_ticks() {
+  python3 - "$1" <<'PY'
+import json, os, sys
+ticks = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        continue
+    name = text[text.index("(") + 1:text.rindex(")")]
+    fields = text[text.rindex(")") + 2:].split()
+    ticks[pid] = [name, int(fields[11]) + int(fields[12])]
+with open("/proc/stat") as stat:
+    idle = int(stat.readline().split()[4])
+json.dump({"processes": ticks, "idle": idle}, open(sys.argv[1], "w"))
+PY
+}
+cpu_use() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, os, sys
+before, after = (json.load(open(path)) for path in sys.argv[1:3])
+seconds, hz = float(sys.argv[3]), os.sysconf("SC_CLK_TCK")
+use = {}
+for pid, (name, ticks) in after["processes"].items():
+    spent = ticks - before["processes"].get(pid, [name, 0])[1]
+    if spent > 0:
+        use[name] = use.get(name, 0) + spent
+top = sorted(use.items(), key=lambda item: -item[1])[:8]
+parts = [f"{name} {100 * ticks / hz / seconds:.0f}" for name, ticks in top]
+parts.append(f"idle {100 * (after['idle'] - before['idle']) / hz / seconds:.0f}")
+print(", ".join(parts))
+PY
 }

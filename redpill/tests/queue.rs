@@ -298,7 +298,11 @@ async fn a_pull_whose_reply_is_lost_is_delivered_by_the_next() {
             assert_eq!(busy.join().unwrap(), ":1\r\n");
         });
     });
-    assert_eq!(queue.depth().await.unwrap().waiting, 1, "the lost pull ran");
+    // The lost pull ran: on a single Redis once (one message left waiting); a Redis Cluster
+    // client may also have sent it again when it timed out (none left). Either way what it
+    // took is in flight, and the next pull must deliver it, in order, once.
+    let waiting = queue.depth().await.unwrap().waiting;
+    assert!(waiting < 3, "the lost pull did not run: {waiting} waiting");
     let ids: Vec<String> = queue
         .pull(10)
         .await
