@@ -347,7 +347,8 @@ pub async fn run(
 /// The next batch of entries: rounds of at most one entry per shard, so every shard gets
 /// its turn, until a round finds nothing, the entries hold [`READ_BUDGET_BYTES`], or
 /// [`MAX_READ_ROUNDS`] rounds were read. Waits up to a second for the first round. With the
-/// entries, whether the topic was emptied (the last round found nothing, or a read failed).
+/// entries, whether they emptied the topic (a round after the first found nothing, or a read
+/// failed): only then does the archive pause before reading again.
 async fn read_batch(group: &Group) -> Result<(Vec<Entry>, bool), redpill::Error> {
     let mut entries = group.read_wait(1, Duration::from_secs(1)).await?;
     let mut bytes: usize = entries.iter().map(|entry| entry.body.len()).sum();
@@ -369,9 +370,8 @@ async fn read_batch(group: &Group) -> Result<(Vec<Entry>, bool), redpill::Error>
         entries.extend(more);
         rounds += 1;
     }
-    // Nothing read, or stopped by the budget or the rounds with more maybe waiting.
-    let drained = entries.is_empty();
-    Ok((entries, drained))
+    // Stopped by the budget or the rounds (more may be waiting), or nothing was read.
+    Ok((entries, false))
 }
 
 /// An output ready to write: its document as BSON bytes, and where it came from.
