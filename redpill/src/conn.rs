@@ -376,11 +376,6 @@ impl Routed {
         self
     }
 
-    /// Adds an invocation of a script, whose keys are all in the slot of `key`.
-    pub(crate) fn add_script(&mut self, key: &str, invocation: &redis::ScriptInvocation<'_>) {
-        self.group(key).invoke_script(invocation);
-    }
-
     fn group(&mut self, key: &str) -> &mut Pipeline {
         let slot = if self.cluster {
             slot(key.as_bytes())

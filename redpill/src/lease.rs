@@ -185,7 +185,7 @@ impl Lease {
             epoch: grant.epoch,
             keys: vec![self.key.clone()],
             key_indexes: HashMap::from([(self.key.clone(), 1)]),
-            args: vec![grant.token().into_bytes()],
+            args: Args::new(grant.token().as_bytes()),
             writes: 0,
             acked: Vec::new(),
         }
@@ -202,7 +202,7 @@ pub struct FencedWrite {
     /// Where each key is in `keys`, 1-based as KEYS: a batch names hundreds of keys (two per
     /// node it changes), too many to search the list for each write.
     key_indexes: HashMap<String, usize>,
-    args: Vec<Vec<u8>>,
+    args: Args,
     writes: usize,
     /// Queues and ids acked by the batch, forgotten by their handles once it commits.
     acked: Vec<(Queue, Vec<String>)>,
@@ -212,11 +212,7 @@ impl FencedWrite {
     /// Adds `command key args...` (one of those `fenced_write.lua` allows).
     pub(crate) fn write(mut self, command: &str, key: &str, args: impl ToRedisArgs) -> Self {
         let index = self.key_index(key);
-        let args = args.to_redis_args();
-        self.args.push(command.as_bytes().to_vec());
-        self.args.push(index.to_string().into_bytes());
-        self.args.push(args.len().to_string().into_bytes());
-        self.args.extend(args);
+        self.args.write(command, index, args);
         self.writes += 1;
         self
     }
@@ -310,12 +306,8 @@ impl FencedWrite {
     /// Adds a wake-up hint to run only if the writes apply (SPUBLISH on a cluster: `channel`
     /// must hash to the slot of the lease's tag, as every wake channel of a key does).
     pub(crate) fn publish(mut self, channel: &str, message: impl ToRedisArgs) -> Self {
-        let message = message.to_redis_args();
-        self.args.push(b"PUBLISH".to_vec());
-        self.args.push(b"0".to_vec());
-        self.args.push((message.len() + 1).to_string().into_bytes());
-        self.args.push(channel.as_bytes().to_vec());
-        self.args.extend(message);
+        // PUBLISH names no key (index 0): the channel is its first argument.
+        self.args.write("PUBLISH", 0, (channel, message));
         self.writes += 1;
         self
     }
@@ -479,6 +471,57 @@ impl FencedWrite {
                     .unwrap_or_default(),
             }),
             other => Err(Error::decode("fenced write reply", format!("{other:?}"))),
+        }
+    }
+}
+
+/// The ARGV of a fenced write, kept in one buffer as they are added (a `redis::Cmd` used
+/// as a flat list of arguments): no allocation per argument, and one copy into the
+/// `EVALSHA` command that carries them (`scripts::evalsha`). Each write is `command, key index, argument count, arguments...`; the count is
+/// known only once its arguments are written, so it is kept aside and put in its place when
+/// the arguments are sent ([`ToRedisArgs`]).
+struct Args {
+    flat: redis::Cmd,
+    /// Per write: the position of its count among the arguments, and the count.
+    counts: Vec<(usize, usize)>,
+}
+
+impl Args {
+    /// The arguments, starting with the grant's token.
+    fn new(token: &[u8]) -> Args {
+        let mut flat = redis::Cmd::new();
+        flat.arg(token);
+        Args {
+            flat,
+            counts: Vec::new(),
+        }
+    }
+
+    /// Appends one write.
+    fn write(&mut self, command: &str, key_index: usize, args: impl ToRedisArgs) {
+        self.flat.arg(command).arg(key_index).arg(&[] as &[u8]);
+        let slot = self.flat.args_iter().len() - 1;
+        self.flat.arg(args);
+        let count = self.flat.args_iter().len() - 1 - slot;
+        self.counts.push((slot, count));
+    }
+}
+
+impl ToRedisArgs for Args {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let mut counts = self.counts.iter().peekable();
+        for (position, arg) in self.flat.args_iter().enumerate() {
+            match counts.peek() {
+                Some(&&(slot, count)) if slot == position => {
+                    out.write_arg_fmt(count);
+                    counts.next();
+                }
+                _ => {
+                    if let redis::Arg::Simple(bytes) = arg {
+                        out.write_arg(bytes);
+                    }
+                }
+            }
         }
     }
 }

@@ -112,9 +112,10 @@ script!(LEASE_ACQUIRE, "lease_acquire.lua");
 script!(LEASE_RENEW, "lease_renew.lua");
 script!(LEASE_RELEASE, "lease_release.lua");
 script!(FENCED_WRITE, "fenced_write.lua");
+script!(READ_HASH_AND_LAST, "read_hash_and_last.lua");
 
 /// Every script by name (its file's, without `.lua`), for [`script_hashes`].
-static ALL: [(&str, &LazyLock<Lua>); 12] = [
+static ALL: [(&str, &LazyLock<Lua>); 13] = [
     ("queue_push", &QUEUE_PUSH),
     ("queue_pull", &QUEUE_PULL),
     ("queue_ack", &QUEUE_ACK),
@@ -127,6 +128,7 @@ static ALL: [(&str, &LazyLock<Lua>); 12] = [
     ("lease_renew", &LEASE_RENEW),
     ("lease_release", &LEASE_RELEASE),
     ("fenced_write", &FENCED_WRITE),
+    ("read_hash_and_last", &READ_HASH_AND_LAST),
 ];
 
 /// The SHA1 of each of redpill's scripts, in both forms (single Redis and cluster), with the
@@ -157,22 +159,12 @@ pub(crate) async fn run_many<T: FromRedisValue>(
 ) -> Result<Vec<T>> {
     let script = script.on(conn);
     let mut routed = Routed::new(conn);
-    let prepared: Vec<_> = invocations
-        .iter()
-        .map(|(keys, args)| {
-            debug_assert_one_slot("script", keys);
-            let mut invocation = script.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
-            }
-            for arg in args {
-                invocation.arg(arg);
-            }
-            invocation
-        })
-        .collect();
-    for ((keys, _), invocation) in invocations.iter().zip(&prepared) {
-        routed.add_script(keys.first().map_or("", String::as_str), invocation);
+    for (keys, args) in invocations {
+        debug_assert_one_slot("script", keys);
+        routed.add(
+            keys.first().map_or("", String::as_str),
+            evalsha(script, keys, args),
+        );
     }
     let replies = routed
         .query_each(conn, |conn, mut pipe| async move {
@@ -226,13 +218,8 @@ pub(crate) async fn run_acked<T: FromRedisValue, K: AsRef<str> + ToRedisArgs>(
     };
     debug_assert_one_slot("script", keys);
     let script = script.on(conn);
-    let mut invocation = script.prepare_invoke();
-    for key in keys {
-        invocation.key(key);
-    }
-    invocation.arg(args);
     let mut pipe = redis::pipe();
-    pipe.invoke_script(&invocation);
+    pipe.add_command(evalsha(script, keys, args));
     acks.append(&mut pipe);
     let mut replies = query_loading(conn.clone(), script, &pipe)
         .await?
@@ -255,10 +242,26 @@ pub(crate) async fn run<T: FromRedisValue, K: AsRef<str> + ToRedisArgs>(
     args: impl ToRedisArgs,
 ) -> redis::RedisResult<T> {
     debug_assert_one_slot("script", keys);
-    let mut invocation = script.on(conn).prepare_invoke();
-    for key in keys {
-        invocation.key(key);
+    let script = script.on(conn);
+    let evalsha = evalsha(script, keys, args);
+    match evalsha.query_async(conn).await {
+        Err(err) if err.code() == Some("NOSCRIPT") => {
+            script.prepare_invoke().load_async(conn).await?;
+            evalsha.query_async(conn).await
+        }
+        other => other,
     }
-    invocation.arg(args);
-    invocation.invoke_async(conn).await
+}
+
+/// `EVALSHA` of `script` with `keys` and `args`, written straight into the command's one
+/// buffer: a script invocation would first copy each argument into a vector of its own,
+/// which for a batch commit of thousands of arguments was a measurable share of its cost.
+fn evalsha<K: ToRedisArgs>(script: &Script, keys: &[K], args: impl ToRedisArgs) -> redis::Cmd {
+    let mut evalsha = redis::cmd("EVALSHA");
+    evalsha
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args);
+    evalsha
 }

@@ -72,6 +72,12 @@ async fn writes_wait_for_their_replicas() {
     // What WAIT counts: the replica has synced and acknowledged since (see
     // `wait_for_replicas`).
     master.wait_for_replicas(1, Duration::from_secs(20));
+    // With a replica, the same writes succeed; a client that waits longer for it, so a busy
+    // machine's slow replication cannot fail them.
+    let client =
+        common::client_with(master.config().set_replica_acks(1, Duration::from_secs(10))).await;
+    let queue = Queue::new(&client, &tag, "in");
+    let lease = Lease::new(&client, &tag, "owner");
     assert_eq!(
         queue
             .push_with_ids(&[("b", b"2".as_slice())])
