@@ -213,6 +213,32 @@ impl Client {
         .await
     }
 
+    /// Each `(hash, list)` pair's hash with the list's last element (`None` when the list is
+    /// empty or missing), both read in one atomic step per pair (a script), all pairs in one
+    /// round trip. For a writer that keeps a record and a log of it under one tag and
+    /// changes both in one script, such as a node's record and its replay buffer: the reader
+    /// sees them as one write left them. A pair's keys must share a slot.
+    pub async fn read_hashes_with_last(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<(std::collections::HashMap<String, String>, Option<String>)>> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invocations: Vec<(Vec<String>, Vec<Vec<u8>>)> = pairs
+            .iter()
+            .map(|(hash, list)| (vec![hash.clone(), list.clone()], Vec::new()))
+            .collect();
+        let conn = self.conn().await?;
+        crate::scripts::run_many(
+            &conn,
+            &crate::scripts::READ_HASH_AND_LAST,
+            &invocations,
+            None,
+        )
+        .await
+    }
+
     /// Runs `commands`, each given with the key that routes it, on keys of any slots: one
     /// pipeline on a single Redis; on a cluster one pipeline per slot, all sent at once.
     /// The replies come back in the order of `commands`.

@@ -12,11 +12,19 @@
 //! | `targets` | JSON array of the nodes that list this one as a source |
 //! | `attrs` | JSON object: settings and the function's running state |
 //! | `seq` | the last output's seq (0 before the first output) |
-//! | `output` | the latched output event, JSON (absent before the first output) |
+//! | `output` | the latched output event, JSON, when the processors keep no replay buffer (see below) |
 //! | `status` | JSON `{"state","last_error","dead_letters"}` |
 //! | `hwm` | JSON object: source node → the last of its output seqs applied here |
 //!
 //! Only the partition's owner writes these, inside its fenced batch commits ([`write_nodes`]).
+//!
+//! **Where the latched output lives.** Each output is stored once per node: with a replay
+//! buffer (`GORGON_REPLAY_BUFFER` > 0, the default) the latched output is the buffer's newest
+//! event, and the record has no `output` field; without one it is the record's `output` field.
+//! A deployment that turns the buffer on or off leaves a node's former copy where it was
+//! until the node outputs again ([`NodeRecord::dropped_fields`] removes a record's field
+//! then), so a reader ([`read_node_records`]) takes, of the two, the one whose seq is the
+//! record's `seq`, reading record and buffer in one atomic step.
 
 use std::collections::HashMap;
 
@@ -38,7 +46,9 @@ pub struct NodeRecord {
     pub attrs: Map<String, Value>,
     /// The last output's seq.
     pub seq: u64,
-    /// The latched output event as JSON text.
+    /// The latched output event as JSON text. Read by [`read_node_records`], wherever it is
+    /// stored; read by [`read_partition_nodes`] (the processor's cache), the record's own
+    /// `output` field only: `None` where the replay buffer holds the latched output.
     pub output: Option<String>,
     /// Health.
     pub status: NodeStatus,
@@ -82,8 +92,9 @@ impl NodeRecord {
         }
     }
 
-    /// The hash fields to write, in the order of the module docs.
-    pub fn to_fields(&self) -> Vec<(&'static str, String)> {
+    /// The hash fields to write, in the order of the module docs; the output among them only
+    /// when it is not `buffered` (the module docs: where the latched output lives).
+    pub fn to_fields(&self, buffered: bool) -> Vec<(&'static str, String)> {
         let mut fields = vec![
             ("function", self.function.clone()),
             ("sources", json(&self.sources)),
@@ -93,17 +104,23 @@ impl NodeRecord {
             ("status", json(&self.status)),
             ("hwm", json(&self.hwm)),
         ];
-        if let Some(output) = &self.output {
-            fields.push(("output", output.clone()));
+        match &self.output {
+            Some(output) if !buffered => fields.push(("output", output.clone())),
+            _ => {}
         }
         fields
     }
 
     /// The hash fields that differ from `before` (all of them for a new node): attributes,
     /// seq and output are written whenever the node ran; the rest only when they changed.
-    pub fn changed_fields(&self, before: Option<&NodeRecord>) -> Vec<(&'static str, String)> {
+    /// With the output `buffered` (its replay buffer holds it), the output is not written.
+    pub fn changed_fields(
+        &self,
+        before: Option<&NodeRecord>,
+        buffered: bool,
+    ) -> Vec<(&'static str, String)> {
         let Some(before) = before else {
-            return self.to_fields();
+            return self.to_fields(buffered);
         };
         let mut fields = Vec::with_capacity(4);
         if self.function != before.function {
@@ -127,12 +144,41 @@ impl NodeRecord {
         if self.hwm != before.hwm {
             fields.push(("hwm", json(&self.hwm)));
         }
-        if self.output != before.output {
+        if self.output != before.output && !buffered {
             if let Some(output) = &self.output {
                 fields.push(("output", output.clone()));
             }
         }
         fields
+    }
+
+    /// The hash fields to remove from the record `before` (as its partition's owner read or
+    /// last wrote it) when this state replaces it: its `output` field, once a new output goes
+    /// to the replay buffer instead (`buffered`), so the output is not stored twice.
+    pub fn dropped_fields(
+        &self,
+        before: Option<&NodeRecord>,
+        buffered: bool,
+    ) -> &'static [&'static str] {
+        match before {
+            Some(before) if buffered && before.output.is_some() && self.output != before.output => {
+                &["output"]
+            }
+            _ => &[],
+        }
+    }
+
+    /// The record as its owner's cache keeps it once written over `before`: with the output
+    /// `buffered`, a new output went to the replay buffer and the record holds no `output`
+    /// field ([`NodeRecord::dropped_fields`] removed any), so neither does the cache (which
+    /// also spares the owner a copy of every node's last output); a record that did not
+    /// output keeps whatever field it had.
+    pub fn as_written(mut self, before: Option<&NodeRecord>, buffered: bool) -> NodeRecord {
+        if buffered && self.output.as_deref() != before.and_then(|before| before.output.as_deref())
+        {
+            self.output = None;
+        }
+        self
     }
 
     /// Reads the hash fields back; `None` when a field is missing or unreadable.
@@ -214,20 +260,57 @@ pub async fn read_partition_nodes(
         .collect())
 }
 
-/// The records of `nodes` (`(topology, node)`) of a deployment of `partitions`, in one round
-/// trip: `None` where a node has none (not yet made by its processor, or deleted).
+/// The records of `nodes` (`(topology, node)`) of a deployment of `partitions`, with their
+/// latched outputs wherever they are stored (the module docs), in one round trip: `None`
+/// where a node has none (not yet made by its processor, or deleted).
 pub async fn read_node_records(
     client: &Client,
     partitions: u32,
     nodes: &[(&str, &str)],
 ) -> redpill::Result<Vec<Option<NodeRecord>>> {
-    let keys = record_keys(client, partitions, nodes);
-    Ok(client
-        .read_hashes(&keys)
-        .await?
+    let pairs: Vec<(String, String)> = nodes
         .iter()
-        .map(NodeRecord::from_fields)
+        .map(|node| {
+            let (partition, member) = locate(partitions, *node);
+            (
+                record_key(client.keys(), partition, &member),
+                replay_key(client.keys(), partition, &member),
+            )
+        })
+        .collect();
+    Ok(client
+        .read_hashes_with_last(&pairs)
+        .await?
+        .into_iter()
+        .map(|(fields, newest)| {
+            let mut record = NodeRecord::from_fields(&fields)?;
+            record.output = latched(record.seq, record.output.take(), newest);
+            Some(record)
+        })
         .collect())
+}
+
+/// The latched output of a node whose record says `seq`: of the record's own `output` field
+/// and its replay buffer's newest event, the one with that seq (the module docs). The other
+/// is a copy left from before the buffer was turned on or off; if neither has the seq (a
+/// record written by hand), the buffer's.
+fn latched(seq: u64, field: Option<String>, newest: Option<String>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let has_seq = |event: &Option<String>| {
+        event.as_deref().is_some_and(|text| {
+            serde_json::from_str::<Seq>(text).is_ok_and(|event| event.seq == seq)
+        })
+    };
+    if seq == 0 {
+        None
+    } else if has_seq(&newest) || !has_seq(&field) {
+        newest.or(field)
+    } else {
+        field
+    }
 }
 
 /// Each node's latest output seq, in one round trip: 0 before its first output, `None` when
@@ -267,13 +350,16 @@ pub async fn read_replay_tails(
 /// is the processor's to decide (`processor::batch`); how each is stored is this crate's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeWrite<'a> {
-    /// The node's record: the fields that changed ([`NodeRecord::changed_fields`]); a
-    /// `created` node is also listed in its partition's index.
+    /// The node's record: the fields that changed ([`NodeRecord::changed_fields`]) and those
+    /// to remove ([`NodeRecord::dropped_fields`]); a `created` node is also listed in its
+    /// partition's index.
     Record {
         /// The node, `<topology>/<node>`.
         member: &'a str,
         /// Field names and values.
         fields: Vec<(&'static str, String)>,
+        /// Field names to remove.
+        dropped: &'static [&'static str],
         /// Whether the node is new.
         created: bool,
     },
@@ -308,9 +394,13 @@ pub fn write_nodes(
             NodeWrite::Record {
                 member,
                 fields,
+                dropped,
                 created,
             } => {
-                let fenced = fenced.hash_set(&record_key(keys, partition, member), fields);
+                let record = record_key(keys, partition, member);
+                let fenced = fenced
+                    .hash_set(&record, fields)
+                    .hash_delete(&record, dropped);
                 if *created {
                     fenced.set_add(&index, &[*member])
                 } else {
@@ -360,7 +450,7 @@ mod tests {
         state.output = Some("{\"seq\":2}".into());
         state.hwm.insert("a".into(), 9);
         let fields: HashMap<String, String> = state
-            .to_fields()
+            .to_fields(false)
             .into_iter()
             .map(|(name, value)| (name.to_owned(), value))
             .collect();
@@ -376,18 +466,70 @@ mod tests {
     #[test]
     fn changed_fields_are_only_what_changed() {
         let before = NodeRecord::new(spec(json!({"count": 1})), Vec::new());
-        assert_eq!(before.changed_fields(None).len(), 7);
+        assert_eq!(before.changed_fields(None, false).len(), 7);
         let mut after = before.clone();
         after.attrs.insert("count".into(), json!(2));
         after.seq = 1;
         after.output = Some("{}".into());
         let names: Vec<&str> = after
-            .changed_fields(Some(&before))
+            .changed_fields(Some(&before), false)
             .iter()
             .map(|(name, _)| *name)
             .collect();
         assert_eq!(names, ["attrs", "seq", "output"]);
-        assert!(before.changed_fields(Some(&before)).is_empty());
+        assert!(before.changed_fields(Some(&before), false).is_empty());
+        // With a replay buffer the output is its newest event, not a field of the record.
+        let names: Vec<&str> = after
+            .changed_fields(Some(&before), true)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(names, ["attrs", "seq"]);
+        assert!(after
+            .to_fields(true)
+            .iter()
+            .all(|(name, _)| *name != "output"));
+    }
+
+    /// A record's own `output` field is removed when a buffered output replaces it, and only
+    /// then.
+    #[test]
+    fn a_record_field_goes_when_the_buffer_takes_over() {
+        let mut field = NodeRecord::new(spec(json!({})), Vec::new());
+        field.seq = 3;
+        field.output = Some(r#"{"seq":3}"#.into());
+        let mut next = field.clone();
+        next.seq = 4;
+        next.output = Some(r#"{"seq":4}"#.into());
+        assert_eq!(next.dropped_fields(Some(&field), true), ["output"]);
+        assert!(next.dropped_fields(Some(&field), false).is_empty());
+        assert!(field.dropped_fields(Some(&field), true).is_empty());
+        let cached = next.clone().as_written(Some(&field), true);
+        assert_eq!(cached.output, None);
+        assert!(next.dropped_fields(Some(&cached), true).is_empty());
+        assert!(next.dropped_fields(None, true).is_empty());
+        // Written without a new output, the record keeps its field, and so does the cache.
+        let mut patched = field.clone();
+        patched.attrs.insert("k".into(), json!(1));
+        assert_eq!(patched.clone().as_written(Some(&field), true), patched);
+        assert_eq!(next.clone().as_written(Some(&field), false), next);
+    }
+
+    /// The latched output is whichever copy has the record's seq, the buffer's first.
+    #[test]
+    fn the_latched_output_is_the_copy_with_the_records_seq() {
+        let event = |seq: u64| Some(format!(r#"{{"seq":{seq},"data":1}}"#));
+        // Buffered (the usual case): no field.
+        assert_eq!(latched(5, None, event(5)), event(5));
+        // No buffer: the field; a buffer left from before it was turned off is older.
+        assert_eq!(latched(5, event(5), None), event(5));
+        assert_eq!(latched(5, event(5), event(3)), event(5));
+        // The buffer turned on: a field left from before is older.
+        assert_eq!(latched(9, event(4), event(9)), event(9));
+        // No output yet.
+        assert_eq!(latched(0, None, None), None);
+        // Neither has the seq (written by hand): the buffer's.
+        assert_eq!(latched(7, event(5), event(6)), event(6));
     }
 
     /// An update keeps running state unless asked to reset it, and forgets dropped sources.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use layout::{NodeRecord, NodeWrite, TopologyWrite};
 use protocol::{partition_of, NodeSpec};
 use redpill::testing::TestRedis;
-use redpill::{Acquired, Client};
+use redpill::{Acquired, Client, Grant, Lease};
 
 const PARTITIONS: u32 = 4;
 
@@ -31,21 +31,41 @@ fn record(seq: u64) -> NodeRecord {
     record
 }
 
+/// Node `t/a`'s partition, its lease and a grant of it, for writing the node.
+async fn owner_of_a(client: &Client) -> (u32, Lease, Grant) {
+    let partition = partition_of("t", "a", PARTITIONS);
+    let lease = layout::partition_lease(client, partition);
+    let Acquired::Granted(grant) = lease.acquire("p", Duration::from_secs(5)).await.unwrap() else {
+        panic!("the lease is free");
+    };
+    (partition, lease, grant)
+}
+
+/// The field names of node `t/a`'s record in Redis, sorted.
+fn record_fields(redis: &TestRedis, partition: u32) -> Vec<String> {
+    let reply = redis.command(&["HKEYS", &format!("g:{{p{partition}}}:node:t/a")]);
+    // A RESP array of bulk strings: skip the `*n` and `$len` lines.
+    let mut fields: Vec<String> = reply
+        .lines()
+        .filter(|line| !line.starts_with(['*', '$']))
+        .map(str::to_owned)
+        .collect();
+    fields.sort();
+    fields
+}
+
 #[tokio::test]
 async fn node_writes_read_back() {
     let redis = TestRedis::start();
     let client = client(&redis).await;
-    let partition = partition_of("t", "a", PARTITIONS);
-    let lease = layout::partition_lease(&client, partition);
-    let Acquired::Granted(grant) = lease.acquire("p", Duration::from_secs(5)).await.unwrap() else {
-        panic!("the lease is free");
-    };
+    let (partition, lease, grant) = owner_of_a(&client).await;
     let written = record(3);
     let events = [r#"{"seq":1}"#, r#"{"seq":2}"#, r#"{"seq":3}"#];
     let writes = [
         NodeWrite::Record {
             member: "t/a",
-            fields: written.changed_fields(None),
+            fields: written.changed_fields(None, true),
+            dropped: &[],
             created: true,
         },
         NodeWrite::Replay {
@@ -59,14 +79,21 @@ async fn node_writes_read_back() {
         .await
         .unwrap();
 
+    // The owner's cache has no output (the buffer holds it); readers have the buffer's newest.
     let nodes = layout::read_partition_nodes(&client, partition)
         .await
         .unwrap();
-    assert_eq!(nodes, vec![("t/a".to_owned(), Some(written.clone()))]);
+    let cached = written.clone().as_written(None, true);
+    assert_eq!(cached.output, None);
+    assert_eq!(nodes, vec![("t/a".to_owned(), Some(cached))]);
     let records = layout::read_node_records(&client, PARTITIONS, &[("t", "a"), ("t", "zz")])
         .await
         .unwrap();
     assert_eq!(records, vec![Some(written), None]);
+    assert_eq!(
+        record_fields(&redis, partition),
+        ["attrs", "function", "hwm", "seq", "sources", "status", "targets"]
+    );
     let seqs = layout::read_node_seqs(&client, PARTITIONS, &[("t", "a"), ("t", "zz")])
         .await
         .unwrap();
@@ -96,6 +123,86 @@ async fn node_writes_read_back() {
         .await
         .unwrap();
     assert_eq!(tails, vec![Vec::<String>::new()]);
+}
+
+/// Turning the replay buffer off, then on again: the latched output moves between the record
+/// and the buffer, readers always find the newest, and it is stored once.
+#[tokio::test]
+async fn the_latched_output_follows_the_buffer_setting() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let (partition, lease, grant) = owner_of_a(&client).await;
+    let has_output = || record_fields(&redis, partition).contains(&"output".to_owned());
+    let output_of = |record: &NodeRecord| record.output.clone().unwrap();
+    let read = || async {
+        layout::read_node_records(&client, PARTITIONS, &[("t", "a")])
+            .await
+            .unwrap()
+            .pop()
+            .flatten()
+            .unwrap()
+    };
+    // `record(seq)`'s output, the event of that seq.
+    let events: Vec<String> = (0..5).map(|seq| format!(r#"{{"seq":{seq}}}"#)).collect();
+    let text = |seq: usize| events[seq].as_str();
+    let commit = |writes: Vec<NodeWrite<'_>>| {
+        layout::write_nodes(lease.fenced(&grant), &client, partition, &writes).commit()
+    };
+    // Buffered: seq 2 in the buffer.
+    let two = record(2);
+    commit(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: two.changed_fields(None, true),
+            dropped: &[],
+            created: true,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: vec![text(1), text(2)],
+            keep: None,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(output_of(&read().await), text(2));
+    assert!(!has_output());
+
+    // The buffer turned off: seq 3 in the record, the buffer's 2 left behind.
+    let cached = two.clone().as_written(None, true);
+    let three = record(3);
+    commit(vec![NodeWrite::Record {
+        member: "t/a",
+        fields: three.changed_fields(Some(&cached), false),
+        dropped: three.dropped_fields(Some(&cached), false),
+        created: false,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(output_of(&read().await), text(3));
+    assert!(has_output());
+
+    // On again: seq 4 in the buffer, the record's field removed with the same write.
+    let four = record(4);
+    let dropped = four.dropped_fields(Some(&three), true);
+    assert_eq!(dropped, ["output"]);
+    commit(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: four.changed_fields(Some(&three), true),
+            dropped,
+            created: false,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: vec![text(4)],
+            keep: None,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(output_of(&read().await), text(4));
+    assert!(!has_output());
 }
 
 #[tokio::test]

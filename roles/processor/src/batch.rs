@@ -108,7 +108,7 @@ pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Co
                 targets,
                 reset_state,
             } => {
-                let state = match plan.current(nodes, &key) {
+                let state = match plan.take_current(nodes, &key) {
                     Some(mut state) => {
                         state.update(spec, targets, reset_state);
                         state
@@ -124,7 +124,7 @@ pub fn run(nodes: &HashMap<String, NodeRecord>, batch: &[Delivery], context: &Co
                 plan.dirty.insert(key, Some(state));
                 plan.acks.push(delivery.id.clone());
             }
-            Body::PatchAttrs { patch } => match plan.current(nodes, &key) {
+            Body::PatchAttrs { patch } => match plan.take_current(nodes, &key) {
                 Some(mut state) => {
                     merge_patch(&mut state.attrs, &patch);
                     plan.dirty.insert(key, Some(state));
@@ -203,6 +203,9 @@ impl Plan {
         before: &HashMap<String, NodeRecord>,
         replay_buffer: usize,
     ) -> Vec<NodeWrite<'a>> {
+        // With a replay buffer, its newest event is the latched output, not stored again in
+        // the record (`layout`'s node docs).
+        let buffered = replay_buffer > 0;
         let mut writes = Vec::with_capacity(self.dirty.len() * 2);
         for (member, state) in &self.dirty {
             let Some(state) = state else {
@@ -216,11 +219,13 @@ impl Plan {
                 }
                 false => before.get(member),
             };
-            let fields = state.changed_fields(was);
-            if !fields.is_empty() {
+            let fields = state.changed_fields(was, buffered);
+            let dropped = state.dropped_fields(was, buffered);
+            if !fields.is_empty() || !dropped.is_empty() {
                 writes.push(NodeWrite::Record {
                     member,
                     fields,
+                    dropped,
                     created: was.is_none(),
                 });
             }
@@ -249,10 +254,21 @@ impl Plan {
         writes
     }
 
-    /// The node's state as the batch has left it so far, cloned for changing.
-    fn current(&self, nodes: &HashMap<String, NodeRecord>, key: &str) -> Option<NodeRecord> {
-        match self.dirty.get(key) {
-            Some(state) => state.clone(),
+    /// The node's state as the batch has left it so far, for changing and putting back into
+    /// `dirty`: taken out of the plan when the batch changed it already (a node's second and
+    /// later messages of a batch cost no copy), else cloned from `nodes`. `None` when the node
+    /// does not exist (a deletion earlier in the batch stays in the plan).
+    fn take_current(
+        &mut self,
+        nodes: &HashMap<String, NodeRecord>,
+        key: &str,
+    ) -> Option<NodeRecord> {
+        match self.dirty.remove(key) {
+            Some(Some(state)) => Some(state),
+            Some(None) => {
+                self.dirty.insert(key.to_owned(), None);
+                None
+            }
             None => nodes.get(key).cloned(),
         }
     }
@@ -278,13 +294,16 @@ impl Plan {
         message: Message,
         context: &Context,
     ) {
-        let Some(mut state) = self.current(nodes, &key) else {
+        let Some(mut state) = self.take_current(nodes, &key) else {
             self.dead_letter(delivery, node_missing(&key));
             return;
         };
         if let Some(edge) = &message.from {
             if edge.seq <= state.hwm.get(&edge.node).copied().unwrap_or(0) {
-                // A forward repeated after a crash: this output was applied already.
+                // A forward repeated after a crash: this output was applied already. The
+                // state goes back unchanged (for a node the batch had not changed, a record
+                // with nothing to write).
+                self.dirty.insert(key, Some(state));
                 self.repeats += 1;
                 self.acks.push(delivery.id.clone());
                 return;
@@ -295,7 +314,7 @@ impl Plan {
                 "unknown_function: this processor has no function {:?}; run a processor binary that registers it",
                 state.function
             );
-            self.fail(delivery, &mut state, key, &message, error, context, true);
+            self.fail(delivery, state, key, &message, error, context, true);
             return;
         };
         let mut attrs = state.attrs.clone();
@@ -320,7 +339,7 @@ impl Plan {
             Ok(Err(err)) => {
                 self.fail(
                     delivery,
-                    &mut state,
+                    state,
                     key,
                     &message,
                     format!("function_error: {err}"),
@@ -337,7 +356,7 @@ impl Plan {
                     .unwrap_or_else(|| "no message".to_owned());
                 self.fail(
                     delivery,
-                    &mut state,
+                    state,
                     key,
                     &message,
                     format!("function_panic: {detail}"),
@@ -349,7 +368,7 @@ impl Plan {
         };
         if let Some(error) = too_deep(&outputs, &attrs) {
             // The same call would make the same result: dead-letter it now.
-            self.fail(delivery, &mut state, key, &message, error, context, false);
+            self.fail(delivery, state, key, &message, error, context, false);
             return;
         }
         state.attrs = attrs;
@@ -413,7 +432,7 @@ impl Plan {
     fn fail(
         &mut self,
         delivery: &Delivery,
-        state: &mut NodeRecord,
+        mut state: NodeRecord,
         key: String,
         message: &Message,
         error: String,
@@ -429,10 +448,10 @@ impl Plan {
                 // Consumed, if by the dead-letter list: a repeat of it is still a repeat.
                 state.hwm.insert(edge.node.clone(), edge.seq);
             }
-            self.dirty.insert(key, Some(state.clone()));
+            self.dirty.insert(key, Some(state));
             self.dead_letter(delivery, error);
         } else {
-            self.dirty.insert(key, Some(state.clone()));
+            self.dirty.insert(key, Some(state));
             self.retries.push((delivery.id.clone(), error));
         }
     }
@@ -615,6 +634,12 @@ mod tests {
         let state = plan.dirty["t/b"].clone().unwrap();
         assert_eq!(state.attrs["count"], json!(2));
         assert_eq!(state.hwm["a"], 2);
+        // A batch of nothing but a repeat writes nothing to the node.
+        apply(&mut nodes, plan);
+        let plan = run(&nodes, &[delivery("f2late", &forward(2), 0)], &context);
+        assert_eq!((plan.repeats, plan.acks.len()), (1, 1));
+        assert!(plan.node_writes(&nodes, 100).is_empty());
+        assert!(plan.node_writes(&nodes, 0).is_empty());
     }
 
     /// A failing function leaves the node's attributes alone: the message is retried until its
@@ -848,34 +873,27 @@ mod tests {
         }
     }
 
-    /// What a batch writes to its nodes: changed fields only, the index entry of a new node,
-    /// the removal of a deleted one, and replay appends trimmed back to the bound only when
-    /// the seq crosses a multiple of a quarter of it.
-    #[test]
-    fn node_writes_follow_the_replay_rules() {
-        let mut before = HashMap::new();
-        before.insert("t/old".to_owned(), record(7));
-        before.insert("t/gone".to_owned(), record(3));
-        let mut plan = Plan::default();
-        // t/old: 7 -> 9 with a bound of 8 (a quarter: 2): 7/2 = 3, 9/2 = 4, trimmed.
-        plan.dirty.insert("t/old".into(), Some(record(9)));
-        plan.outputs.push(output("t/old", 8));
-        plan.outputs.push(output("t/old", 9));
-        // t/new: made in this batch, one output.
-        plan.dirty.insert("t/new".into(), Some(record(1)));
-        plan.outputs.push(output("t/new", 1));
-        plan.dirty.insert("t/gone".into(), None);
-        let mut writes = plan.node_writes(&before, 8);
+    /// A node's state with its latched output (the record's field, as the cache holds it).
+    fn latched(seq: u64) -> NodeRecord {
+        let mut state = record(seq);
+        state.output = Some(output("", seq).text);
+        state
+    }
+
+    /// The writes of `plan`, each in one line, in a stable order.
+    fn summary(plan: &Plan, before: &HashMap<String, NodeRecord>, buffer: usize) -> Vec<String> {
+        let mut writes = plan.node_writes(before, buffer);
         writes.sort_by_key(|write| format!("{write:?}"));
-        let summary: Vec<String> = writes
+        writes
             .iter()
             .map(|write| match write {
                 NodeWrite::Record {
                     member,
                     fields,
+                    dropped,
                     created,
                 } => format!(
-                    "record {member} {:?} created={created}",
+                    "record {member} {:?} dropped={dropped:?} created={created}",
                     fields.iter().map(|(name, _)| *name).collect::<Vec<_>>()
                 ),
                 NodeWrite::Delete { member } => format!("delete {member}"),
@@ -885,23 +903,59 @@ mod tests {
                     keep,
                 } => format!("replay {member} {events:?} keep={keep:?}"),
             })
-            .collect();
+            .collect()
+    }
+
+    /// What a batch writes to its nodes: changed fields only, the index entry of a new node,
+    /// the removal of a deleted one, and replay appends trimmed back to the bound only when
+    /// the seq crosses a multiple of a quarter of it. With a buffer the latched output is its
+    /// newest event: not written to the record, and a record's former `output` field removed
+    /// when a new output replaces it; without one it is the record's `output` field.
+    #[test]
+    fn node_writes_follow_the_replay_rules() {
+        let mut before = HashMap::new();
+        before.insert("t/old".to_owned(), record(7));
+        before.insert("t/gone".to_owned(), record(3));
+        // t/field: written while there was no buffer, its output in the record.
+        before.insert("t/field".to_owned(), latched(4));
+        let mut plan = Plan::default();
+        // t/old: 7 -> 9 with a bound of 8 (a quarter: 2): 7/2 = 3, 9/2 = 4, trimmed.
+        plan.dirty.insert("t/old".into(), Some(latched(9)));
+        plan.outputs.push(output("t/old", 8));
+        plan.outputs.push(output("t/old", 9));
+        // t/new: made in this batch, one output.
+        plan.dirty.insert("t/new".into(), Some(latched(1)));
+        plan.outputs.push(output("t/new", 1));
+        plan.dirty.insert("t/gone".into(), None);
+        plan.dirty.insert("t/field".into(), Some(latched(5)));
+        plan.outputs.push(output("t/field", 5));
+        let all = r#"["function", "sources", "targets", "attrs", "seq", "status", "hwm""#;
         assert_eq!(
-            summary,
+            summary(&plan, &before, 8),
             [
-                "delete t/gone",
-                r#"record t/new ["function", "sources", "targets", "attrs", "seq", "status", "hwm"] created=true"#,
-                r#"record t/old ["seq"] created=false"#,
-                r#"replay t/new ["{\"seq\":1}"] keep=None"#,
-                r#"replay t/old ["{\"seq\":8}", "{\"seq\":9}"] keep=Some(8)"#,
+                "delete t/gone".to_owned(),
+                r#"record t/field ["seq"] dropped=["output"] created=false"#.to_owned(),
+                format!("record t/new {all}] dropped=[] created=true"),
+                r#"record t/old ["seq"] dropped=[] created=false"#.to_owned(),
+                r#"replay t/field ["{\"seq\":5}"] keep=None"#.to_owned(),
+                r#"replay t/new ["{\"seq\":1}"] keep=None"#.to_owned(),
+                r#"replay t/old ["{\"seq\":8}", "{\"seq\":9}"] keep=Some(8)"#.to_owned(),
             ]
         );
-        // Without a buffer there are no replay writes; and 8 -> 9 crosses no multiple of 2
-        // (8/2 = 9/2 = 4): appended, not trimmed.
-        assert!(plan
-            .node_writes(&before, 0)
-            .iter()
-            .all(|write| !matches!(write, NodeWrite::Replay { .. })));
+        // Without a buffer there are no replay writes, and the output is the record's.
+        assert_eq!(
+            summary(&plan, &before, 0),
+            [
+                "delete t/gone".to_owned(),
+                r#"record t/field ["seq", "output"] dropped=[] created=false"#.to_owned(),
+                format!(r#"record t/new {all}, "output"] dropped=[] created=true"#),
+                r#"record t/old ["seq", "output"] dropped=[] created=false"#.to_owned(),
+            ]
+        );
+        // The owner's cache keeps the output only where the record holds it.
+        assert_eq!(latched(5).as_written(Some(&latched(4)), true).output, None);
+        assert_eq!(latched(5).as_written(Some(&latched(4)), false), latched(5));
+        // 8 -> 9 crosses no multiple of 2 (8/2 = 9/2 = 4): appended, not trimmed.
         let mut small = Plan::default();
         let mut eight = HashMap::new();
         eight.insert("t/a".to_owned(), record(8));
@@ -968,7 +1022,11 @@ mod tests {
         assert!(*created);
         let seq = fields.iter().find(|(name, _)| *name == "seq").unwrap();
         assert_eq!(seq.1, "1");
-        let output = fields.iter().find(|(name, _)| *name == "output").unwrap();
-        assert!(output.1.contains(r#""seq":1"#), "{}", output.1);
+        // The latched output is the new buffer's newest event, not a record field.
+        assert!(fields.iter().all(|(name, _)| *name != "output"));
+        let Some(NodeWrite::Replay { events, .. }) = writes.get(position(("replay", "t/a"))) else {
+            unreachable!()
+        };
+        assert!(events.last().unwrap().contains(r#""seq":1"#), "{events:?}");
     }
 }

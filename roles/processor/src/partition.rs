@@ -272,10 +272,10 @@ impl Partition {
         for (key, state) in plan.dirty {
             match state {
                 Some(state) => {
-                    functions_changed |= self
-                        .nodes
-                        .get(&key)
-                        .is_none_or(|before| before.function != state.function);
+                    let before = self.nodes.get(&key);
+                    functions_changed |=
+                        before.is_none_or(|before| before.function != state.function);
+                    let state = state.as_written(before, self.settings.replay_buffer > 0);
                     self.nodes.insert(key, state);
                 }
                 None => {
