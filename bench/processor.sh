@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Processor throughput: node-messages per second for 1 000 `count` nodes, messages pushed in
 # batches straight through redpill, Redis with AOF everysec, beside redis-benchmark's
-# pipelined and Lua ceilings on the same server in the same run; then a profiled run that
-# says where Redis's time goes, per command and per redpill script.
+# pipelined and Lua ceilings on the same server in the same run; 1 000 against 100 000 nodes
+# made before the timed run; then a profiled run that says where Redis's time goes, per
+# command and per redpill script.
 #
 # Usage: bench/processor.sh [messages]      (default 300000)
 # Prints markdown tables for docs/benchmarks.md. Needs redis-server and redis-benchmark.
@@ -67,6 +68,16 @@ for processors in 1 2; do
   "$root/target/release/examples/processor_bench" --url "redis://127.0.0.1:$port" \
     --processor "$root/target/release/processor" --messages "$messages" --processors "$processors" \
     --redis-pid "$(cat "$work/redis.pid")"
+  stop_redis
+done
+# 1 000 against 100 000 nodes, each made before the timed run (which then includes the
+# processor's start and its loading of every node), so both figures are the messages' alone.
+for nodes in 1000 100000; do
+  start_redis
+  echo "nodes made first: $nodes..." >&2
+  "$root/target/release/examples/processor_bench" --url "redis://127.0.0.1:$port" \
+    --processor "$root/target/release/processor" --messages "$messages" --nodes "$nodes" \
+    --nodes-first --redis-pid "$(cat "$work/redis.pid")" | sed 's/count nodes/count nodes made first/'
   stop_redis
 done
 

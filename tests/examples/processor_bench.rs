@@ -52,6 +52,12 @@ struct Args {
     /// Print where Redis spent its time, per command and per script (one server only).
     #[arg(long)]
     profile: bool,
+    /// Make the nodes before the timed run (processors started, every node made, processors
+    /// stopped), so the figure is the messages' alone; the timed run then includes the
+    /// processors' start and their loading of every node. By default the nodes' upserts are
+    /// queued ahead of the messages and made within the timed run.
+    #[arg(long)]
+    nodes_first: bool,
 }
 
 /// CPU time (user + system) process `pid` has used so far, in seconds; 0 once it is gone.
@@ -72,6 +78,24 @@ async fn main() {
         .map(|name| (name.as_str(), "count", &[][..], json!({})))
         .collect();
     graph.create(&nodes).await;
+    let queues: Vec<redpill::Queue> = (0..args.partitions)
+        .map(|partition| layout::input_queue(&client, partition))
+        .collect();
+    if args.nodes_first {
+        let started = Instant::now();
+        let mut children = start_processors(&args);
+        drain(&queues, started).await;
+        for child in &mut children {
+            // SIGTERM: each hands its partitions over and exits.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+        eprintln!(
+            "\rmade {} nodes in {:.2} s; processors stopped",
+            args.nodes,
+            started.elapsed().as_secs_f64()
+        );
+    }
 
     let per_node = args.messages / args.nodes;
     let total = per_node * args.nodes;
@@ -100,43 +124,8 @@ async fn main() {
     };
     let redis_before: f64 = args.redis_pid.iter().map(|&pid| cpu_seconds(pid)).sum();
     let started = Instant::now();
-    let mut children: Vec<Child> =
-        (0..args.processors)
-            .map(|_| {
-                Command::new(&args.processor)
-                    .env_clear()
-                    .env("REDIS_URL", &args.url)
-                    .env("GORGON_PARTITIONS", args.partitions.to_string())
-                    .env("RUST_LOG", "warn")
-                    // GORGON_BATCH_SIZE, GORGON_REPLAY_BUFFER and the like pass through.
-                    .envs(std::env::vars().filter(|(name, _)| {
-                        name.starts_with("GORGON_") && name != "GORGON_PARTITIONS"
-                    }))
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("start the processor binary (build it with cargo build --release)")
-            })
-            .collect();
-    // Watch the queues, not the nodes: cheap enough not to slow the processors down.
-    let queues: Vec<redpill::Queue> = (0..args.partitions)
-        .map(|partition| layout::input_queue(&client, partition))
-        .collect();
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let depths = futures_util::future::join_all(queues.iter().map(redpill::Queue::depth)).await;
-        let held: u64 = depths
-            .into_iter()
-            .map(|depth| depth.map(|depth| depth.held).unwrap_or(u64::MAX))
-            .sum();
-        eprint!("\r{held} messages left      ");
-        if held == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "not done within 10 minutes"
-        );
-    }
+    let mut children = start_processors(&args);
+    drain(&queues, started).await;
     let elapsed = started.elapsed();
     let redis_cpu = args
         .redis_pid
@@ -176,5 +165,48 @@ async fn main() {
     );
     if let Some(profile) = profiled {
         profile.print("while the processors ran", total, "node-message");
+    }
+}
+
+/// Starts `args.processors` processor processes.
+fn start_processors(args: &Args) -> Vec<Child> {
+    (0..args.processors)
+        .map(|_| {
+            Command::new(&args.processor)
+                .env_clear()
+                .env("REDIS_URL", &args.url)
+                .env("GORGON_PARTITIONS", args.partitions.to_string())
+                .env("RUST_LOG", "warn")
+                // GORGON_BATCH_SIZE, GORGON_REPLAY_BUFFER and the like pass through, and the
+                // allocator's settings (MIMALLOC_*).
+                .envs(std::env::vars().filter(|(name, _)| {
+                    (name.starts_with("GORGON_") && name != "GORGON_PARTITIONS")
+                        || name.starts_with("MIMALLOC_")
+                }))
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start the processor binary (build it with cargo build --release)")
+        })
+        .collect()
+}
+
+/// Waits until every queue is empty, nothing in flight. Watches the queues, not the nodes:
+/// cheap enough not to slow the processors down.
+async fn drain(queues: &[redpill::Queue], started: Instant) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let depths = futures_util::future::join_all(queues.iter().map(redpill::Queue::depth)).await;
+        let held: u64 = depths
+            .into_iter()
+            .map(|depth| depth.map(|depth| depth.held).unwrap_or(u64::MAX))
+            .sum();
+        eprint!("\r{held} messages left      ");
+        if held == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "not done within 10 minutes"
+        );
     }
 }
