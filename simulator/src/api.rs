@@ -1,5 +1,6 @@
 //! The REST calls the simulator makes, the way any client of web_face would.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -222,21 +223,44 @@ impl Api {
         }
     }
 
-    /// The seq of `node`'s latched output, 0 when it has none.
-    pub async fn latched_seq(&self, node: &str) -> anyhow::Result<u64> {
-        let response = self
-            .request(Method::GET, &format!("/nodes/{node}/output"))
-            .send()
-            .await
-            .with_context(|| format!("read the output of {node}"))?;
-        match response.status() {
-            StatusCode::OK => {
-                let event: OutputEvent = response.json().await.context("read an output")?;
-                Ok(event.seq)
-            }
-            StatusCode::NOT_FOUND => Ok(0),
-            status => bail!("GET output of {node}: {}", body_of(status, response).await),
+    /// The seqs of `nodes`' latched outputs, in that order: 0 for a node without output (or
+    /// one the topology no longer has). One bulk read (`GET .../nodes?ids=`) per
+    /// [`protocol::MAX_NODE_IDS`] nodes.
+    pub async fn latched_seqs(&self, nodes: &[&str]) -> anyhow::Result<Vec<u64>> {
+        #[derive(Deserialize)]
+        struct Listed {
+            nodes: Vec<Node>,
         }
+        #[derive(Deserialize)]
+        struct Node {
+            id: String,
+            output: Option<Latched>,
+        }
+        #[derive(Deserialize)]
+        struct Latched {
+            seq: u64,
+        }
+        let mut seqs = Vec::with_capacity(nodes.len());
+        for chunk in nodes.chunks(protocol::MAX_NODE_IDS) {
+            let ids = chunk.join(",");
+            let response = self
+                .request(Method::GET, &format!("/nodes?ids={ids}"))
+                .send()
+                .await
+                .context("read the latched outputs")?;
+            let status = response.status();
+            if status != StatusCode::OK {
+                bail!("GET nodes by id: {}", body_of(status, response).await);
+            }
+            let listed: Listed = response.json().await.context("read a node list")?;
+            let by_id: HashMap<&str, u64> = listed
+                .nodes
+                .iter()
+                .map(|node| (node.id.as_str(), node.output.as_ref().map_or(0, |o| o.seq)))
+                .collect();
+            seqs.extend(chunk.iter().map(|id| by_id.get(id).copied().unwrap_or(0)));
+        }
+        Ok(seqs)
     }
 
     /// One page of `node`'s history with `query` (e.g. `limit=10`): the status and, on 200,

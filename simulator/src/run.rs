@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use hdrhistogram::Histogram;
 use protocol::stats::new_histogram as histogram;
 use rand::{Rng as _, SeedableRng as _};
@@ -16,9 +15,6 @@ use crate::config::{Config, Load};
 use crate::ledger::{self, Inputs, Verdict};
 use crate::live::{self, Follower};
 use crate::scenario::Plan;
-
-/// Latched outputs read at once when checking every node.
-const READ_CONCURRENCY: usize = 32;
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Default, Serialize)]
@@ -435,17 +431,16 @@ async fn settle(
     read_latched(api, plan, &all).await
 }
 
-/// The latched seq of `which` nodes, in that order, zero for every node of the plan not read.
+/// The latched seq of `which` nodes, zero for every node of the plan not read: bulk reads
+/// of up to [`protocol::MAX_NODE_IDS`] nodes each.
 async fn read_latched(api: &Api, plan: &Plan, which: &[usize]) -> anyhow::Result<Vec<u64>> {
-    let seqs: Vec<(usize, u64)> = stream::iter(which.iter().copied())
-        .map(|node| async move {
-            Ok::<_, anyhow::Error>((node, api.latched_seq(&plan.nodes[node]).await?))
-        })
-        .buffer_unordered(READ_CONCURRENCY)
-        .try_collect()
-        .await?;
+    let ids: Vec<&str> = which
+        .iter()
+        .map(|&node| plan.nodes[node].as_str())
+        .collect();
+    let seqs = api.latched_seqs(&ids).await?;
     let mut latched = vec![0; plan.len()];
-    for (node, seq) in seqs {
+    for (&node, seq) in which.iter().zip(seqs) {
         latched[node] = seq;
     }
     Ok(latched)

@@ -35,7 +35,7 @@ mod topology;
 pub use envelope::{Body, Edge, Envelope, Message, ENVELOPE_VERSION};
 pub use error::{ErrorCode, UnknownCode};
 pub use function::{validate_attrs, FunctionDescription, Param, ParamKind};
-pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES};
+pub use node::{NodeSpec, NodeState, NodeStatus, DEFAULT_MAX_SOURCES, MAX_NODE_IDS, MAX_NODE_PAGE};
 pub use output::{deeper_than, json_text_depth, OutputEvent, MAX_DATA_DEPTH};
 pub use partition::{partition_of, DEFAULT_PARTITIONS};
 pub use patch::merge_patch;

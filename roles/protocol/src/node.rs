@@ -6,6 +6,12 @@ use serde_json::{Map, Value};
 /// The most sources one node may list (configurable at the API; this is the default).
 pub const DEFAULT_MAX_SOURCES: usize = 64;
 
+/// The most node ids one bulk read (`GET .../nodes?ids=`) may name.
+pub const MAX_NODE_IDS: usize = 1000;
+
+/// The most nodes one page of `GET .../nodes?limit=` may hold.
+pub const MAX_NODE_PAGE: u32 = 10_000;
+
 /// A node as users write it: id, function, the nodes it receives from, and attributes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeSpec {

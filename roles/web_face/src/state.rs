@@ -79,6 +79,9 @@ pub struct TopologyView {
     resolved: Result<Vec<NodeSpec>, TopologyError>,
     /// Node id → its position in `resolved`.
     index: HashMap<String, usize>,
+    /// The positions in `resolved` of the distinct ids, sorted by id: the order of paged
+    /// node reads, whose cursor (the last id read) stays good while nodes come and go.
+    by_id: Vec<usize>,
 }
 
 impl TopologyView {
@@ -89,11 +92,16 @@ impl TopologyView {
             // The first of repeated ids counts, as in a search in document order.
             index.entry(node.id.clone()).or_insert(position);
         }
+        let mut by_id: Vec<usize> = index.values().copied().collect();
+        if let Ok(nodes) = &resolved {
+            by_id.sort_unstable_by(|&a, &b| nodes[a].id.cmp(&nodes[b].id));
+        }
         TopologyView {
             doc,
             rev,
             resolved,
             index,
+            by_id,
         }
     }
 
@@ -108,6 +116,22 @@ impl TopologyView {
     pub fn node(&self, id: &str) -> ApiResult<Option<&NodeSpec>> {
         let nodes = self.nodes()?;
         Ok(self.index.get(id).map(|&position| &nodes[position]))
+    }
+
+    /// At most `limit` nodes in id order, those after the id `after` (from the start without
+    /// one), and whether more follow.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> ApiResult<(Vec<&NodeSpec>, bool)> {
+        let nodes = self.nodes()?;
+        let start = after.map_or(0, |after| {
+            self.by_id
+                .partition_point(|&position| nodes[position].id.as_str() <= after)
+        });
+        let end = start.saturating_add(limit).min(self.by_id.len());
+        let page = self.by_id[start..end]
+            .iter()
+            .map(|&position| &nodes[position])
+            .collect();
+        Ok((page, end < self.by_id.len()))
     }
 
     /// Whether the document declares node `id`.

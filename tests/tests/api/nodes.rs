@@ -1,8 +1,11 @@
 //! The node routes: the list, POST, GET, PATCH (sources), PATCH attrs and DELETE; and
 //! attribute patches racing with messages.
 
+use std::time::Duration;
+
 use futures_util::stream::{self, StreamExt};
-use mesh_tests::api::Api;
+use mesh_tests::api::{Api, Setup};
+use mesh_tests::eventually;
 use mesh_tests::http::Answer;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -170,4 +173,225 @@ async fn attribute_patches_race_with_messages() {
         doc.json["node"][0]["attrs"].as_object().unwrap().len(),
         PATCHES
     );
+}
+
+/// Entry nodes of the bulk-read topology; each feeds [`COUNTERS`] `count` nodes.
+const ENTRIES: usize = 100;
+const COUNTERS: usize = 99;
+
+/// How many messages entry `entry` is given: 1 to 4, so that nodes differ.
+fn messages_into(entry: usize) -> u64 {
+    (entry % 4) as u64 + 1
+}
+
+/// Bulk reads of 10 000 nodes are exact: 100 `pass` entries `e<i>`, each fanning out to 99
+/// `count` nodes `e<i>-c<j>`, entry i given 1 to 4 messages. Read in pages of 1 000 (id
+/// order, every node once, `next` chaining the pages), by 1 000 ids (the order given,
+/// repeats once, unknown ids in `missing`), and whole (document order): every node's
+/// output, seq and attributes are its own. The query's limits answer 400 `invalid_query`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_reads_of_ten_thousand_nodes_are_exact() {
+    let api = Api::start(Setup {
+        store: true,
+        processors: 1,
+        web: &["--body-limit", "8388608"],
+        ..Setup::default()
+    })
+    .await;
+    let mut graph = String::new();
+    let mut nodes = Vec::new();
+    let mut document_order = Vec::new();
+    for entry in 0..ENTRIES {
+        nodes.push(json!({"id": format!("e{entry}"), "function": "pass"}));
+        document_order.push(format!("e{entry}"));
+        for counter in 0..COUNTERS {
+            graph.push_str(&format!("e{entry} --> e{entry}-c{counter}\n"));
+            nodes.push(json!({"id": format!("e{entry}-c{counter}"), "function": "count"}));
+            document_order.push(format!("e{entry}-c{counter}"));
+        }
+    }
+    let created = api
+        .call(
+            Method::PUT,
+            "/v1/topologies/bulk",
+            &json!({"graph": graph, "node": nodes}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    for entry in 0..ENTRIES {
+        let lines: String = (0..messages_into(entry))
+            .map(|k| format!("{{\"k\":{k}}}\n"))
+            .collect();
+        let injected = api
+            .send(
+                api.request(
+                    Method::POST,
+                    &format!("/v1/topologies/bulk/nodes/e{entry}/messages"),
+                )
+                .header("content-type", "application/x-ndjson")
+                .body(lines),
+            )
+            .await;
+        assert_eq!(injected.status, StatusCode::ACCEPTED, "{}", injected.text);
+    }
+    // What node `id` shows once every message went through.
+    let expected = |id: &str| -> (u64, Value) {
+        let entry: usize = id[1..].split('-').next().unwrap().parse().unwrap();
+        let seq = messages_into(entry);
+        if id.contains("-c") {
+            (seq, json!({"count": seq}))
+        } else {
+            (seq, json!({"k": seq - 1}))
+        }
+    };
+    let exact = |node: &Value| {
+        let id = node["id"].as_str().unwrap();
+        let (seq, data) = expected(id);
+        assert_eq!(node["output"]["node"], id, "{node}");
+        assert_eq!(node["output"]["topology"], "bulk", "{node}");
+        assert_eq!(node["output"]["seq"], seq, "{node}");
+        assert_eq!(node["output"]["data"], data, "{node}");
+        if id.contains("-c") {
+            assert_eq!(node["attrs"], json!({"count": seq}), "{node}");
+            assert_eq!(node["function"], "count", "{node}");
+        }
+        assert_eq!(node["status"]["state"], "ok", "{node}");
+    };
+    let settled = |node: &Value| node["output"]["seq"] == expected(node["id"].as_str().unwrap()).0;
+
+    // Pages of 1 000 in id order, until every node has settled.
+    let mut by_id = document_order.clone();
+    by_id.sort();
+    let pages = eventually(Duration::from_secs(120), "every node settled", || async {
+        let mut pages = Vec::new();
+        let mut path = Some("/v1/topologies/bulk/nodes?limit=1000".to_owned());
+        while let Some(next) = path {
+            let page = api.call(Method::GET, &next, &Value::Null).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+            path = page.json["next"].as_str().map(str::to_owned);
+            pages.push(page.json);
+        }
+        pages
+            .iter()
+            .all(|page| page["nodes"].as_array().unwrap().iter().all(settled))
+            .then_some(pages)
+    })
+    .await;
+    assert_eq!(pages.len(), 10);
+    let paged: Vec<&Value> = pages
+        .iter()
+        .flat_map(|page| page["nodes"].as_array().unwrap())
+        .collect();
+    let paged_ids: Vec<&str> = paged
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(paged_ids, by_id);
+    paged.iter().for_each(|node| exact(node));
+    assert_eq!(
+        pages[0]["next"],
+        format!("/v1/topologies/bulk/nodes?limit=1000&after={}", by_id[999])
+    );
+    assert_eq!(pages[9]["next"], Value::Null);
+    assert_eq!(pages[9].get("missing"), None);
+
+    // 1 000 ids: every tenth node from the end, two unknown ids and a repeat.
+    let mut asked: Vec<String> = document_order.iter().rev().step_by(10).cloned().collect();
+    asked.truncate(998);
+    asked.insert(10, "nobody".to_owned());
+    asked.push("e5-c99".to_owned());
+    asked.push(asked[0].clone());
+    let chosen = api
+        .call(
+            Method::GET,
+            &format!("/v1/topologies/bulk/nodes?ids={}", asked.join(",")),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
+    let chosen_ids: Vec<&str> = chosen.json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|node| exact(node))
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    let known: Vec<&str> = asked[..999]
+        .iter()
+        .map(String::as_str)
+        .filter(|id| *id != "nobody")
+        .collect();
+    assert_eq!(chosen_ids, known);
+    assert_eq!(chosen.json["missing"], json!(["nobody", "e5-c99"]));
+    assert_eq!(chosen.json["next"], Value::Null);
+
+    // The whole list, in document order.
+    let whole = api
+        .call(Method::GET, "/v1/topologies/bulk/nodes", &Value::Null)
+        .await;
+    let whole_ids: Vec<&str> = whole.json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .inspect(|node| exact(node))
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(whole_ids, document_order);
+    assert_eq!(whole.json.get("missing"), None);
+
+    // A cursor that names no node (one deleted since, say) starts after where it would sort.
+    let after_gap = api
+        .call(
+            Method::GET,
+            "/v1/topologies/bulk/nodes?limit=2&after=e50-c5z",
+            &Value::Null,
+        )
+        .await;
+    let ids: Vec<&str> = after_gap.json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["e50-c6", "e50-c60"]);
+    assert_eq!(
+        after_gap.json["next"],
+        "/v1/topologies/bulk/nodes?limit=2&after=e50-c60"
+    );
+
+    // The query's limits.
+    let too_many: Vec<&str> = by_id.iter().take(1001).map(String::as_str).collect();
+    for query in [
+        format!("ids={}", too_many.join(",")),
+        "ids=".to_owned(),
+        "ids=e1&limit=10".to_owned(),
+        "ids=e1&after=e0".to_owned(),
+        "limit=0".to_owned(),
+        "limit=10001".to_owned(),
+        "after=e0".to_owned(),
+        "limit=ten".to_owned(),
+    ] {
+        let refused = api
+            .call(
+                Method::GET,
+                &format!("/v1/topologies/bulk/nodes?{query}"),
+                &Value::Null,
+            )
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            refused.text
+        );
+        assert_eq!(refused.json["error"]["code"], "invalid_query", "{query}");
+    }
+    let unknown = api
+        .call(
+            Method::GET,
+            "/v1/topologies/nowhere/nodes?ids=e1",
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }

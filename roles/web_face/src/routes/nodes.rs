@@ -17,7 +17,7 @@ use super::{etag, if_match, write_access, Path, Query};
 use crate::auth::Caller;
 use crate::body::{self, Format};
 use crate::error::{ApiResult, Failure};
-use crate::state::AppState;
+use crate::state::{AppState, TopologyView};
 
 /// A node as the API shows it.
 #[derive(Serialize, ToSchema)]
@@ -40,11 +40,32 @@ pub struct NodeView {
     status: NodeStatus,
 }
 
-/// The nodes of a topology.
+/// The nodes of a topology: all of them, the ones asked for, or a page.
 #[derive(Serialize, ToSchema)]
 pub struct NodeList {
-    /// In document order.
+    /// In document order for the whole list, in the order asked for with `ids`, in id order
+    /// for a page.
     nodes: Vec<NodeView>,
+    /// With `ids`: the ids asked for that the topology does not have, in the order given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missing: Option<Vec<String>>,
+    /// The path of the next page, or null on the last page and without `limit`.
+    next: Option<String>,
+}
+
+/// Query of `GET /v1/topologies/{t}/nodes`: nothing for every node, `ids` for chosen ones,
+/// `limit` (and `after`) for a page.
+#[derive(Deserialize, IntoParams)]
+pub struct ListQuery {
+    /// Only these nodes: ids separated by commas, at most 1 000, answered in the order given
+    /// and each once; those the topology does not have are listed in `missing`.
+    ids: Option<String>,
+    /// A page of at most this many nodes (1 to 10 000), in id order; `next` is the path of the
+    /// following page.
+    limit: Option<u32>,
+    /// The page starts after this node id (the cursor `next` carries); nodes made or deleted
+    /// between pages do not move it.
+    after: Option<String>,
 }
 
 /// Body of `PATCH /v1/topologies/{t}/nodes/{n}`.
@@ -105,26 +126,94 @@ pub async fn create(
         .into_response())
 }
 
-/// Lists the nodes, in document order.
+/// Lists the nodes with their attributes, latched outputs and status: all of them in document
+/// order, the ones named by `ids`, or a page in id order (`limit`, `after`). Their records are
+/// read in one round trip to Redis (one pipeline per partition slot on a cluster).
 #[utoipa::path(get, path = "/v1/topologies/{t}/nodes", tag = "nodes",
-    params(("t" = String, Path, description = "topology id")),
-    responses((status = 200, body = NodeList), (status = 404, description = "not_found")))]
+    params(("t" = String, Path, description = "topology id"), ListQuery),
+    responses((status = 200, body = NodeList), (status = 400, description = "invalid_query"),
+              (status = 404, description = "not_found")))]
 pub async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(topology): Path<String>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<NodeList>> {
     let topology_view = state.topology(&caller, &topology).await?;
-    let nodes = topology_view.nodes()?;
+    let (nodes, missing, next) = match (&query.ids, query.limit, &query.after) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(invalid_query(
+                "ids cannot be combined with limit or after: ask for chosen nodes or for a page",
+            ));
+        }
+        (Some(ids), None, None) => {
+            let (nodes, missing) = chosen(&topology_view, ids)?;
+            (nodes, Some(missing), None)
+        }
+        (None, Some(limit), after) => {
+            if limit == 0 || limit > protocol::MAX_NODE_PAGE {
+                return Err(invalid_query(format!(
+                    "limit must be 1 to {}",
+                    protocol::MAX_NODE_PAGE
+                )));
+            }
+            let (page, more) = topology_view.page(after.as_deref(), limit as usize)?;
+            let next = page.last().filter(|_| more).map(|last| {
+                format!(
+                    "/v1/topologies/{topology}/nodes?limit={limit}&after={}",
+                    last.id
+                )
+            });
+            (page, None, next)
+        }
+        (None, None, Some(_)) => {
+            return Err(invalid_query("after pages a list: give limit with it"));
+        }
+        (None, None, None) => (topology_view.nodes()?.iter().collect(), None, None),
+    };
     let ids: Vec<&str> = nodes.iter().map(|node| node.id.as_str()).collect();
     let records = read_records(&state, &topology, &ids).await?;
     Ok(Json(NodeList {
         nodes: nodes
-            .iter()
+            .into_iter()
             .zip(records)
             .map(|(spec, record)| view(spec.clone(), record))
             .collect(),
+        missing,
+        next,
     }))
+}
+
+/// The nodes `ids` (comma-separated) names, each once in the order given, and the named ids
+/// the topology does not have.
+fn chosen<'a>(
+    topology: &'a TopologyView,
+    ids: &str,
+) -> ApiResult<(Vec<&'a NodeSpec>, Vec<String>)> {
+    let mut seen = std::collections::HashSet::new();
+    let named: Vec<&str> = ids
+        .split(',')
+        .filter(|id| !id.is_empty() && seen.insert(*id))
+        .collect();
+    if named.is_empty() || named.len() > protocol::MAX_NODE_IDS {
+        return Err(invalid_query(format!(
+            "ids must name 1 to {} nodes, separated by commas",
+            protocol::MAX_NODE_IDS
+        )));
+    }
+    let mut nodes = Vec::with_capacity(named.len());
+    let mut missing = Vec::new();
+    for id in named {
+        match topology.node(id)? {
+            Some(node) => nodes.push(node),
+            None => missing.push(id.to_owned()),
+        }
+    }
+    Ok((nodes, missing))
+}
+
+fn invalid_query(message: impl Into<String>) -> Failure {
+    Failure::new(protocol::ErrorCode::InvalidQuery, message)
 }
 
 /// One node: `{"id","function","sources","attrs","output","status"}`.
