@@ -26,7 +26,7 @@
 
 local allowed = {
   DEL = true, HSET = true, HDEL = true, RPUSH = true, LTRIM = true, SADD = true, SREM = true,
-  PUBLISH = true, ACK = true, RETRY = true, PUSH = true, XADDS = true,
+  PUBLISH = true, ACK = true, RETRY = true, PUSH = true, XADDS = true, ZADD = true,
 }
 -- Commands whose arguments are a list of any length, called in chunks (`call_chunked`).
 local listed = { SADD = true, SREM = true, HDEL = true, HSET = true, RPUSH = true }

@@ -239,6 +239,50 @@ impl Client {
         .await
     }
 
+    /// Each log of `logs` read in one atomic step (a script) with what is kept beside it, all
+    /// in one round trip: for a writer that appends to a list and changes a hash and a sorted
+    /// set under the same tag in the same scripts, such as a node's replay buffer, its record
+    /// and its partition's floors. A read's keys must share a slot.
+    pub async fn read_logs(&self, logs: &[LogRead]) -> Result<Vec<LogSnapshot>> {
+        if logs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let invocations: Vec<(Vec<String>, Vec<Vec<u8>>)> = logs
+            .iter()
+            .map(|log| {
+                (
+                    vec![log.hash.clone(), log.list.clone(), log.sorted_set.clone()],
+                    vec![
+                        log.field.clone().into_bytes(),
+                        log.newest.to_string().into_bytes(),
+                        log.member.clone().into_bytes(),
+                    ],
+                )
+            })
+            .collect();
+        let conn = self.conn().await?;
+        // The script's reply, in the order of `LogSnapshot`'s fields.
+        type Reply = (
+            Option<String>,
+            u64,
+            Option<String>,
+            Vec<String>,
+            Option<f64>,
+        );
+        let replies: Vec<Reply> =
+            crate::scripts::run_many(&conn, &crate::scripts::READ_LOG, &invocations, None).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(field, len, first, newest, score)| LogSnapshot {
+                field,
+                len,
+                first,
+                newest,
+                score,
+            })
+            .collect())
+    }
+
     /// Runs `commands`, each given with the key that routes it, on keys of any slots: one
     /// pipeline on a single Redis; on a cluster one pipeline per slot, all sent at once.
     /// The replies come back in the order of `commands`.
@@ -585,4 +629,36 @@ mod tests {
         assert!(problems[1].starts_with("appendfsync is no"));
         assert!(problems[2].starts_with("maxmemory-policy is allkeys-lru"));
     }
+}
+
+/// What [`Client::read_logs`] reads of one log (all keys in one slot).
+#[derive(Clone, Debug)]
+pub struct LogRead {
+    /// The hash kept beside the log.
+    pub hash: String,
+    /// The field of it to read.
+    pub field: String,
+    /// The log: a list appended to at its tail.
+    pub list: String,
+    /// How many of its newest elements to read; 0 for all.
+    pub newest: usize,
+    /// The sorted set kept beside it.
+    pub sorted_set: String,
+    /// The member whose score to read.
+    pub member: String,
+}
+
+/// One log as [`Client::read_logs`] found it, all read in one atomic step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogSnapshot {
+    /// The hash field, if set.
+    pub field: Option<String>,
+    /// The list's length.
+    pub len: u64,
+    /// Its first (oldest) element.
+    pub first: Option<String>,
+    /// Its newest elements as asked for, oldest first.
+    pub newest: Vec<String>,
+    /// The member's score, if it has one.
+    pub score: Option<f64>,
 }

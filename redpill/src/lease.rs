@@ -254,6 +254,12 @@ impl FencedWrite {
         self.write("SREM", key, members)
     }
 
+    /// Sets `member`'s score in sorted set `key` to `score` unless it already holds a greater
+    /// one (`ZADD GT`): a high-water mark that only rises.
+    pub fn sorted_set_raise(self, key: &str, member: &str, score: u64) -> Self {
+        self.write("ZADD", key, ("GT", score, member))
+    }
+
     /// Appends `values` to list `key`, in order.
     pub fn list_append<V: ToRedisArgs>(self, key: &str, values: &[V]) -> Self {
         if values.is_empty() {

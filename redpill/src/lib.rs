@@ -58,7 +58,7 @@ mod scripts;
 pub mod testing;
 mod topic;
 
-pub use client::Client;
+pub use client::{Client, LogRead, LogSnapshot};
 pub use config::{mask_url, Config, DurabilityPolicy};
 pub use error::{Error, Result};
 pub use keys::{Keys, Tag};

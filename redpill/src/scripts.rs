@@ -113,9 +113,10 @@ script!(LEASE_RENEW, "lease_renew.lua");
 script!(LEASE_RELEASE, "lease_release.lua");
 script!(FENCED_WRITE, "fenced_write.lua");
 script!(READ_HASH_AND_LAST, "read_hash_and_last.lua");
+script!(READ_LOG, "read_log.lua");
 
 /// Every script by name (its file's, without `.lua`), for [`script_hashes`].
-static ALL: [(&str, &LazyLock<Lua>); 13] = [
+static ALL: [(&str, &LazyLock<Lua>); 14] = [
     ("queue_push", &QUEUE_PUSH),
     ("queue_pull", &QUEUE_PULL),
     ("queue_ack", &QUEUE_ACK),
@@ -129,6 +130,7 @@ static ALL: [(&str, &LazyLock<Lua>); 13] = [
     ("lease_release", &LEASE_RELEASE),
     ("fenced_write", &FENCED_WRITE),
     ("read_hash_and_last", &READ_HASH_AND_LAST),
+    ("read_log", &READ_LOG),
 ];
 
 /// The SHA1 of each of redpill's scripts, in both forms (single Redis and cluster), with the

@@ -402,3 +402,198 @@ async fn history_pages_match_mongodb() {
         assert_eq!(answer.code(), "invalid_query", "{bad}");
     }
 }
+
+/// Follows `next` from `first`: the seqs of every page and the `gorgon-history-source` of
+/// each.
+async fn walk(mesh: &Mesh, first: &str) -> (Vec<u64>, Vec<String>) {
+    let mut path = Some(first.to_owned());
+    let (mut seqs, mut sources) = (Vec::new(), Vec::new());
+    while let Some(next) = path {
+        let page = mesh.call(Method::GET, &next, &Value::Null).await;
+        assert_eq!(page.status, StatusCode::OK, "{next}: {}", page.text);
+        seqs.extend(
+            page.json["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|item| item["seq"].as_u64().unwrap()),
+        );
+        sources.push(page.header("gorgon-history-source").to_owned());
+        path = page.json["next"].as_str().map(str::to_owned);
+    }
+    (seqs, sources)
+}
+
+/// History from Redis and the archive joined: with a replay buffer of 10, 25 outputs of `n0`
+/// read in pages of every size, both orders, give 1 to 25 with no gap and no repeat, the
+/// newest pages from Redis alone; with the archive behind (its newest documents of `n1`
+/// removed) the pages are whole all the same; and `n0` deleted and made again keeps its
+/// former outputs in its history, ranked by seq as the archive ranks them, none hidden by the
+/// new buffer.
+#[tokio::test]
+async fn history_joins_the_replay_buffer_and_the_archive() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
+    count_nodes(&mesh, 2).await;
+    inject(&mesh, 2, 25).await;
+    archived(&mongo, 50, Duration::from_secs(60)).await;
+    let history =
+        |node: &str, query: &str| format!("/v1/topologies/t/nodes/{node}/history?{query}");
+
+    for limit in [1, 3, 4, 10, 24, 25, 100] {
+        let (desc, _) = walk(&mesh, &history("n0", &format!("limit={limit}"))).await;
+        assert_eq!(desc, (1..=25).rev().collect::<Vec<u64>>(), "desc {limit}");
+        let (asc, _) = walk(&mesh, &history("n0", &format!("limit={limit}&order=asc"))).await;
+        assert_eq!(asc, (1..=25).collect::<Vec<u64>>(), "asc {limit}");
+    }
+    // Pages of 4: the first two from Redis alone, the rest joined with the archive.
+    let (_, sources) = walk(&mesh, &history("n0", "limit=4")).await;
+    assert_eq!(sources[..2], ["redis", "redis"], "{sources:?}");
+    assert_eq!(sources.last().unwrap(), "redis+archive", "{sources:?}");
+    // Oldest first after 20: all in the buffer.
+    let tail = mesh
+        .call(
+            Method::GET,
+            &history("n0", "order=asc&after_seq=20"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(tail.header("gorgon-history-source"), "redis");
+    assert_eq!(tail.json["items"].as_array().unwrap().len(), 5);
+    assert_eq!(tail.json["next"], Value::Null);
+    // The same event from either place.
+    let newest = mesh
+        .call(Method::GET, &history("n0", "limit=1"), &Value::Null)
+        .await;
+    let oldest = mesh
+        .call(
+            Method::GET,
+            &history("n0", "limit=1&order=asc"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(newest.header("gorgon-history-source"), "redis");
+    assert_eq!(oldest.header("gorgon-history-source"), "redis+archive");
+    assert_eq!(newest.json["items"][0]["data"], json!({"count": 25}));
+    assert_eq!(oldest.json["items"][0]["data"], json!({"count": 1}));
+    for page in [&newest, &oldest] {
+        let item = &page.json["items"][0];
+        let fields: Vec<&str> = item
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "topology",
+                "node",
+                "seq",
+                "msg_id",
+                "input_id",
+                "injected_at",
+                "ts",
+                "data",
+            ],
+            "{item}"
+        );
+    }
+
+    // The archive behind: n1's documents past seq 18 removed, as if not written yet.
+    let outputs = mongo
+        .client()
+        .await
+        .database(mesh_tests::mongo::DATABASE)
+        .collection::<Document>("outputs");
+    let removed = outputs
+        .delete_many(doc! {"node": "n1", "seq": {"$gt": 18}})
+        .await
+        .unwrap();
+    assert_eq!(removed.deleted_count, 7);
+    for limit in [1, 4, 7, 30] {
+        let (desc, _) = walk(&mesh, &history("n1", &format!("limit={limit}"))).await;
+        assert_eq!(desc, (1..=25).rev().collect::<Vec<u64>>(), "desc {limit}");
+        let (asc, _) = walk(&mesh, &history("n1", &format!("limit={limit}&order=asc"))).await;
+        assert_eq!(asc, (1..=25).collect::<Vec<u64>>(), "asc {limit}");
+    }
+
+    // n0 deleted and made again, then 3 outputs: its history holds both lives.
+    let deleted = mesh
+        .call(Method::DELETE, "/v1/topologies/t/nodes/n0", &Value::Null)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let made = mesh
+        .call(
+            Method::POST,
+            "/v1/topologies/t/nodes",
+            &json!({"id": "n0", "function": "count"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    for _ in 0..3 {
+        let injected = mesh
+            .call(
+                Method::POST,
+                "/v1/topologies/t/nodes/n0/messages",
+                &json!({"again": true}),
+            )
+            .await;
+        assert_eq!(injected.status, StatusCode::ACCEPTED, "{}", injected.text);
+    }
+    archived(&mongo, 50 - 7 + 3, Duration::from_secs(60)).await;
+    let page = mesh
+        .call(Method::GET, &history("n0", "limit=100"), &Value::Null)
+        .await;
+    assert_eq!(page.header("gorgon-history-source"), "redis+archive");
+    let items = page.json["items"].as_array().unwrap();
+    let seqs: Vec<u64> = items
+        .iter()
+        .map(|item| item["seq"].as_u64().unwrap())
+        .collect();
+    let mut expected: Vec<u64> = (4..=25).rev().collect();
+    expected.extend([3, 3, 2, 2, 1, 1]);
+    assert_eq!(seqs, expected);
+    // Of two outputs with one seq, the newer life's first; every output once.
+    assert_eq!(items[22]["data"], json!({"count": 3}));
+    assert!(items[22]["ts"].as_str() >= items[23]["ts"].as_str());
+    let ids: HashSet<&str> = items
+        .iter()
+        .map(|item| item["msg_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 28);
+    // The newest two are the former life's, which the new buffer does not hold.
+    let top = mesh
+        .call(Method::GET, &history("n0", "limit=2"), &Value::Null)
+        .await;
+    let top: Vec<u64> = top.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(top, [25, 24]);
+    // Above the former life's highest seq nothing but the buffer can be.
+    let above = mesh
+        .call(
+            Method::GET,
+            &history("n0", "order=asc&after_seq=25"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(above.header("gorgon-history-source"), "redis");
+    assert_eq!(above.json["items"], json!([]));
+}
+
+/// With the replay buffer off every page comes from the archive.
+#[tokio::test]
+async fn history_without_a_replay_buffer_reads_the_archive() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[("GORGON_REPLAY_BUFFER", "0")]).await;
+    count_nodes(&mesh, 1).await;
+    inject(&mesh, 1, 5).await;
+    archived(&mongo, 5, Duration::from_secs(60)).await;
+    let (seqs, sources) = walk(&mesh, "/v1/topologies/t/nodes/n0/history?limit=2").await;
+    assert_eq!(seqs, [5, 4, 3, 2, 1]);
+    assert_eq!(sources, ["archive", "archive", "archive"]);
+}

@@ -18,6 +18,7 @@
 //! | `P:{p<n>}:node:<t>/<n>` | hash: a node's record ([`NodeRecord`]) | its partition's owner |
 //! | `P:{p<n>}:replay:<t>/<n>` | list: a node's latest output events, for resuming clients | its partition's owner |
 //! | `P:{p<n>}:nodes` | set: the nodes of partition `n`, as `<topology>/<node>` | its partition's owner |
+//! | `P:{p<n>}:floors` | sorted set: per deleted node (`<topology>/<node>`), the highest seq any of its former lives reached | its partition's owner |
 //! | topic `outputs`, one shard per partition (`{p<n>}`) | every output event, archived by group `archive` | processors |
 //! | `P:{t:<id>}:topology` | hash: a topology's record ([`TopologyRecord`]) | the store |
 //! | lease `{t:<id>}` `writer` | the store applying a change to the topology | the store |
@@ -39,8 +40,8 @@ mod topology;
 use redpill::{Client, Lease, Members, Outbox, Queue, Responder, Tag, Topic};
 
 pub use node::{
-    read_node_records, read_node_seqs, read_partition_nodes, read_replay_tails, write_nodes,
-    NodeRecord, NodeWrite,
+    read_node_records, read_node_seqs, read_partition_nodes, read_recent_outputs,
+    read_replay_tails, write_nodes, NodeRecord, NodeWrite,
 };
 pub use topology::{
     list_topologies, list_topology, read_topologies, read_topology_revs, read_topology_summaries,

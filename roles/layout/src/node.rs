@@ -212,6 +212,15 @@ pub(crate) fn replay_key(keys: &Keys, partition: u32, member: &str) -> String {
     keys.tagged(&Tag::partition(partition), &format!("replay:{member}"))
 }
 
+/// The sorted set of `partition`'s node floors: per member deleted at least once after it
+/// output something, the highest seq any of its former lives reached. A node made again
+/// under the same id counts from 1 again while the archive keeps its former outputs, so
+/// archived outputs of that id at or below its floor may belong to a former life; only
+/// raised (`ZADD GT`), never removed.
+fn floors_key(keys: &Keys, partition: u32) -> String {
+    keys.tagged(&Tag::partition(partition), "floors")
+}
+
 /// The set of the nodes (members) of `partition`.
 pub(crate) fn index_key(keys: &Keys, partition: u32) -> String {
     keys.tagged(&Tag::partition(partition), "nodes")
@@ -346,6 +355,63 @@ pub async fn read_replay_tails(
     client.read_list_tails(&lists).await
 }
 
+/// Node `(topology, node)`'s newest outputs from its replay buffer, for history: `None` when
+/// the node has no record, no buffer, or a buffer that is not every output from its oldest
+/// to the node's latest (the buffer was turned off for a while, or an event does not read).
+/// With `newest` > 0 only that many of the newest events are read. Record, buffer and floor
+/// are read in one atomic step.
+pub async fn read_recent_outputs(
+    client: &Client,
+    partitions: u32,
+    node: (&str, &str),
+    newest: usize,
+) -> redpill::Result<Option<protocol::history::Recent>> {
+    let (partition, member) = locate(partitions, node);
+    let keys = client.keys();
+    let read = redpill::LogRead {
+        hash: record_key(keys, partition, &member),
+        field: "seq".to_owned(),
+        list: replay_key(keys, partition, &member),
+        newest,
+        sorted_set: floors_key(keys, partition),
+        member,
+    };
+    let snapshot = client.read_logs(&[read]).await?.pop().unwrap_or_default();
+    Ok(recent_of(snapshot))
+}
+
+/// The usable part of a [`read_recent_outputs`] snapshot (see there).
+fn recent_of(snapshot: redpill::LogSnapshot) -> Option<protocol::history::Recent> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    let seq_of = |text: &str| {
+        serde_json::from_str::<Seq>(text)
+            .ok()
+            .map(|event| event.seq)
+    };
+    let latest: u64 = snapshot.field?.parse().ok()?;
+    let oldest = seq_of(snapshot.first.as_deref()?)?;
+    let events = snapshot
+        .newest
+        .iter()
+        .map(|text| serde_json::from_str::<protocol::OutputEvent>(text).ok())
+        .collect::<Option<Vec<_>>>()?;
+    let newest = events.last()?.seq;
+    // Consecutive from the oldest to the latest: the length tells, since seqs only rise.
+    let whole = newest == latest && newest.checked_sub(oldest)? + 1 == snapshot.len;
+    let consecutive = events.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1);
+    if !whole || !consecutive {
+        return None;
+    }
+    Some(protocol::history::Recent {
+        events,
+        // Scores are whole seqs, far below 2^53.
+        floor: snapshot.score.map_or(0, |score| score as u64),
+    })
+}
+
 /// One write of a partition owner's batch commit to a node's keys. Which writes a batch makes
 /// is the processor's to decide (`processor::batch`); how each is stored is this crate's.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -363,10 +429,13 @@ pub enum NodeWrite<'a> {
         /// Whether the node is new.
         created: bool,
     },
-    /// The node is gone: its record, its replay buffer and its place in the index.
+    /// The node is gone: its record, its replay buffer and its place in the index; its floor
+    /// is raised to `last_seq` (when above 0).
     Delete {
         /// The node, `<topology>/<node>`.
         member: &'a str,
+        /// The highest seq the node reached (at least), for its floor.
+        last_seq: u64,
     },
     /// Output events appended to the node's replay buffer, which is then trimmed to its
     /// newest `keep` events when `keep` is set.
@@ -407,10 +476,16 @@ pub fn write_nodes(
                     fenced
                 }
             }
-            NodeWrite::Delete { member } => fenced
-                .delete(&record_key(keys, partition, member))
-                .delete(&replay_key(keys, partition, member))
-                .set_remove(&index, &[*member]),
+            NodeWrite::Delete { member, last_seq } => {
+                let fenced = fenced
+                    .delete(&record_key(keys, partition, member))
+                    .delete(&replay_key(keys, partition, member))
+                    .set_remove(&index, &[*member]);
+                match last_seq {
+                    0 => fenced,
+                    seq => fenced.sorted_set_raise(&floors_key(keys, partition), member, *seq),
+                }
+            }
             NodeWrite::Replay {
                 member,
                 events,

@@ -110,7 +110,10 @@ async fn node_writes_read_back() {
         lease.fenced(&grant),
         &client,
         partition,
-        &[NodeWrite::Delete { member: "t/a" }],
+        &[NodeWrite::Delete {
+            member: "t/a",
+            last_seq: 3,
+        }],
     )
     .commit()
     .await
@@ -271,4 +274,127 @@ async fn topology_writes_read_back() {
     );
     layout::unlist_topology(&client, "t").await.unwrap();
     assert!(layout::list_topologies(&client).await.unwrap().is_empty());
+}
+
+/// Output event `seq` of node `t/a`, as JSON.
+fn event_text(seq: u64) -> String {
+    serde_json::to_string(&protocol::OutputEvent {
+        topology: "t".into(),
+        node: "a".into(),
+        seq,
+        msg_id: format!("m{seq}"),
+        input_id: "i".into(),
+        injected_at: protocol::Timestamp::from_unix_ms(1_000),
+        ts: protocol::Timestamp::from_unix_ms(1_000 + seq as i64),
+        data: serde_json::json!({"n": seq}),
+    })
+    .unwrap()
+}
+
+/// History's read of a node's buffer: every output from the oldest held to the latest, or
+/// nothing when the buffer is not that; the floor a deletion leaves only rises.
+#[tokio::test]
+async fn recent_outputs_read_back_with_the_floor() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let (partition, lease, grant) = owner_of_a(&client).await;
+    let write = |writes: Vec<NodeWrite<'_>>| {
+        layout::write_nodes(lease.fenced(&grant), &client, partition, &writes).commit()
+    };
+    let recent =
+        |newest: usize| layout::read_recent_outputs(&client, PARTITIONS, ("t", "a"), newest);
+    let owned: Vec<String> = (1..=6).map(event_text).collect();
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let seqs = |recent: &protocol::history::Recent| -> Vec<u64> {
+        recent.events.iter().map(|event| event.seq).collect()
+    };
+    assert_eq!(recent(0).await.unwrap(), None, "no node");
+
+    // Seq 4, the buffer holding 2 to 4.
+    let made = record(4);
+    write(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: made.changed_fields(None, true),
+            dropped: &[],
+            created: true,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: texts[1..4].to_vec(),
+            keep: None,
+        },
+    ])
+    .await
+    .unwrap();
+    let all = recent(0).await.unwrap().expect("a whole buffer");
+    assert_eq!(seqs(&all), [2, 3, 4]);
+    assert_eq!(all.floor, 0);
+    assert_eq!(all.events[2].data, serde_json::json!({"n": 4}));
+    assert_eq!(seqs(&recent(2).await.unwrap().unwrap()), [3, 4]);
+    assert_eq!(seqs(&recent(9).await.unwrap().unwrap()), [2, 3, 4]);
+
+    // The record moved on without the buffer (it was turned off): not the latest, unused.
+    write(vec![NodeWrite::Record {
+        member: "t/a",
+        fields: record(5).changed_fields(Some(&made), true),
+        dropped: &[],
+        created: false,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(recent(0).await.unwrap(), None, "a stale buffer");
+    // A gap inside (4, then 6): unused.
+    write(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: record(6).changed_fields(Some(&record(5)), true),
+            dropped: &[],
+            created: false,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: vec![texts[5]],
+            keep: None,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(recent(0).await.unwrap(), None, "a gap");
+    assert_eq!(recent(2).await.unwrap(), None, "a gap in the newest two");
+
+    // Deleted at 6, made again and at 1: the floor is 6. Deleted at 1: it stays 6.
+    write(vec![NodeWrite::Delete {
+        member: "t/a",
+        last_seq: 6,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(recent(0).await.unwrap(), None, "deleted");
+    let again = || {
+        write(vec![
+            NodeWrite::Record {
+                member: "t/a",
+                fields: record(1).changed_fields(None, true),
+                dropped: &[],
+                created: true,
+            },
+            NodeWrite::Replay {
+                member: "t/a",
+                events: vec![texts[0]],
+                keep: None,
+            },
+        ])
+    };
+    again().await.unwrap();
+    let remade = recent(0).await.unwrap().unwrap();
+    assert_eq!((seqs(&remade), remade.floor), (vec![1], 6));
+    write(vec![NodeWrite::Delete {
+        member: "t/a",
+        last_seq: 1,
+    }])
+    .await
+    .unwrap();
+    again().await.unwrap();
+    assert_eq!(recent(0).await.unwrap().unwrap().floor, 6);
 }

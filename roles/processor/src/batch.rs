@@ -53,6 +53,8 @@ pub struct PlannedOutput {
     pub topology: String,
     /// Its node, as `topology/node`.
     pub key: String,
+    /// Its seq.
+    pub seq: u64,
     /// The event as JSON.
     pub text: String,
     /// When the inject that caused it was accepted, Unix ms.
@@ -207,14 +209,31 @@ impl Plan {
         // the record (`layout`'s node docs).
         let buffered = replay_buffer > 0;
         let mut writes = Vec::with_capacity(self.dirty.len() * 2);
+        // A deleted node's floor: the highest seq it reached, in the batch or before (when
+        // made again in the batch, its new life's outputs count too: a floor too high only
+        // sends more history reads to the archive).
+        let last_seq = |member: &str| {
+            let batch = self.outputs.iter().filter(|output| output.key == member);
+            batch
+                .map(|output| output.seq)
+                .chain(before.get(member).map(|record| record.seq))
+                .max()
+                .unwrap_or(0)
+        };
         for (member, state) in &self.dirty {
             let Some(state) = state else {
-                writes.push(NodeWrite::Delete { member });
+                writes.push(NodeWrite::Delete {
+                    member,
+                    last_seq: last_seq(member),
+                });
                 continue;
             };
             let was = match self.remade.contains(member) {
                 true => {
-                    writes.push(NodeWrite::Delete { member });
+                    writes.push(NodeWrite::Delete {
+                        member,
+                        last_seq: last_seq(member),
+                    });
                     None
                 }
                 false => before.get(member),
@@ -239,10 +258,15 @@ impl Plan {
         for output in &self.outputs {
             by_node.entry(&output.key).or_default().push(&output.text);
         }
-        for (member, events) in by_node {
+        for (member, mut events) in by_node {
             let Some(Some(state)) = self.dirty.get(member) else {
                 continue; // Deleted later in the batch.
             };
+            if self.remade.contains(member) {
+                // Only the new life's outputs, its last `seq` of the batch: the former life's
+                // stay out of the buffer it starts.
+                events.drain(..events.len().saturating_sub(state.seq as usize));
+            }
             let before = state.seq.saturating_sub(events.len() as u64);
             let trim = state.seq > bound && before / slack != state.seq / slack;
             writes.push(NodeWrite::Replay {
@@ -418,6 +442,7 @@ impl Plan {
             self.outputs.push(PlannedOutput {
                 topology: topology.to_owned(),
                 key: key.clone(),
+                seq: state.seq,
                 text,
                 injected_at_ms: message.injected_at_ms,
             });
@@ -868,6 +893,7 @@ mod tests {
         PlannedOutput {
             topology: "t".into(),
             key: member.into(),
+            seq,
             text: format!("{{\"seq\":{seq}}}"),
             injected_at_ms: 0,
         }
@@ -896,7 +922,7 @@ mod tests {
                     "record {member} {:?} dropped={dropped:?} created={created}",
                     fields.iter().map(|(name, _)| *name).collect::<Vec<_>>()
                 ),
-                NodeWrite::Delete { member } => format!("delete {member}"),
+                NodeWrite::Delete { member, last_seq } => format!("delete {member} ({last_seq})"),
                 NodeWrite::Replay {
                     member,
                     events,
@@ -933,7 +959,7 @@ mod tests {
         assert_eq!(
             summary(&plan, &before, 8),
             [
-                "delete t/gone".to_owned(),
+                "delete t/gone (3)".to_owned(),
                 r#"record t/field ["seq"] dropped=["output"] created=false"#.to_owned(),
                 format!("record t/new {all}] dropped=[] created=true"),
                 r#"record t/old ["seq"] dropped=[] created=false"#.to_owned(),
@@ -946,7 +972,7 @@ mod tests {
         assert_eq!(
             summary(&plan, &before, 0),
             [
-                "delete t/gone".to_owned(),
+                "delete t/gone (3)".to_owned(),
                 r#"record t/field ["seq", "output"] dropped=[] created=false"#.to_owned(),
                 format!(r#"record t/new {all}, "output"] dropped=[] created=true"#),
                 r#"record t/old ["seq", "output"] dropped=[] created=false"#.to_owned(),
@@ -970,8 +996,9 @@ mod tests {
 
     /// A node deleted and made again within a batch is deleted, then written whole, before
     /// its new outputs go into its replay buffer: its former latched output and buffer are
-    /// gone, and it counts from 1 again. Outputs of a node deleted later in the batch are not
-    /// kept.
+    /// gone, its former life's outputs of the batch stay out of the new buffer, its floor is
+    /// the highest seq it reached, and it counts from 1 again. Outputs of a node deleted later
+    /// in the batch are not kept.
     #[test]
     fn a_node_made_again_keeps_nothing_of_its_former_self() {
         let registry = Registry::builtins();
@@ -988,6 +1015,7 @@ mod tests {
             body: Body::Delete,
         };
         let batch = [
+            delivery("0", &Envelope::inject("t", "a", "in-0", 0, json!(0)), 0),
             delivery("1", &delete("a"), 0),
             delivery("2", &upsert("a", "pass", &[], json!({})), 0),
             delivery("3", &Envelope::inject("t", "a", "in-1", 0, json!(1)), 0),
@@ -999,7 +1027,7 @@ mod tests {
             .iter()
             .map(|write| match write {
                 NodeWrite::Record { member, .. } => ("record", *member),
-                NodeWrite::Delete { member } => ("delete", *member),
+                NodeWrite::Delete { member, .. } => ("delete", *member),
                 NodeWrite::Replay { member, .. } => ("replay", *member),
             })
             .collect();
@@ -1027,6 +1055,16 @@ mod tests {
         let Some(NodeWrite::Replay { events, .. }) = writes.get(position(("replay", "t/a"))) else {
             unreachable!()
         };
-        assert!(events.last().unwrap().contains(r#""seq":1"#), "{events:?}");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].contains(r#""seq":1,"#), "{events:?}");
+        let floors: Vec<(&str, u64)> = writes
+            .iter()
+            .filter_map(|write| match write {
+                NodeWrite::Delete { member, last_seq } => Some((*member, *last_seq)),
+                _ => None,
+            })
+            .collect();
+        assert!(floors.contains(&("t/a", 41)), "{floors:?}");
+        assert!(floors.contains(&("t/b", 5)), "{floors:?}");
     }
 }

@@ -49,3 +49,343 @@ pub struct HistoryPage {
 
 /// The store's answer to a [`HistoryQuery`].
 pub type HistoryReply = Result<HistoryPage, ApiError>;
+
+/// A node's newest outputs as its replay buffer in Redis holds them: enough to answer a
+/// history page that lies within them without the archive ([`Recent::answer`]), and to join
+/// a page that reaches further back with the archive's ([`Recent::merge`]). Either way the
+/// page is the one the archive would give if it held every output: the buffer is ahead of
+/// the archive (which lags while it writes), never behind it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recent {
+    /// Outputs of the node's current life, oldest first, with consecutive seqs ending at its
+    /// latest output; not empty. Every output of the node from the first of them on is here.
+    pub events: Vec<OutputEvent>,
+    /// The highest seq a former life of the node reached (0 when it has none): a node deleted
+    /// and made again counts from 1 again while the archive keeps its former outputs, so
+    /// archived outputs at or below the floor may be ones the buffer never held.
+    pub floor: u64,
+}
+
+/// Where a history page was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistorySource {
+    /// The replay buffer in Redis alone.
+    Recent,
+    /// The archive alone.
+    Archive,
+    /// Both, joined by seq.
+    Both,
+}
+
+impl HistorySource {
+    /// As the `Gorgon-History-Source` header shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HistorySource::Recent => "redis",
+            HistorySource::Archive => "archive",
+            HistorySource::Both => "redis+archive",
+        }
+    }
+}
+
+impl HistoryQuery {
+    /// Whether `event` is within the query's seq and time bounds.
+    pub fn matches(&self, event: &OutputEvent) -> bool {
+        let ts = event.ts.unix_ms();
+        self.after_seq.is_none_or(|after| event.seq > after)
+            && self.before_seq.is_none_or(|before| event.seq < before)
+            && self.from_ms.is_none_or(|from| ts >= from)
+            && self.to_ms.is_none_or(|to| ts < to)
+    }
+
+    /// How many of a node's newest buffered outputs the query needs, 0 for all of them: a
+    /// newest-first page bounded only from below needs no more than one beyond its limit.
+    pub fn recent_needed(&self) -> usize {
+        let newest_first_from_top = !self.ascending
+            && self.before_seq.is_none()
+            && self.from_ms.is_none()
+            && self.to_ms.is_none();
+        match newest_first_from_top {
+            true => self.limit as usize + 1,
+            false => 0,
+        }
+    }
+}
+
+impl Recent {
+    /// The page `query` asks for, when these outputs alone are enough to tell it: when every
+    /// output that matches and could be archived is among them (the query starts after the
+    /// oldest held and above the floor), or, newest first, when more than a page of them
+    /// matches above the floor (what the archive holds besides ranks after them). `None`
+    /// when the archive must be asked too ([`Recent::merge`]).
+    pub fn answer(&self, query: &HistoryQuery) -> Option<HistoryPage> {
+        let oldest = self.events.first()?.seq;
+        let after = query.after_seq.unwrap_or(0);
+        let mut matching: Vec<&OutputEvent> = self
+            .events
+            .iter()
+            .filter(|event| query.matches(event))
+            .collect();
+        if !query.ascending {
+            matching.reverse();
+        }
+        let limit = query.limit as usize;
+        let holds_all = after.saturating_add(1) >= oldest && self.floor <= after;
+        let fills_page = !query.ascending
+            && matching
+                .get(limit)
+                .is_some_and(|beyond| beyond.seq > self.floor);
+        (holds_all || fills_page).then(|| HistoryPage {
+            more: matching.len() > limit,
+            items: matching.into_iter().take(limit).cloned().collect(),
+        })
+    }
+
+    /// The page `query` asks for, from the archive's page for the same query and these
+    /// outputs: both joined by seq, an output in both taken once (by `msg_id`). Exact because
+    /// any archived output on the joined page is on the archive's page (fewer archived
+    /// outputs rank before it), and more follow when the archive has more or the join is
+    /// longer than the page. Outputs of two lives with the same seq go by `ts`, then `msg_id`.
+    pub fn merge(&self, query: &HistoryQuery, archived: HistoryPage) -> HistoryPage {
+        let seen: std::collections::HashSet<&str> = archived
+            .items
+            .iter()
+            .map(|event| event.msg_id.as_str())
+            .collect();
+        let fresh: Vec<OutputEvent> = self
+            .events
+            .iter()
+            .filter(|event| query.matches(event) && !seen.contains(event.msg_id.as_str()))
+            .cloned()
+            .collect();
+        let mut items = archived.items;
+        items.extend(fresh);
+        items.sort_by(|a, b| (a.seq, a.ts, &a.msg_id).cmp(&(b.seq, b.ts, &b.msg_id)));
+        if !query.ascending {
+            items.reverse();
+        }
+        let limit = query.limit as usize;
+        let more = archived.more || items.len() > limit;
+        items.truncate(limit);
+        HistoryPage { items, more }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    /// Output `seq` of node `t/n` at `ts` ms, its id naming its life.
+    fn event(life: &str, seq: u64, ts: i64) -> OutputEvent {
+        OutputEvent {
+            topology: "t".into(),
+            node: "n".into(),
+            seq,
+            msg_id: format!("{life}-{seq}"),
+            input_id: "i".into(),
+            injected_at: Timestamp::from_unix_ms(ts),
+            ts: Timestamp::from_unix_ms(ts),
+            data: serde_json::json!(seq),
+        }
+    }
+
+    fn query(after: Option<u64>, before: Option<u64>, limit: u32, ascending: bool) -> HistoryQuery {
+        HistoryQuery {
+            topology: "t".into(),
+            node: "n".into(),
+            after_seq: after,
+            before_seq: before,
+            from_ms: None,
+            to_ms: None,
+            limit,
+            ascending,
+        }
+    }
+
+    /// Every output of one life, 1 to `latest`, at ts = seq.
+    fn life(name: &str, latest: u64) -> Vec<OutputEvent> {
+        (1..=latest)
+            .map(|seq| event(name, seq, seq as i64))
+            .collect()
+    }
+
+    /// The archive's page for `query` over `archived` (what the store answers).
+    fn archive_page(archived: &[OutputEvent], query: &HistoryQuery) -> HistoryPage {
+        let mut items: Vec<OutputEvent> = archived
+            .iter()
+            .filter(|event| query.matches(event))
+            .cloned()
+            .collect();
+        items.sort_by(|a, b| (a.seq, a.ts, &a.msg_id).cmp(&(b.seq, b.ts, &b.msg_id)));
+        if !query.ascending {
+            items.reverse();
+        }
+        let more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        HistoryPage { items, more }
+    }
+
+    fn seqs(page: &HistoryPage) -> Vec<u64> {
+        page.items.iter().map(|event| event.seq).collect()
+    }
+
+    /// The page as web_face reads it: as much of the buffer as the query needs, then from it
+    /// alone when it can, else joined.
+    fn read(recent: &Recent, archived: &[OutputEvent], query: &HistoryQuery) -> HistoryPage {
+        let needed = query.recent_needed();
+        let held = recent.events.len();
+        let recent = match needed {
+            0 => recent.clone(),
+            needed => Recent {
+                events: recent.events[held.saturating_sub(needed)..].to_vec(),
+                floor: recent.floor,
+            },
+        };
+        recent
+            .answer(query)
+            .unwrap_or_else(|| recent.merge(query, archive_page(archived, query)))
+    }
+
+    /// Follows `next` the way web_face makes it, from the newest or the oldest.
+    fn walk(recent: &Recent, archived: &[OutputEvent], limit: u32, ascending: bool) -> Vec<u64> {
+        let mut got = Vec::new();
+        let mut cursor: Option<u64> = None;
+        loop {
+            let q = match ascending {
+                true => query(cursor, None, limit, true),
+                false => query(None, cursor, limit, false),
+            };
+            let page = read(recent, archived, &q);
+            got.extend(seqs(&page));
+            match (page.more, page.items.last()) {
+                (true, Some(last)) => cursor = Some(last.seq),
+                _ => return got,
+            }
+        }
+    }
+
+    /// 1 to 25 output, the buffer holds 16 to 25, the archive 1 to 20 (it lags by five):
+    /// pages of every size in both orders give 1 to 25 with no gap and no repeat, and the
+    /// newest pages within the buffer need no archive.
+    #[test]
+    fn pages_join_at_the_buffer_edge_with_the_archive_behind() {
+        let all = life("a", 25);
+        let recent = Recent {
+            events: all[15..].to_vec(),
+            floor: 0,
+        };
+        let archived = &all[..20];
+        for limit in 1..=30 {
+            assert_eq!(
+                walk(&recent, archived, limit, false),
+                (1..=25).rev().collect::<Vec<_>>(),
+                "desc {limit}"
+            );
+            assert_eq!(
+                walk(&recent, archived, limit, true),
+                (1..=25).collect::<Vec<_>>(),
+                "asc {limit}"
+            );
+        }
+        // The newest 9 (and one beyond) are in the buffer: no archive.
+        let newest = recent
+            .answer(&query(None, None, 9, false))
+            .expect("from the buffer");
+        assert_eq!(seqs(&newest), (17..=25).rev().collect::<Vec<_>>());
+        assert!(newest.more);
+        // The newest 10: whether more follow is the archive's to say.
+        assert_eq!(recent.answer(&query(None, None, 10, false)), None);
+        // Oldest first after 15: all in the buffer, the last page says so.
+        let tail = recent
+            .answer(&query(Some(15), None, 10, true))
+            .expect("from the buffer");
+        assert_eq!(seqs(&tail), (16..=25).collect::<Vec<_>>());
+        assert!(!tail.more);
+        // Oldest first after 14: 15 is only archived.
+        assert_eq!(recent.answer(&query(Some(14), None, 10, true)), None);
+    }
+
+    /// A node made again: its former life reached 30 and is archived; the new one reached 12,
+    /// all in the buffer, 1 to 8 archived. Pages are the archive's own answer had it caught up:
+    /// former outputs are never hidden by the new life's buffer.
+    #[test]
+    fn a_node_made_again_keeps_its_former_outputs_in_pages() {
+        let former: Vec<OutputEvent> = life("old", 30);
+        let current: Vec<OutputEvent> = (1..=12)
+            .map(|seq| event("new", seq, 100 + seq as i64))
+            .collect();
+        let recent = Recent {
+            events: current.clone(),
+            floor: 30,
+        };
+        let mut archived = former.clone();
+        archived.extend_from_slice(&current[..8]);
+        let mut everything = former;
+        everything.extend(current);
+        for limit in [1, 3, 7, 12, 50] {
+            for ascending in [false, true] {
+                for cursor in [None, Some(5), Some(12), Some(20), Some(31)] {
+                    let q = match ascending {
+                        true => query(cursor, None, limit, true),
+                        false => query(None, cursor, limit, false),
+                    };
+                    assert_eq!(
+                        read(&recent, &archived, &q),
+                        archive_page(&everything, &q),
+                        "limit {limit} ascending {ascending} cursor {cursor:?}"
+                    );
+                }
+            }
+        }
+        // The newest page is not the buffer's alone: the former life ranks above it.
+        assert_eq!(recent.answer(&query(None, None, 5, false)), None);
+        // Above the floor nothing of a former life can be: from the buffer.
+        let above = recent
+            .answer(&query(Some(30), None, 5, true))
+            .expect("from the buffer");
+        assert_eq!(above.items, Vec::<OutputEvent>::new());
+        assert!(!above.more);
+    }
+
+    /// Time bounds apply to buffered outputs as the archive applies them (`from` included,
+    /// `to` not).
+    #[test]
+    fn time_bounds_match_the_archive() {
+        let all = life("a", 40);
+        let recent = Recent {
+            events: all[20..].to_vec(),
+            floor: 0,
+        };
+        let archived = &all[..30];
+        for (from, to) in [
+            (Some(25), Some(35)),
+            (Some(10), None),
+            (None, Some(22)),
+            (Some(38), Some(38)),
+        ] {
+            for ascending in [false, true] {
+                let mut q = query(None, None, 4, ascending);
+                q.from_ms = from;
+                q.to_ms = to;
+                assert_eq!(
+                    read(&recent, archived, &q),
+                    archive_page(&all, &q),
+                    "{from:?} {to:?} {ascending}"
+                );
+            }
+        }
+    }
+
+    /// Only newest-first pages from the top may read part of the buffer.
+    #[test]
+    fn only_pages_from_the_top_read_part_of_the_buffer() {
+        assert_eq!(query(None, None, 10, false).recent_needed(), 11);
+        assert_eq!(query(Some(3), None, 10, false).recent_needed(), 11);
+        assert_eq!(query(None, Some(30), 10, false).recent_needed(), 0);
+        assert_eq!(query(None, None, 10, true).recent_needed(), 0);
+        let mut timed = query(None, None, 10, false);
+        timed.from_ms = Some(1);
+        assert_eq!(timed.recent_needed(), 0);
+    }
+}

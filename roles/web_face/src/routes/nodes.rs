@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use layout::NodeRecord;
+use protocol::history::HistorySource;
 use protocol::store::Change;
 use protocol::{NodeSpec, NodeState, NodeStatus};
 use serde::{Deserialize, Serialize};
@@ -447,17 +448,20 @@ pub struct HistoryView {
     next: Option<String>,
 }
 
-/// The node's archived outputs from MongoDB, newest first unless `order=asc`.
+/// The node's outputs, newest first unless `order=asc`: the recent ones from its replay
+/// buffer in Redis, older ones from the archive in MongoDB, joined by seq.
 #[utoipa::path(get, path = "/v1/topologies/{t}/nodes/{n}/history", tag = "nodes",
     params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id"), HistoryParams),
-    responses((status = 200, body = HistoryView), (status = 400, description = "invalid_query"),
+    responses((status = 200, body = HistoryView, headers(("gorgon-history-source" = String,
+                description = "where the page was read: redis, archive or redis+archive"))),
+              (status = 400, description = "invalid_query"),
               (status = 404, description = "not_found"), (status = 503, description = "the archive is unreachable")))]
 pub async fn history(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((topology, node)): Path<(String, String)>,
     Query(params): Query<HistoryParams>,
-) -> ApiResult<Json<HistoryView>> {
+) -> ApiResult<Response> {
     // History outlives nodes and topologies: only the token's scope is checked.
     if protocol::validate_slug(&topology).is_err() || !caller.grants.reads(&topology) {
         return Err(Failure::no_topology(&topology));
@@ -506,7 +510,7 @@ pub async fn history(
         limit,
         ascending,
     };
-    let page = state.history(&query).await?;
+    let (page, source) = read_history(&state, &query).await?;
     if page.items.is_empty() && page_of_nothing(&state, &topology, &node).await? {
         return Err(Failure::not_found(format!(
             "topology {topology:?} has no node {node:?}, and the archive holds no outputs of \
@@ -540,10 +544,48 @@ pub async fn history(
         }
         _ => None,
     };
-    Ok(Json(HistoryView {
-        items: page.items,
-        next,
-    }))
+    Ok((
+        [(HISTORY_SOURCE, source.as_str())],
+        Json(HistoryView {
+            items: page.items,
+            next,
+        }),
+    )
+        .into_response())
+}
+
+/// The response header naming where a history page was read: `redis`, `archive` or
+/// `redis+archive`.
+const HISTORY_SOURCE: &str = "gorgon-history-source";
+
+/// The page `query` asks for: from the node's replay buffer in Redis when it alone tells
+/// the page (the newest outputs, or those after a seq it holds), else the archive's page
+/// joined with the buffer by seq, or the archive's alone when the node has no usable
+/// buffer (it is deleted, the buffer is off, or it is not whole). The same page either way,
+/// as the archive would give it once it has caught up (`protocol::history::Recent`).
+async fn read_history(
+    state: &AppState,
+    query: &protocol::history::HistoryQuery,
+) -> ApiResult<(protocol::history::HistoryPage, HistorySource)> {
+    let recent = layout::read_recent_outputs(
+        &state.0.client,
+        state.0.settings.partitions,
+        (&query.topology, &query.node),
+        query.recent_needed(),
+    )
+    .await?;
+    let read = match recent.as_ref().and_then(|recent| recent.answer(query)) {
+        Some(page) => (page, HistorySource::Recent),
+        None => {
+            let archived = state.history(query).await?;
+            match recent {
+                Some(recent) => (recent.merge(query, archived), HistorySource::Both),
+                None => (archived, HistorySource::Archive),
+            }
+        }
+    };
+    metrics::counter!("gorgon_history_pages_total", "source" => read.1.as_str()).increment(1);
+    Ok(read)
 }
 
 /// Whether an empty history page is of a node that does not exist: history outlives nodes
