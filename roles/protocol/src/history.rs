@@ -1,8 +1,11 @@
-//! History queries: what web_face asks the store about a node's archived outputs, and the
-//! page it answers with.
+//! History queries: what web_face asks the store about a node's archived outputs, the page
+//! it answers with, and how a page is read from a node's replay buffer instead, or joined
+//! with it ([`Recent`]).
 //!
 //! web_face sends a [`HistoryQuery`] to the history service (`layout::HISTORY_SERVICE`)
-//! (redpill request/reply, JSON); the store answers a [`HistoryReply`] from MongoDB.
+//! (redpill request/reply, JSON); the store answers a [`HistoryReply`] from MongoDB. Before
+//! that, web_face reads the node's newest outputs from Redis and asks the store only for
+//! pages they cannot tell alone.
 
 use serde::{Deserialize, Serialize};
 
