@@ -355,9 +355,10 @@ pub async fn read_replay_tails(
     client.read_list_tails(&lists).await
 }
 
-/// Node `(topology, node)`'s newest outputs from its replay buffer, for history: `None` when
-/// the node has no record, no buffer, or a buffer that is not every output from its oldest
-/// to the node's latest (the buffer was turned off for a while, or an event does not read).
+/// Node `(topology, node)`'s newest outputs from its replay buffer, for history (none when
+/// it has not output anything yet): `None` when the node has no record, no buffer, or a
+/// buffer that is not every output from its oldest to the node's latest (the buffer was
+/// turned off for a while, or an event does not read).
 /// With `newest` > 0 only that many of the newest events are read. Record, buffer and floor
 /// are read in one atomic step.
 pub async fn read_recent_outputs(
@@ -392,6 +393,13 @@ fn recent_of(snapshot: redpill::LogSnapshot) -> Option<protocol::history::Recent
             .map(|event| event.seq)
     };
     let latest: u64 = snapshot.field?.parse().ok()?;
+    if latest == 0 && snapshot.len == 0 {
+        // No output in this life yet: nothing of it can be archived either.
+        return Some(protocol::history::Recent {
+            events: Vec::new(),
+            floor: snapshot.score.map_or(0, |score| score as u64),
+        });
+    }
     let oldest = seq_of(snapshot.first.as_deref()?)?;
     let events = snapshot
         .newest

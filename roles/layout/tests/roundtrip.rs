@@ -309,6 +309,16 @@ async fn recent_outputs_read_back_with_the_floor() {
         recent.events.iter().map(|event| event.seq).collect()
     };
     assert_eq!(recent(0).await.unwrap(), None, "no node");
+    write(vec![NodeWrite::Record {
+        member: "t/a",
+        fields: record(0).changed_fields(None, true),
+        dropped: &[],
+        created: true,
+    }])
+    .await
+    .unwrap();
+    let fresh = recent(0).await.unwrap().expect("a node without outputs");
+    assert_eq!((fresh.events.len(), fresh.floor), (0, 0));
 
     // Seq 4, the buffer holding 2 to 4.
     let made = record(4);

@@ -61,7 +61,8 @@ pub type HistoryReply = Result<HistoryPage, ApiError>;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recent {
     /// Outputs of the node's current life, oldest first, with consecutive seqs ending at its
-    /// latest output; not empty. Every output of the node from the first of them on is here.
+    /// latest output; empty when it has not output anything yet. Every output of the node
+    /// from the first of them on is here.
     pub events: Vec<OutputEvent>,
     /// The highest seq a former life of the node reached (0 when it has none): a node deleted
     /// and made again counts from 1 again while the archive keeps its former outputs, so
@@ -122,7 +123,8 @@ impl Recent {
     /// matches above the floor (what the archive holds besides ranks after them). `None`
     /// when the archive must be asked too ([`Recent::merge`]).
     pub fn answer(&self, query: &HistoryQuery) -> Option<HistoryPage> {
-        let oldest = self.events.first()?.seq;
+        // Without outputs in this life, all of it is held (none).
+        let oldest = self.events.first().map_or(1, |event| event.seq);
         let after = query.after_seq.unwrap_or(0);
         let mut matching: Vec<&OutputEvent> = self
             .events
@@ -149,7 +151,13 @@ impl Recent {
     /// any archived output on the joined page is on the archive's page (fewer archived
     /// outputs rank before it), and more follow when the archive has more or the join is
     /// longer than the page. Outputs of two lives with the same seq go by `ts`, then `msg_id`.
-    pub fn merge(&self, query: &HistoryQuery, archived: HistoryPage) -> HistoryPage {
+    /// Archived outputs of the current life newer than these (archived since they were read,
+    /// perhaps without the one before them) are left to a later read, so a page has no gap.
+    pub fn merge(&self, query: &HistoryQuery, mut archived: HistoryPage) -> HistoryPage {
+        let newest = self.events.last().map_or(0, |event| event.seq);
+        archived
+            .items
+            .retain(|event| event.seq <= newest || event.seq <= self.floor);
         let seen: std::collections::HashSet<&str> = archived
             .items
             .iter()
@@ -378,6 +386,58 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Outputs archived after the buffer was read, the one before them not yet: left out,
+    /// the page ends at the buffer's newest without a gap.
+    #[test]
+    fn outputs_archived_since_the_read_wait_for_the_next() {
+        let all = life("a", 30);
+        let recent = Recent {
+            events: all[20..25].to_vec(),
+            floor: 0,
+        };
+        let mut archived: Vec<OutputEvent> = all[..20].to_vec();
+        archived.push(all[26].clone()); // 27, without 21 to 26
+        let page = read(&recent, &archived, &query(None, None, 10, false));
+        assert_eq!(seqs(&page), (16..=25).rev().collect::<Vec<_>>());
+        assert!(page.more);
+        let page = read(&recent, &archived, &query(Some(18), None, 100, true));
+        assert_eq!(seqs(&page), (19..=25).collect::<Vec<_>>());
+        assert!(!page.more);
+    }
+
+    /// A node that has not output anything yet: an empty last page from Redis, unless a
+    /// former life may have archived outputs.
+    #[test]
+    fn a_node_without_outputs_needs_no_archive() {
+        let fresh = Recent {
+            events: Vec::new(),
+            floor: 0,
+        };
+        for ascending in [false, true] {
+            let page = fresh
+                .answer(&query(None, None, 10, ascending))
+                .expect("from Redis");
+            assert_eq!(
+                page,
+                HistoryPage {
+                    items: Vec::new(),
+                    more: false
+                }
+            );
+        }
+        let remade = Recent {
+            events: Vec::new(),
+            floor: 4,
+        };
+        assert_eq!(remade.answer(&query(None, None, 10, false)), None);
+        let former = life("old", 4);
+        assert_eq!(
+            seqs(&read(&remade, &former, &query(None, None, 3, false))),
+            [4, 3, 2]
+        );
+        assert!(remade.answer(&query(Some(4), None, 10, true)).is_some());
     }
 
     /// Only newest-first pages from the top may read part of the buffer.
