@@ -597,6 +597,38 @@ fn new_consumer_id(name: &str) -> String {
     format!("{name}-{host}-{}-{random:08x}", std::process::id())
 }
 
+/// What [`Client::read_logs`] reads of one log (all keys in one slot).
+#[derive(Clone, Debug)]
+pub struct LogRead {
+    /// The hash kept beside the log.
+    pub hash: String,
+    /// The field of it to read.
+    pub field: String,
+    /// The log: a list appended to at its tail.
+    pub list: String,
+    /// How many of its newest elements to read; 0 for all.
+    pub newest: usize,
+    /// The sorted set kept beside it.
+    pub sorted_set: String,
+    /// The member whose score to read.
+    pub member: String,
+}
+
+/// One log as [`Client::read_logs`] found it, all read in one atomic step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogSnapshot {
+    /// The hash field, if set.
+    pub field: Option<String>,
+    /// The list's length.
+    pub len: u64,
+    /// Its first (oldest) element.
+    pub first: Option<String>,
+    /// Its newest elements as asked for, oldest first.
+    pub newest: Vec<String>,
+    /// The member's score, if it has one.
+    pub score: Option<f64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::durability_problems;
@@ -629,36 +661,4 @@ mod tests {
         assert!(problems[1].starts_with("appendfsync is no"));
         assert!(problems[2].starts_with("maxmemory-policy is allkeys-lru"));
     }
-}
-
-/// What [`Client::read_logs`] reads of one log (all keys in one slot).
-#[derive(Clone, Debug)]
-pub struct LogRead {
-    /// The hash kept beside the log.
-    pub hash: String,
-    /// The field of it to read.
-    pub field: String,
-    /// The log: a list appended to at its tail.
-    pub list: String,
-    /// How many of its newest elements to read; 0 for all.
-    pub newest: usize,
-    /// The sorted set kept beside it.
-    pub sorted_set: String,
-    /// The member whose score to read.
-    pub member: String,
-}
-
-/// One log as [`Client::read_logs`] found it, all read in one atomic step.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LogSnapshot {
-    /// The hash field, if set.
-    pub field: Option<String>,
-    /// The list's length.
-    pub len: u64,
-    /// Its first (oldest) element.
-    pub first: Option<String>,
-    /// Its newest elements as asked for, oldest first.
-    pub newest: Vec<String>,
-    /// The member's score, if it has one.
-    pub score: Option<f64>,
 }

@@ -213,6 +213,7 @@ fn chosen<'a>(
     Ok((nodes, missing))
 }
 
+/// 400 `invalid_query` with `message`.
 fn invalid_query(message: impl Into<String>) -> Failure {
     Failure::new(protocol::ErrorCode::InvalidQuery, message)
 }
@@ -438,7 +439,7 @@ pub struct HistoryParams {
     order: Option<String>,
 }
 
-/// A page of archived outputs.
+/// A page of a node's outputs.
 #[derive(Serialize, ToSchema)]
 pub struct HistoryView {
     /// Output events, by seq in the order asked for.
@@ -472,33 +473,24 @@ pub async fn history(
                 protocol::Timestamp::parse(text)
                     .map(protocol::Timestamp::unix_ms)
                     .ok_or_else(|| {
-                        Failure::new(
-                            protocol::ErrorCode::InvalidQuery,
-                            format!("{name} must be an RFC 3339 time such as 2026-11-23T06:00:00Z"),
-                        )
+                        invalid_query(format!(
+                            "{name} must be an RFC 3339 time such as 2026-11-23T06:00:00Z"
+                        ))
                     })
             })
             .transpose()
     };
     let limit = params.limit.unwrap_or(100);
     if limit == 0 || limit > protocol::history::MAX_HISTORY_LIMIT {
-        return Err(Failure::new(
-            protocol::ErrorCode::InvalidQuery,
-            format!(
-                "limit must be 1 to {}",
-                protocol::history::MAX_HISTORY_LIMIT
-            ),
-        ));
+        return Err(invalid_query(format!(
+            "limit must be 1 to {}",
+            protocol::history::MAX_HISTORY_LIMIT
+        )));
     }
     let ascending = match params.order.as_deref() {
         None | Some("desc") => false,
         Some("asc") => true,
-        Some(_) => {
-            return Err(Failure::new(
-                protocol::ErrorCode::InvalidQuery,
-                "order must be asc or desc",
-            ))
-        }
+        Some(_) => return Err(invalid_query("order must be asc or desc")),
     };
     let query = protocol::history::HistoryQuery {
         topology: topology.clone(),
