@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Archive throughput: documents per second one store writes to MongoDB, with outputs waiting
-# in Redis when it starts (so the figure is the archive's, not the processor's).
+# Archive throughput: documents per second one store or more write to MongoDB, with outputs
+# waiting in Redis when they start (so the figure is the archive's, not the processor's).
 #
-# Usage: bench/archive.sh [messages] [batch]      (defaults 50000 and 1000)
+# Usage: bench/archive.sh [messages] [batch] [stores]      (defaults 50000, 1000 and 1)
 # Uses `mongod` when it is on the PATH, else nx-27017 from .venv (see .ci/run). Prints a
 # markdown row for docs/benchmarks.md.
 set -euo pipefail
 
 messages=${1:-50000}
 batch=${2:-1000}
+stores=${3:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 pids=()
@@ -51,4 +52,4 @@ for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$mongo_port") 2>/dev/null &&
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $server, Redis $(redis-server --version | awk '{print $3}') AOF everysec"
 "$root/target/release/examples/archive_bench" --url "redis://127.0.0.1:$redis_port" \
   --mongodb "mongodb://127.0.0.1:$mongo_port/bench" --processor "$root/target/release/processor" \
-  --store "$root/target/release/store" --messages "$messages" --batch "$batch" --write-concern "$concern"
+  --store "$root/target/release/store" --messages "$messages" --batch "$batch" --write-concern "$concern" --stores "$stores"

@@ -1,8 +1,9 @@
-//! Archive throughput: output documents written to MongoDB per second by one store.
+//! Archive throughput: output documents written to MongoDB per second by one store or more.
 //!
 //! Creates `count` nodes, pushes the messages (straight through redpill), lets a processor
 //! turn them into outputs while no store runs (so the outputs wait in the output topic), then
-//! starts one store and times how long it takes until MongoDB holds one document per output.
+//! starts the stores at once and times how long it takes until MongoDB holds one document per
+//! output.
 //! Prints the figures.
 //!
 //! Run with (see `bench/archive.sh`, which starts Redis and a MongoDB server and builds the
@@ -43,6 +44,9 @@ struct Args {
     /// The archive write concern (GORGON_ARCHIVE_WRITE_CONCERN).
     #[arg(long, default_value = "journaled")]
     write_concern: String,
+    /// How many stores archive together (members of the archive group, sharing its shards).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    stores: u32,
 }
 
 const PARTITIONS: u32 = 64;
@@ -117,7 +121,7 @@ async fn main() {
     eprintln!();
 
     let started = Instant::now();
-    let mut store = spawn(&args.store, &env);
+    let mut stores: Vec<Child> = (0..args.stores).map(|_| spawn(&args.store, &env)).collect();
     let mut archived;
     loop {
         // Counting is a scan on some servers: look once a second, not to slow the writes.
@@ -130,12 +134,13 @@ async fn main() {
     }
     let elapsed = started.elapsed();
     eprintln!();
-    for child in [&mut processor, &mut store] {
+    for child in std::iter::once(&mut processor).chain(stores.iter_mut()) {
         let _ = child.kill();
         let _ = child.wait();
     }
     println!(
-        "| {total} outputs, batch {}, write concern {} | {:.0} documents/s | {:.1} s | exact: {} |",
+        "| {total} outputs, {} store(s), batch {}, write concern {} | {:.0} documents/s | {:.1} s | exact: {} |",
+        args.stores,
         args.batch,
         args.write_concern,
         archived as f64 / elapsed.as_secs_f64(),
