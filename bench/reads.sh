@@ -8,8 +8,9 @@
 #      message injected into `e`, until every node has latched its output;
 #   3. redis-benchmark: the read script on one node's keys, one client and 50, -P 100;
 #   4. wrk (bench/reads/read.lua) for the given seconds each: GET .../nodes/n<i> round-robin,
-#      GET .../nodes?ids= of `per` nodes, GET .../nodes?limit=<per>&after= in id order; every
-#      answer must be 200 and hold the nodes asked for (else exit 1).
+#      GET .../nodes?ids= of `per` nodes, GET .../nodes?limit=<per>&after= in id order, and
+#      GET .../nodes/n<i>/history?limit=10 (a recent history page, from Redis); every answer
+#      must be 200 and hold the nodes (or the history item) asked for (else exit 1).
 # Prints a markdown table for docs/benchmarks.md on stdout; progress on stderr.
 #
 # Usage: bench/reads.sh [seconds=10] [nodes=10000] [per=1000]
@@ -68,7 +69,7 @@ ceiling50=$(redis-benchmark -p "$redis_port" -c 50 -P 100 -n 1000000 --csv EVALS
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 rows=()
-for run in "one 16 1" "ids 4 $per" "page 4 $per"; do
+for run in "one 16 1" "ids 4 $per" "page 4 $per" "history 16 1"; do
   read -r mode connections size <<<"$run"
   say "wrk: $mode, $connections connections, ${seconds}s..."
   out=$(wrk -t2 -c"$connections" -d"${seconds}s" -s "$root/bench/reads/read.lua" "$base" -- "$mode" "$nodes" "$size")
@@ -89,6 +90,6 @@ echo "|---|---|"
 echo "| 1 client | $ceiling1 |"
 echo "| 50 clients | $ceiling50 |"
 echo
-echo "| API read | connections | nodes per request | requests/s | nodes/s | latency p50 / p99 ms |"
+echo "| API read (history: pages of one node's recent outputs) | connections | nodes per request | requests/s | nodes/s | latency p50 / p99 ms |"
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

@@ -3,6 +3,8 @@
 --
 -- Arguments (after `--` on the wrk command line):
 --   mode    one: GET /v1/topologies/reads/nodes/n<i>, one node per request, round-robin;
+--           history: GET /v1/topologies/reads/nodes/n<i>/history?limit=10, round-robin (each
+--           node's one output, from its replay buffer in Redis);
 --           ids: GET /v1/topologies/reads/nodes?ids=<per ids>, the next `per` nodes each time;
 --           page: GET /v1/topologies/reads/nodes?limit=<per>&after=<id>, pages in id order
 --   nodes   how many nodes the topology has (default 10000)
@@ -39,8 +41,9 @@ function init(args)
 end
 
 function request()
-  if mode == "one" then
+  if mode == "one" or mode == "history" then
     local path = "/v1/topologies/reads/nodes/n" .. next_node
+    if mode == "history" then path = path .. "/history?limit=10" end
     next_node = (next_node + 1) % nodes
     return wrk.format("GET", path)
   elseif mode == "ids" then
@@ -64,6 +67,10 @@ function response(status, headers, body)
     ok = ok + 1
     if mode == "one" then
       read = read + 1
+    elseif mode == "history" then
+      -- Each node has output once: one item per page, read from Redis.
+      local _, count = string.gsub(body, '"msg_id":', "")
+      if count == 1 and headers["gorgon-history-source"] == "redis" then read = read + 1 end
     else
       -- Each node view has one "function" key.
       local _, count = string.gsub(body, '"function":', "")

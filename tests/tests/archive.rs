@@ -424,6 +424,22 @@ async fn walk(mesh: &Mesh, first: &str) -> (Vec<u64>, Vec<String>) {
     (seqs, sources)
 }
 
+/// Walking `node`'s history in pages of each of `limits`, newest first and oldest first,
+/// gives every seq from `latest` down to 1 (and up again) once, in order.
+async fn walks_are_whole(mesh: &Mesh, node: &str, limits: &[u32], latest: u64) {
+    for limit in limits {
+        for (order, expected) in [
+            ("desc", (1..=latest).rev().collect::<Vec<u64>>()),
+            ("asc", (1..=latest).collect()),
+        ] {
+            let first =
+                format!("/v1/topologies/t/nodes/{node}/history?limit={limit}&order={order}");
+            let (seqs, _) = walk(mesh, &first).await;
+            assert_eq!(seqs, expected, "{node} {order} {limit}");
+        }
+    }
+}
+
 /// History from Redis and the archive joined: with a replay buffer of 10, 25 outputs of `n0`
 /// read in pages of every size, both orders, give 1 to 25 with no gap and no repeat, the
 /// newest pages from Redis alone; with the archive behind (its newest documents of `n1`
@@ -440,12 +456,7 @@ async fn history_joins_the_replay_buffer_and_the_archive() {
     let history =
         |node: &str, query: &str| format!("/v1/topologies/t/nodes/{node}/history?{query}");
 
-    for limit in [1, 3, 4, 10, 24, 25, 100] {
-        let (desc, _) = walk(&mesh, &history("n0", &format!("limit={limit}"))).await;
-        assert_eq!(desc, (1..=25).rev().collect::<Vec<u64>>(), "desc {limit}");
-        let (asc, _) = walk(&mesh, &history("n0", &format!("limit={limit}&order=asc"))).await;
-        assert_eq!(asc, (1..=25).collect::<Vec<u64>>(), "asc {limit}");
-    }
+    walks_are_whole(&mesh, "n0", &[1, 3, 4, 10, 24, 25, 100], 25).await;
     // Pages of 4: the first two from Redis alone, the rest joined with the archive.
     let (_, sources) = walk(&mesh, &history("n0", "limit=4")).await;
     assert_eq!(sources[..2], ["redis", "redis"], "{sources:?}");
@@ -511,12 +522,7 @@ async fn history_joins_the_replay_buffer_and_the_archive() {
         .await
         .unwrap();
     assert_eq!(removed.deleted_count, 7);
-    for limit in [1, 4, 7, 30] {
-        let (desc, _) = walk(&mesh, &history("n1", &format!("limit={limit}"))).await;
-        assert_eq!(desc, (1..=25).rev().collect::<Vec<u64>>(), "desc {limit}");
-        let (asc, _) = walk(&mesh, &history("n1", &format!("limit={limit}&order=asc"))).await;
-        assert_eq!(asc, (1..=25).collect::<Vec<u64>>(), "asc {limit}");
-    }
+    walks_are_whole(&mesh, "n1", &[1, 4, 7, 30], 25).await;
 
     // n0 deleted and made again, then 3 outputs: its history holds both lives.
     let deleted = mesh

@@ -22,13 +22,7 @@ async fn node_routes_answer_as_documented() {
     let nodes = api
         .call(Method::GET, "/v1/topologies/sensors/nodes", &Value::Null)
         .await;
-    let listed: Vec<&str> = nodes.json["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(listed, ["temp-in", "temp-avg", "too-hot"]);
+    assert_eq!(ids_of(&nodes.json), ["temp-in", "temp-avg", "too-hot"]);
 
     // Create a node, change it, patch its attributes, delete it.
     let node = api
@@ -175,6 +169,16 @@ async fn attribute_patches_race_with_messages() {
     );
 }
 
+/// The ids of a node list's `nodes`, in order.
+fn ids_of(list: &Value) -> Vec<&str> {
+    list["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["id"].as_str().unwrap())
+        .collect()
+}
+
 /// Entry nodes of the bulk-read topology; each feeds [`COUNTERS`] `count` nodes.
 const ENTRIES: usize = 100;
 const COUNTERS: usize = 99;
@@ -309,13 +313,12 @@ async fn bulk_reads_of_ten_thousand_nodes_are_exact() {
         )
         .await;
     assert_eq!(chosen.status, StatusCode::OK, "{}", chosen.text);
-    let chosen_ids: Vec<&str> = chosen.json["nodes"]
+    chosen.json["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .inspect(|node| exact(node))
-        .map(|node| node["id"].as_str().unwrap())
-        .collect();
+        .for_each(exact);
+    let chosen_ids = ids_of(&chosen.json);
     let known: Vec<&str> = asked[..999]
         .iter()
         .map(String::as_str)
@@ -329,14 +332,12 @@ async fn bulk_reads_of_ten_thousand_nodes_are_exact() {
     let whole = api
         .call(Method::GET, "/v1/topologies/bulk/nodes", &Value::Null)
         .await;
-    let whole_ids: Vec<&str> = whole.json["nodes"]
+    whole.json["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .inspect(|node| exact(node))
-        .map(|node| node["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(whole_ids, document_order);
+        .for_each(exact);
+    assert_eq!(ids_of(&whole.json), document_order);
     assert_eq!(whole.json.get("missing"), None);
 
     // A cursor that names no node (one deleted since, say) starts after where it would sort.
@@ -347,12 +348,7 @@ async fn bulk_reads_of_ten_thousand_nodes_are_exact() {
             &Value::Null,
         )
         .await;
-    let ids: Vec<&str> = after_gap.json["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|node| node["id"].as_str().unwrap())
-        .collect();
+    let ids = ids_of(&after_gap.json);
     assert_eq!(ids, ["e50-c6", "e50-c60"]);
     assert_eq!(
         after_gap.json["next"],
