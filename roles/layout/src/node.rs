@@ -304,15 +304,7 @@ pub async fn read_node_records(
 /// is a copy left from before the buffer was turned on or off; if neither has the seq (a
 /// record written by hand), the buffer's.
 fn latched(seq: u64, field: Option<String>, newest: Option<String>) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Seq {
-        seq: u64,
-    }
-    let has_seq = |event: &Option<String>| {
-        event.as_deref().is_some_and(|text| {
-            serde_json::from_str::<Seq>(text).is_ok_and(|event| event.seq == seq)
-        })
-    };
+    let has_seq = |event: &Option<String>| event.as_deref().and_then(event_seq) == Some(seq);
     if seq == 0 {
         None
     } else if has_seq(&newest) || !has_seq(&field) {
@@ -381,43 +373,41 @@ pub async fn read_recent_outputs(
     Ok(recent_of(snapshot))
 }
 
-/// The usable part of a [`read_recent_outputs`] snapshot (see there).
-fn recent_of(snapshot: redpill::LogSnapshot) -> Option<protocol::history::Recent> {
+/// The seq of output event `text` (JSON), reading nothing else of it.
+fn event_seq(text: &str) -> Option<u64> {
     #[derive(serde::Deserialize)]
     struct Seq {
         seq: u64,
     }
-    let seq_of = |text: &str| {
-        serde_json::from_str::<Seq>(text)
-            .ok()
-            .map(|event| event.seq)
-    };
+    serde_json::from_str::<Seq>(text)
+        .ok()
+        .map(|event| event.seq)
+}
+
+/// The usable part of a [`read_recent_outputs`] snapshot (see there).
+fn recent_of(snapshot: redpill::LogSnapshot) -> Option<protocol::history::Recent> {
+    // Scores are whole seqs, far below 2^53.
+    let floor = snapshot.score.map_or(0, |score| score as u64);
     let latest: u64 = snapshot.field?.parse().ok()?;
     if latest == 0 && snapshot.len == 0 {
         // No output in this life yet: nothing of it can be archived either.
         return Some(protocol::history::Recent {
             events: Vec::new(),
-            floor: snapshot.score.map_or(0, |score| score as u64),
+            floor,
         });
     }
-    let oldest = seq_of(snapshot.first.as_deref()?)?;
+    let oldest = event_seq(snapshot.first.as_deref()?)?;
     let events = snapshot
         .newest
         .iter()
         .map(|text| serde_json::from_str::<protocol::OutputEvent>(text).ok())
         .collect::<Option<Vec<_>>>()?;
     let newest = events.last()?.seq;
-    // Consecutive from the oldest to the latest: the length tells, since seqs only rise.
+    // The whole list, read or not, ends at the latest and is as long as its ends are apart;
+    // the part read is also checked pair by pair.
     let whole = newest == latest && newest.checked_sub(oldest)? + 1 == snapshot.len;
     let consecutive = events.windows(2).all(|pair| pair[1].seq == pair[0].seq + 1);
-    if !whole || !consecutive {
-        return None;
-    }
-    Some(protocol::history::Recent {
-        events,
-        // Scores are whole seqs, far below 2^53.
-        floor: snapshot.score.map_or(0, |score| score as u64),
-    })
+    (whole && consecutive).then_some(protocol::history::Recent { events, floor })
 }
 
 /// One write of a partition owner's batch commit to a node's keys. Which writes a batch makes
