@@ -252,11 +252,14 @@ impl Client {
             .map(|log| {
                 (
                     vec![log.hash.clone(), log.list.clone(), log.sorted_set.clone()],
-                    vec![
+                    [
                         log.field.clone().into_bytes(),
                         log.newest.to_string().into_bytes(),
                         log.member.clone().into_bytes(),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(log.containing.clone().map(String::into_bytes))
+                    .collect(),
                 )
             })
             .collect();
@@ -608,6 +611,9 @@ pub struct LogRead {
     pub list: String,
     /// How many of its newest elements to read; 0 for all.
     pub newest: usize,
+    /// Of those, only the elements holding these bytes, if set (a byte search in Redis, so
+    /// a reader looking for a few elements of a long log does not fetch all of it).
+    pub containing: Option<String>,
     /// The sorted set kept beside it.
     pub sorted_set: String,
     /// The member whose score to read.
@@ -623,7 +629,8 @@ pub struct LogSnapshot {
     pub len: u64,
     /// Its first (oldest) element.
     pub first: Option<String>,
-    /// Its newest elements as asked for, oldest first.
+    /// Its newest elements as asked for (those holding [`LogRead::containing`], if set),
+    /// oldest first.
     pub newest: Vec<String>,
     /// The member's score, if it has one.
     pub score: Option<f64>,

@@ -603,3 +603,222 @@ async fn history_without_a_replay_buffer_reads_the_archive() {
     assert_eq!(seqs, [5, 4, 3, 2, 1]);
     assert_eq!(sources, ["archive", "archive", "archive"]);
 }
+
+/// The outputs of inject `id`, every page of `limit` followed: their `(node, input_id)` and
+/// the `gorgon-history-source` of each page.
+async fn caused(
+    mesh: &Mesh,
+    id: &str,
+    node: Option<&str>,
+    limit: u32,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let node = node.map_or(String::new(), |node| format!("&node={node}"));
+    let mut path = Some(format!(
+        "/v1/topologies/t/outputs?input_id={id}{node}&limit={limit}"
+    ));
+    let (mut outputs, mut sources) = (Vec::new(), Vec::new());
+    let mut last_id = String::new();
+    while let Some(next) = path {
+        let page = mesh.call(Method::GET, &next, &Value::Null).await;
+        assert_eq!(page.status, StatusCode::OK, "{next}: {}", page.text);
+        for item in page.json["items"].as_array().unwrap() {
+            let msg_id = item["msg_id"].as_str().unwrap().to_owned();
+            assert!(msg_id > last_id, "{next}: out of msg_id order");
+            last_id = msg_id;
+            outputs.push((
+                item["node"].as_str().unwrap().to_owned(),
+                item["input_id"].as_str().unwrap().to_owned(),
+            ));
+        }
+        sources.push(page.header("gorgon-history-source").to_owned());
+        path = page.json["next"].as_str().map(str::to_owned);
+    }
+    (outputs, sources)
+}
+
+/// Injects `data` into node `a` of `t`: its msg_id.
+async fn inject_one(mesh: &Mesh, data: Value) -> String {
+    let answer = mesh
+        .call(Method::POST, "/v1/topologies/t/nodes/a/messages", &data)
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    answer.json["msg_id"].as_str().unwrap().to_owned()
+}
+
+/// Outputs by `input_id` through a chain a → b → c (beside an unrelated node z): exactly the
+/// inject's three, in the order they were made, in pages of every size; from the replay
+/// buffers alone while they reach back a second before the inject and the edges have not
+/// changed since; joined with the archive once the buffers moved on, with the archive
+/// behind, and after an edge was removed; from the archive alone without the node.
+#[tokio::test]
+async fn outputs_of_one_inject_through_a_three_node_chain() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
+    let created = mesh
+        .call(
+            Method::PUT,
+            "/v1/topologies/t",
+            &json!({"graph": "a --> b --> c", "node": [
+                {"id": "a", "function": "pass"}, {"id": "b", "function": "pass"},
+                {"id": "c", "function": "pass"}, {"id": "z", "function": "pass"},
+            ]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    // Edges that changed within a second of an inject are not trusted to be the ones it took.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let x = inject_one(&mesh, json!({"n": 1})).await;
+    let y = inject_one(&mesh, json!({"n": 2})).await;
+    let chain = |id: &str| -> Vec<(String, String)> {
+        ["a", "b", "c"]
+            .iter()
+            .map(|node| ((*node).to_owned(), id.to_owned()))
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the chain's outputs of x",
+        || async {
+            let (outputs, _) = caused(&mesh, &x, Some("a"), 100).await;
+            (outputs.len() == 3).then_some(())
+        },
+    )
+    .await;
+    for limit in [1, 2, 3, 100] {
+        let (outputs, sources) = caused(&mesh, &x, Some("a"), limit).await;
+        assert_eq!(outputs, chain(&x), "limit {limit}");
+        assert!(
+            sources.iter().all(|source| source == "redis"),
+            "{sources:?}"
+        );
+    }
+    let page = mesh
+        .call(
+            Method::GET,
+            &format!("/v1/topologies/t/outputs?input_id={x}&node=a"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(
+        page.json["items"][2]["data"],
+        json!({"n": 1}),
+        "{}",
+        page.text
+    );
+    assert_eq!(page.json["items"][2]["seq"], 1);
+
+    // Without the node: the archive alone, the same outputs, found by its index.
+    archived(&mongo, 6, Duration::from_secs(60)).await;
+    let database = mongo.client().await.database(mesh_tests::mongo::DATABASE);
+    let listed = database
+        .run_command(doc! {"listIndexes": "outputs"})
+        .await
+        .unwrap();
+    let keys: Vec<Vec<String>> = listed
+        .get_document("cursor")
+        .and_then(|cursor| cursor.get_array("firstBatch"))
+        .unwrap()
+        .iter()
+        .filter_map(|index| index.as_document()?.get_document("key").ok())
+        .map(|key| key.keys().cloned().collect())
+        .collect();
+    assert!(
+        keys.contains(&vec!["topology".to_owned(), "input_id".to_owned()]),
+        "{keys:?}"
+    );
+    for limit in [1, 2, 100] {
+        let (outputs, sources) = caused(&mesh, &y, None, limit).await;
+        assert_eq!(outputs, chain(&y), "limit {limit}");
+        assert!(
+            sources.iter().all(|source| source == "archive"),
+            "{sources:?}"
+        );
+    }
+
+    // Fifteen more: x's outputs leave the buffers of ten; the archive has them.
+    for n in 0..15 {
+        inject_one(&mesh, json!({"burst": n})).await;
+    }
+    let w = inject_one(&mesh, json!({"n": 3})).await;
+    archived(&mongo, 3 * 18, Duration::from_secs(60)).await;
+    for limit in [1, 2, 100] {
+        let (outputs, sources) = caused(&mesh, &x, Some("a"), limit).await;
+        assert_eq!(outputs, chain(&x), "limit {limit}");
+        assert!(
+            sources.iter().all(|source| source == "redis+archive"),
+            "{sources:?}"
+        );
+    }
+    // w is buffered, but the buffers reach back less than a second before it: joined, and
+    // whole with the archive behind (c's output of w not archived).
+    let outputs = mongo
+        .client()
+        .await
+        .database(mesh_tests::mongo::DATABASE)
+        .collection::<Document>("outputs");
+    let removed = outputs
+        .delete_many(doc! {"node": "c", "input_id": &w})
+        .await
+        .unwrap();
+    assert_eq!(removed.deleted_count, 1);
+    let (got, sources) = caused(&mesh, &w, Some("a"), 100).await;
+    assert_eq!(got, chain(&w));
+    assert_eq!(sources, ["redis+archive"]);
+
+    // A second later the buffers reach back far enough: v from Redis alone, until c no
+    // longer receives from b. Then b → c is not walked; the archive still has c's output.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let v = inject_one(&mesh, json!({"n": 4})).await;
+    eventually(
+        Duration::from_secs(30),
+        "the chain's outputs of v",
+        || async {
+            let (outputs, _) = caused(&mesh, &v, Some("a"), 100).await;
+            (outputs.len() == 3).then_some(())
+        },
+    )
+    .await;
+    let (got, sources) = caused(&mesh, &v, Some("a"), 100).await;
+    assert_eq!(got, chain(&v));
+    assert_eq!(sources, ["redis"]);
+    archived(&mongo, 3 * 19 - 1, Duration::from_secs(60)).await;
+    let cut = mesh
+        .call(
+            Method::PATCH,
+            "/v1/topologies/t/nodes/c",
+            &json!({"sources": []}),
+        )
+        .await;
+    assert_eq!(cut.status, StatusCode::OK, "{}", cut.text);
+    let (got, sources) = caused(&mesh, &v, Some("a"), 100).await;
+    assert_eq!(got, chain(&v));
+    assert_eq!(sources, ["redis+archive"]);
+
+    // An inject nobody made: nothing; a topology that never was: 404; bad queries: 400.
+    let (got, _) = caused(&mesh, "0190000000007000800000000000000f", Some("z"), 10).await;
+    assert_eq!(got, []);
+    let missing = mesh
+        .call(
+            Method::GET,
+            &format!("/v1/topologies/nope/outputs?input_id={x}"),
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+    for bad in [
+        "/v1/topologies/t/outputs",
+        "/v1/topologies/t/outputs?input_id=",
+        "/v1/topologies/t/outputs?input_id=x&limit=0",
+        "/v1/topologies/t/outputs?input_id=x&limit=1001",
+        "/v1/topologies/t/outputs?input_id=x&node=Not%20a%20slug",
+    ] {
+        let answer = mesh.call(Method::GET, bad, &Value::Null).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            answer.text
+        );
+        assert_eq!(answer.code(), "invalid_query", "{bad}");
+    }
+}

@@ -40,13 +40,14 @@ mod topology;
 use redpill::{Client, Lease, Members, Outbox, Queue, Responder, Tag, Topic};
 
 pub use node::{
-    read_node_records, read_node_seqs, read_partition_nodes, read_recent_outputs,
-    read_replay_tails, write_nodes, NodeRecord, NodeWrite,
+    read_caused_outputs, read_node_records, read_node_seqs, read_partition_nodes,
+    read_recent_outputs, read_replay_tails, write_nodes, NodeRecord, NodeWrite,
 };
 pub use topology::{
-    list_topologies, list_topology, read_topologies, read_topology_revs, read_topology_summaries,
-    topology, unlist_topology, write_topology, StoredTopology, TopologyHandles, TopologyRecord,
-    TopologySummary, TopologyWrite,
+    list_topologies, list_topology, read_topologies, read_topology_revs, read_topology_settled,
+    read_topology_summaries, settle_topology, topology, unlist_topology, unsettle_topology,
+    write_topology, StoredTopology, TopologyHandles, TopologyRecord, TopologySummary,
+    TopologyWrite,
 };
 
 /// The most entries (batches of output events) each shard of the output topic keeps until

@@ -366,11 +366,91 @@ pub async fn read_recent_outputs(
         field: "seq".to_owned(),
         list: replay_key(keys, partition, &member),
         newest,
+        containing: None,
         sorted_set: floors_key(keys, partition),
         member,
     };
     let snapshot = client.read_logs(&[read]).await?.pop().unwrap_or_default();
     Ok(recent_of(snapshot))
+}
+
+/// What the replay buffers of `nodes` (all of one topology) hold of the outputs inject
+/// `input_id` caused, one per node, in one round trip: each buffer searched in Redis for the
+/// id, with the node's latest seq, its buffer's length and oldest event and its floor, read
+/// in one atomic step, which tell since when the buffer holds every output of the node
+/// (`protocol::caused::Held`).
+pub async fn read_caused_outputs(
+    client: &Client,
+    partitions: u32,
+    nodes: &[(&str, &str)],
+    input_id: &str,
+) -> redpill::Result<Vec<protocol::caused::Held>> {
+    // As the id appears in an event's JSON: serde_json writes events compactly.
+    let needle = format!(
+        "\"input_id\":{}",
+        serde_json::to_string(input_id).expect("a string serializes")
+    );
+    let keys = client.keys();
+    let reads: Vec<redpill::LogRead> = nodes
+        .iter()
+        .map(|node| {
+            let (partition, member) = locate(partitions, *node);
+            redpill::LogRead {
+                hash: record_key(keys, partition, &member),
+                field: "seq".to_owned(),
+                list: replay_key(keys, partition, &member),
+                newest: 0,
+                containing: Some(needle.clone()),
+                sorted_set: floors_key(keys, partition),
+                member,
+            }
+        })
+        .collect();
+    Ok(client
+        .read_logs(&reads)
+        .await?
+        .into_iter()
+        .map(|snapshot| held_of(snapshot, input_id))
+        .collect())
+}
+
+/// The usable part of a [`read_caused_outputs`] snapshot (see there).
+fn held_of(snapshot: redpill::LogSnapshot, input_id: &str) -> protocol::caused::Held {
+    let events = snapshot
+        .newest
+        .iter()
+        .filter_map(|text| serde_json::from_str::<protocol::OutputEvent>(text).ok())
+        .filter(|event| event.input_id == input_id)
+        .collect();
+    protocol::caused::Held {
+        events,
+        whole_since_ms: whole_since(&snapshot),
+    }
+}
+
+/// Since when a node's buffer holds every output the node made (see
+/// `protocol::caused::Held::whole_since_ms`).
+fn whole_since(snapshot: &redpill::LogSnapshot) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Oldest {
+        seq: u64,
+        ts: protocol::Timestamp,
+    }
+    // Scores are whole seqs, far below 2^53.
+    let floor = snapshot.score.map_or(0, |score| score as u64);
+    let latest: u64 = snapshot.field.as_deref()?.parse().ok()?;
+    let Some(first) = snapshot.first.as_deref() else {
+        // No output in this life: none ever, unless a former life made some.
+        return (latest == 0 && floor == 0).then_some(i64::MIN);
+    };
+    let oldest: Oldest = serde_json::from_str(first).ok()?;
+    if oldest.seq.checked_add(snapshot.len)? != latest + 1 {
+        return None;
+    }
+    Some(match oldest.seq == 1 && floor == 0 {
+        true => i64::MIN,
+        false => oldest.ts.unix_ms(),
+    })
 }
 
 /// The seq of output event `text` (JSON), reading nothing else of it.

@@ -1,10 +1,13 @@
 //! Where the store keeps each topology: its record, its lease and its outbox under the tag
 //! `{t:<topology>}`, and the index of topology ids.
 //!
-//! The record is a hash: `doc` (the document, JSON), `rev`, `nodes` (node count). `rev`
-//! outlives a deleted topology (`doc` and `nodes` go), so a topology created again continues
-//! its count and an old `If-Match` never matches a new document. `nodes` is written and
-//! removed with the document, so it says whether there is one without reading it.
+//! The record is a hash: `doc` (the document, JSON), `rev`, `nodes` (node count),
+//! `settled_ms`. `rev` outlives a deleted topology (`doc` and `nodes` go), so a topology
+//! created again continues its count and an old `If-Match` never matches a new document.
+//! `nodes` is written and removed with the document, so it says whether there is one without
+//! reading it. `settled_ms` is when the node changes of the last change were all delivered to
+//! the partitions (Unix ms, the store's clock); a change that sends node changes removes it
+//! as it commits, and the store that delivers them writes it again.
 
 use std::collections::HashMap;
 
@@ -18,6 +21,7 @@ const INDEX: &str = "topologies";
 const DOC: &str = "doc";
 const REV: &str = "rev";
 const NODES: &str = "nodes";
+const SETTLED: &str = "settled_ms";
 
 fn tag(topology: &str) -> Tag {
     Tag::named(&format!("t:{topology}"))
@@ -160,6 +164,33 @@ pub fn write_topology(
             .hash_delete(&topology.record, &[DOC, NODES])
             .hash_set(&topology.record, &[(REV, rev.to_string())]),
     }
+}
+
+/// Adds to a fenced write of the topology's lease: its node changes are not all delivered
+/// (from the commit that sends them).
+pub fn unsettle_topology(fenced: FencedWrite, topology: &TopologyHandles) -> FencedWrite {
+    fenced.hash_delete(&topology.record, &[SETTLED])
+}
+
+/// Adds to a fenced write of the topology's lease: its node changes were all delivered at
+/// `at_ms`.
+pub fn settle_topology(fenced: FencedWrite, topology: &TopologyHandles, at_ms: i64) -> FencedWrite {
+    fenced.hash_set(&topology.record, &[(SETTLED, at_ms.to_string())])
+}
+
+/// When `topology`'s node changes were last all delivered to the partitions (Unix ms):
+/// `None` while some are on their way, and for a topology last changed by a store that did
+/// not record it.
+pub async fn read_topology_settled(
+    client: &Client,
+    topology: &str,
+) -> redpill::Result<Option<i64>> {
+    Ok(client
+        .read_hash_field(&record_keys(client, &[topology]), SETTLED)
+        .await?
+        .pop()
+        .flatten()
+        .and_then(|at| at.parse().ok()))
 }
 
 /// The records of `topologies`, in one round trip.

@@ -408,3 +408,149 @@ async fn recent_outputs_read_back_with_the_floor() {
     again().await.unwrap();
     assert_eq!(recent(0).await.unwrap().unwrap().floor, 6);
 }
+
+/// The outputs of inject `input` in the buffer of `t/a`, by seq, and since when the buffer
+/// holds every output of it; `t/none`, searched with it, has nothing.
+async fn search(client: &redpill::Client, input: &str) -> (Vec<u64>, Option<i64>) {
+    let held = layout::read_caused_outputs(client, PARTITIONS, &[("t", "a"), ("t", "none")], input)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held[1], protocol::caused::Held::default(), "no node");
+    let seqs: Vec<u64> = held[0].events.iter().map(|event| event.seq).collect();
+    (seqs, held[0].whole_since_ms)
+}
+
+/// Output `seq` of `t/a` caused by inject `input`, at ts 1 000 + seq, with `data`.
+fn caused_text(seq: u64, input: &str, data: serde_json::Value) -> String {
+    serde_json::to_string(&protocol::OutputEvent {
+        topology: "t".into(),
+        node: "a".into(),
+        seq,
+        msg_id: format!("m{seq}"),
+        input_id: input.into(),
+        injected_at: protocol::Timestamp::from_unix_ms(1_000),
+        ts: protocol::Timestamp::from_unix_ms(1_000 + seq as i64),
+        data,
+    })
+    .unwrap()
+}
+
+/// The search of buffers for one inject's outputs: exactly its outputs (not one whose data
+/// holds the same text), and since when each buffer holds every output of its node: all
+/// time while it starts at seq 1 of the node's only life, its oldest output's ts once
+/// trimmed or after a former life, unknown without a record or with a buffer not whole.
+#[tokio::test]
+async fn caused_outputs_are_found_with_the_reach_of_their_buffer() {
+    let redis = TestRedis::start();
+    let client = client(&redis).await;
+    let (partition, lease, grant) = owner_of_a(&client).await;
+    let write = |writes: Vec<NodeWrite<'_>>| {
+        layout::write_nodes(lease.fenced(&grant), &client, partition, &writes).commit()
+    };
+    assert_eq!(search(&client, "i1").await, (vec![], None), "no record");
+    write(vec![NodeWrite::Record {
+        member: "t/a",
+        fields: record(0).changed_fields(None, true),
+        dropped: &[],
+        created: true,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        search(&client, "i1").await,
+        (vec![], Some(i64::MIN)),
+        "no output ever"
+    );
+
+    // 1 to 6: odd seqs caused by i1, even by i2; 5's data looks like i1's id.
+    let texts: Vec<String> = (1..=6)
+        .map(|seq| match seq {
+            5 => caused_text(seq, "i2", serde_json::json!({"input_id": "i1"})),
+            odd if odd % 2 == 1 => caused_text(seq, "i1", serde_json::json!(seq)),
+            _ => caused_text(seq, "i2", serde_json::json!(seq)),
+        })
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    write(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: record(4).changed_fields(Some(&record(0)), true),
+            dropped: &[],
+            created: false,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: texts[..4].to_vec(),
+            keep: None,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(search(&client, "i1").await, (vec![1, 3], Some(i64::MIN)));
+    assert_eq!(search(&client, "i2").await, (vec![2, 4], Some(i64::MIN)));
+    write(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: record(6).changed_fields(Some(&record(4)), true),
+            dropped: &[],
+            created: false,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: texts[4..].to_vec(),
+            keep: Some(3),
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        search(&client, "i1").await,
+        (vec![], Some(1_004)),
+        "trimmed to 4..6"
+    );
+    assert_eq!(search(&client, "i2").await, (vec![4, 5, 6], Some(1_004)));
+
+    // The record moved on without the buffer: the reach is unknown.
+    write(vec![NodeWrite::Record {
+        member: "t/a",
+        fields: record(7).changed_fields(Some(&record(6)), true),
+        dropped: &[],
+        created: false,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        search(&client, "i2").await,
+        (vec![4, 5, 6], None),
+        "a stale buffer"
+    );
+
+    // Deleted, made again and at 1: a former life may have made outputs it never held.
+    write(vec![NodeWrite::Delete {
+        member: "t/a",
+        last_seq: 7,
+    }])
+    .await
+    .unwrap();
+    write(vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: record(1).changed_fields(None, true),
+            dropped: &[],
+            created: true,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: vec![texts[0]],
+            keep: None,
+        },
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        search(&client, "i1").await,
+        (vec![1], Some(1_001)),
+        "made again"
+    );
+}

@@ -50,8 +50,19 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
-/// The store's answer to a [`HistoryQuery`].
+/// The store's answer to an [`ArchiveQuery`].
 pub type HistoryReply = Result<HistoryPage, ApiError>;
+
+/// What the history service answers: a page of one node's outputs, or of the outputs one
+/// inject caused. Untagged, so a [`HistoryQuery`] is sent as it always was.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ArchiveQuery {
+    /// One node's outputs.
+    Node(HistoryQuery),
+    /// The outputs of one inject.
+    Caused(crate::caused::CausedQuery),
+}
 
 /// A node's newest outputs as its replay buffer in Redis holds them: enough to answer a
 /// history page that lies within them without the archive ([`Recent::answer`]), and to join

@@ -10,13 +10,15 @@
 //! [`function`] (what a function declares: its parameters), `patch.rs` (JSON merge patches),
 //! `topology/` (the topology document: parsing, validation, the Mermaid chart and the plan
 //! of a change), `time.rs` (timestamps), [`store`] (the store service's requests and
-//! replies), [`history`] (history queries and pages), [`notify`] (what socket.io clients and
-//! the notifier send each other), [`stats`] (the report every role publishes once a second,
-//! and the names of the metrics the monitor charts).
+//! replies), [`history`] (history queries and pages), [`caused`] (the outputs one inject
+//! caused), [`notify`] (what socket.io clients and the notifier send each other), [`stats`]
+//! (the report every role publishes once a second, and the names of the metrics the monitor
+//! charts).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
 pub mod auth;
+pub mod caused;
 mod envelope;
 mod error;
 pub mod function;

@@ -54,6 +54,9 @@ pub const COLLECTION: &str = "outputs";
 /// The name the store gives the index on `(topology, node, seq)`.
 pub const NODE_INDEX: &str = "topology_node_seq";
 
+/// The name the store gives the index on `(topology, input_id)`: the outputs of one inject.
+pub const INPUT_INDEX: &str = "topology_input_id";
+
 /// The name the store gives the index on `ts` (a TTL index when outputs expire).
 pub const TIME_INDEX: &str = "ts";
 
@@ -133,10 +136,10 @@ pub fn write_concern(name: &str) -> Result<WriteConcern, String> {
 }
 
 /// Makes sure the indexes the archive and history queries use exist: `(topology, node,
-/// seq)` and `ts` (a TTL index when outputs expire). An index already on the same keys is
-/// used whatever its name (MongoDB refuses a second index on the same keys, and nx-27017
-/// names indexes its own way); the others are created under [`NODE_INDEX`] and
-/// [`TIME_INDEX`]. Retries while MongoDB is unreachable; fails when the `ts` index does not
+/// seq)`, `(topology, input_id)` and `ts` (a TTL index when outputs expire). An index
+/// already on the same keys is used whatever its name (MongoDB refuses a second index on the
+/// same keys, and nx-27017 names indexes its own way); the others are created under
+/// [`NODE_INDEX`], [`INPUT_INDEX`] and [`TIME_INDEX`]. Retries while MongoDB is unreachable; fails when the `ts` index does not
 /// expire as `retention_days` says.
 pub async fn ensure_indexes(
     outputs: &Collection<Document>,
@@ -166,7 +169,7 @@ pub async fn ensure_indexes(
     }
 }
 
-/// One pass of [`ensure_indexes`]: the names of the two indexes, or what is wrong with the
+/// One pass of [`ensure_indexes`]: the names of the three indexes, or what is wrong with the
 /// `ts` index.
 async fn ensure_indexes_once(
     outputs: &Collection<Document>,
@@ -178,6 +181,10 @@ async fn ensure_indexes_once(
         IndexModel::builder()
             .keys(doc! {"topology": 1, "node": 1, "seq": 1})
             .options(IndexOptions::builder().name(NODE_INDEX.to_owned()).build())
+            .build(),
+        IndexModel::builder()
+            .keys(doc! {"topology": 1, "input_id": 1})
+            .options(IndexOptions::builder().name(INPUT_INDEX.to_owned()).build())
             .build(),
         IndexModel::builder()
             .keys(doc! {"ts": 1})

@@ -1,5 +1,5 @@
-//! History queries: pages of one node's archived outputs, answered from MongoDB over the
-//! history request/reply service.
+//! History queries: pages of one node's archived outputs, or of the outputs one inject
+//! caused, answered from MongoDB over the history request/reply service.
 //!
 //! Every reply reads back in web_face: documents are read as raw BSON and converted one by
 //! one, so a document that does not convert is skipped (logged with its `_id`) instead of
@@ -12,7 +12,8 @@ use futures_util::future::join_all;
 use futures_util::TryStreamExt as _;
 use mongodb::bson::{doc, Document, RawDocumentBuf};
 use mongodb::Collection;
-use protocol::history::{HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
+use protocol::caused::CausedQuery;
+use protocol::history::{ArchiveQuery, HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
 use protocol::store::ApiError;
 use protocol::ErrorCode;
 use redpill::{Client, Request};
@@ -52,8 +53,9 @@ pub async fn serve(client: Client, outputs: Collection<Document>, token: Cancell
 }
 
 async fn answer(outputs: &Collection<Document>, request: Request) -> (Request, redpill::Reply) {
-    let reply: HistoryReply = match serde_json::from_slice::<HistoryQuery>(&request.body) {
-        Ok(query) => page(outputs, &query).await,
+    let reply: HistoryReply = match serde_json::from_slice::<ArchiveQuery>(&request.body) {
+        Ok(ArchiveQuery::Node(query)) => page(outputs, &query).await,
+        Ok(ArchiveQuery::Caused(query)) => caused_page(outputs, &query).await,
         Err(error) => Err(ApiError::new(
             ErrorCode::InvalidQuery,
             format!("not a history query: {error}"),
@@ -66,14 +68,36 @@ async fn answer(outputs: &Collection<Document>, request: Request) -> (Request, r
 /// One page: the matching outputs in `seq` order, and whether more follow.
 pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> HistoryReply {
     let limit = query.limit.clamp(1, MAX_HISTORY_LIMIT);
+    let sort = doc! {"seq": if query.ascending { 1 } else { -1 }};
+    read_page(outputs, filter(query), sort, limit).await
+}
+
+/// One page of the outputs one inject caused: in `msg_id` (`_id`) order, found by the
+/// `(topology, input_id)` index.
+pub async fn caused_page(outputs: &Collection<Document>, query: &CausedQuery) -> HistoryReply {
+    let limit = query.limit.clamp(1, MAX_HISTORY_LIMIT);
+    let mut filter = doc! {"topology": &query.topology, "input_id": &query.input_id};
+    if let Some(after) = &query.after {
+        filter.insert("_id", doc! {"$gt": after});
+    }
+    read_page(outputs, filter, doc! {"_id": 1}, limit).await
+}
+
+/// The first `limit` outputs `filter` matches in `sort` order, and whether more follow.
+async fn read_page(
+    outputs: &Collection<Document>,
+    filter: Document,
+    sort: Document,
+    limit: u32,
+) -> HistoryReply {
     // An aggregation rather than `find`: MongoDB plans a leading `$match`, `$sort`, `$limit`
-    // exactly like the equivalent find (the `(topology, node, seq)` index, top-k), while
-    // MongoDB-wire servers on SQLite such as nx-27017 scan the whole collection for a sorted
-    // find and use the index only for the pipeline (100 ms against 3 ms at 30 000 outputs).
+    // exactly like the equivalent find (an index, top-k), while MongoDB-wire servers on
+    // SQLite such as nx-27017 scan the whole collection for a sorted find and use the index
+    // only for the pipeline (100 ms against 3 ms at 30 000 outputs).
     let found = outputs
         .aggregate([
-            doc! {"$match": filter(query)},
-            doc! {"$sort": {"seq": if query.ascending { 1 } else { -1 }}},
+            doc! {"$match": filter},
+            doc! {"$sort": sort},
             doc! {"$limit": i64::from(limit) + 1},
         ])
         .with_type::<RawDocumentBuf>()

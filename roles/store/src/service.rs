@@ -24,7 +24,7 @@ use futures_util::future::join_all;
 use layout::{StoredTopology, TopologyHandles, TopologyWrite};
 use protocol::store::{ApiError, Applied, Change, StoreReply, StoreRequest};
 use protocol::{merge_patch, partition_of, Body, Envelope, Limits, ENVELOPE_VERSION};
-use redpill::{Acquired, Client, Grant, Lease, Outbox, Queue, Request};
+use redpill::{Acquired, Client, Grant, Lease, Queue, Request};
 use serde_json::{Map, Value};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -242,7 +242,7 @@ async fn apply_held(
     keys: &TopologyHandles,
     grant: &Grant,
 ) -> anyhow::Result<Vec<StoreReply>> {
-    deliver(&keys.outbox, &keys.lease, grant).await?;
+    deliver(keys, grant).await?;
     let stored = keys.read().await?;
     let staged = {
         let (settings, topology) = (settings.clone(), topology.to_owned());
@@ -270,7 +270,7 @@ async fn apply_held(
     // Committed: the changes are applied whatever happens next, so what follows only
     // logs its failures. Undelivered node changes wait in the outbox for the next change
     // or the sweep; a stale index entry is skipped by readers and removed by the sweep.
-    if let Err(error) = deliver(&keys.outbox, &keys.lease, grant).await {
+    if let Err(error) = deliver(keys, grant).await {
         tracing::warn!(%topology, error = format!("{error:#}"), "node changes committed but not yet delivered; the sweep will");
     }
     if deleted {
@@ -423,6 +423,10 @@ async fn commit(
         None => TopologyWrite::Deleted { rev: write.rev },
     };
     let mut fenced = layout::write_topology(keys.lease.fenced(grant), keys, record);
+    if !write.messages.is_empty() {
+        // Settled again by the delivery.
+        fenced = layout::unsettle_topology(fenced, keys);
+    }
     let mut queues: HashMap<u32, Queue> = HashMap::new();
     for (partition, _, _) in &write.messages {
         queues
@@ -485,9 +489,22 @@ async fn fill_patched_attrs(
     Ok(())
 }
 
-/// Delivers everything in `outbox` while `grant` holds the lease.
-async fn deliver(outbox: &Outbox, lease: &Lease, grant: &Grant) -> anyhow::Result<()> {
-    while outbox.deliver(lease, grant).await? > 0 {}
+/// Delivers everything in the topology's outbox while `grant` holds its lease, and records
+/// when, if there was anything (`layout::settle_topology`).
+async fn deliver(keys: &TopologyHandles, grant: &Grant) -> anyhow::Result<()> {
+    let mut delivered = 0;
+    loop {
+        match keys.outbox.deliver(&keys.lease, grant).await? {
+            0 => break,
+            count => delivered += count,
+        }
+    }
+    if delivered > 0 {
+        let at = protocol::Timestamp::now().unix_ms();
+        layout::settle_topology(keys.lease.fenced(grant), keys, at)
+            .commit()
+            .await?;
+    }
     Ok(())
 }
 
@@ -600,7 +617,7 @@ async fn tidy(
     grant: &Grant,
 ) -> anyhow::Result<()> {
     if !keys.outbox.is_empty().await? {
-        deliver(&keys.outbox, &keys.lease, grant).await?;
+        deliver(keys, grant).await?;
         tracing::info!(%topology, "delivered node changes a store left behind");
     }
     if !keys.read().await?.exists() {

@@ -1,8 +1,8 @@
 //! What every handler shares: the Redis client, the store requester, limits, tokens, the
 //! rate limiter, and a cache of the topologies read, checked against their rev.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use layout::TopologyRecord;
@@ -82,6 +82,8 @@ pub struct TopologyView {
     /// The positions in `resolved` of the distinct ids, sorted by id: the order of paged
     /// node reads, whose cursor (the last id read) stays good while nodes come and go.
     by_id: Vec<usize>,
+    /// Node id → the nodes that receive its outputs; made on the first read that needs it.
+    targets: OnceLock<BTreeMap<String, Vec<String>>>,
 }
 
 impl TopologyView {
@@ -102,6 +104,7 @@ impl TopologyView {
             resolved,
             index,
             by_id,
+            targets: OnceLock::new(),
         }
     }
 
@@ -132,6 +135,31 @@ impl TopologyView {
             .map(|&position| &nodes[position])
             .collect();
         Ok((page, end < self.by_id.len()))
+    }
+
+    /// Node `from` and every node its outputs reach, in breadth-first order, or `None` when
+    /// they are more than `most` (or the topology has no node `from`).
+    pub fn downstream(&self, from: &str, most: usize) -> ApiResult<Option<Vec<&str>>> {
+        let nodes = self.nodes()?;
+        let targets = self.targets.get_or_init(|| protocol::targets(nodes));
+        let Some((from, _)) = targets.get_key_value(from) else {
+            return Ok(None);
+        };
+        let mut reached: Vec<&str> = vec![from.as_str()];
+        let mut seen: HashSet<&str> = reached.iter().copied().collect();
+        let mut next = 0;
+        while let Some(&node) = reached.get(next) {
+            next += 1;
+            for target in targets.get(node).into_iter().flatten() {
+                if seen.insert(target.as_str()) {
+                    if reached.len() == most {
+                        return Ok(None);
+                    }
+                    reached.push(target.as_str());
+                }
+            }
+        }
+        Ok(Some(reached))
     }
 
     /// Whether the document declares node `id`.
@@ -313,10 +341,10 @@ impl AppState {
             .is_some_and(|view| view.has(node)))
     }
 
-    /// Asks the store for a page of history.
+    /// Asks the store for a page of history: of a node, or of the outputs of an inject.
     pub async fn history(
         &self,
-        query: &protocol::history::HistoryQuery,
+        query: &protocol::history::ArchiveQuery,
     ) -> ApiResult<protocol::history::HistoryPage> {
         self.ask(layout::HISTORY_SERVICE, query, "the history query")
             .await

@@ -4,6 +4,7 @@
 pub mod messages;
 pub mod nodes;
 pub mod ops;
+pub mod outputs;
 pub mod topologies;
 
 use std::net::SocketAddr;
@@ -49,6 +50,7 @@ use crate::state::AppState;
         nodes::delete,
         nodes::output,
         nodes::history,
+        outputs::caused,
         messages::inject,
         messages::dead_letters,
         messages::replay,
@@ -223,6 +225,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/topologies/{t}/nodes/{n}/output", get(nodes::output))
         .route("/v1/topologies/{t}/nodes/{n}/history", get(nodes::history))
+        .route("/v1/topologies/{t}/outputs", get(outputs::caused))
         .route(
             "/v1/topologies/{t}/nodes/{n}/messages",
             post(messages::inject),

@@ -214,7 +214,7 @@ fn chosen<'a>(
 }
 
 /// 400 `invalid_query` with `message`.
-fn invalid_query(message: impl Into<String>) -> Failure {
+pub(super) fn invalid_query(message: impl Into<String>) -> Failure {
     Failure::new(protocol::ErrorCode::InvalidQuery, message)
 }
 
@@ -439,14 +439,14 @@ pub struct HistoryParams {
     order: Option<String>,
 }
 
-/// A page of a node's outputs.
+/// A page of outputs: of a node (by seq) or of an inject (by msg_id).
 #[derive(Serialize, ToSchema)]
 pub struct HistoryView {
-    /// Output events, by seq in the order asked for.
+    /// Output events, in the order asked for.
     #[schema(value_type = Vec<Object>)]
-    items: Vec<protocol::OutputEvent>,
+    pub(super) items: Vec<protocol::OutputEvent>,
     /// The path of the next page, or null on the last.
-    next: Option<String>,
+    pub(super) next: Option<String>,
 }
 
 /// The node's outputs, newest first unless `order=asc`: the recent ones from its replay
@@ -548,7 +548,7 @@ pub async fn history(
 
 /// The response header naming where a history page was read: `redis`, `archive` or
 /// `redis+archive`.
-const HISTORY_SOURCE: &str = "gorgon-history-source";
+pub(super) const HISTORY_SOURCE: &str = "gorgon-history-source";
 
 /// The page `query` asks for: from the node's replay buffer in Redis when it alone tells
 /// the page (the newest outputs, or those after a seq it holds), else the archive's page
@@ -569,7 +569,9 @@ async fn read_history(
     let read = match recent.as_ref().and_then(|recent| recent.answer(query)) {
         Some(page) => (page, HistorySource::Recent),
         None => {
-            let archived = state.history(query).await?;
+            let archived = state
+                .history(&protocol::history::ArchiveQuery::Node(query.clone()))
+                .await?;
             match recent {
                 Some(recent) => (recent.merge(query, archived), HistorySource::Both),
                 None => (archived, HistorySource::Archive),
@@ -583,7 +585,11 @@ async fn read_history(
 /// Whether an empty history page is of a node that does not exist: history outlives nodes
 /// and topologies (a deleted node's archived outputs stay readable), so a node is missing
 /// only when it is neither in its topology now nor in the page.
-async fn page_of_nothing(state: &AppState, topology: &str, node: &str) -> ApiResult<bool> {
+pub(super) async fn page_of_nothing(
+    state: &AppState,
+    topology: &str,
+    node: &str,
+) -> ApiResult<bool> {
     Ok(match state.read_topology(topology).await? {
         Some(view) => view.node(node)?.is_none(),
         None => true,
@@ -591,7 +597,7 @@ async fn page_of_nothing(state: &AppState, topology: &str, node: &str) -> ApiRes
 }
 
 /// `text` percent-encoded for a query string (RFC 3339 times carry `:` and `+`).
-fn encode(text: &str) -> String {
+pub(super) fn encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
