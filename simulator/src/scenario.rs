@@ -121,6 +121,7 @@ impl Plan {
             doc: TopologyDoc {
                 description: Some(description.to_owned()),
                 graph: None,
+                archive: None,
                 node: specs,
             },
             nodes,
@@ -144,6 +145,7 @@ fn spec(id: String, function: &str, sources: Vec<String>, attrs: Value) -> NodeS
         function: function.to_owned(),
         sources,
         attrs,
+        archive: None,
     }
 }
 

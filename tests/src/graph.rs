@@ -58,6 +58,7 @@ impl Graph {
                             function: (*function).to_owned(),
                             sources: sources.iter().map(|s| (*s).to_owned()).collect(),
                             attrs: attrs.as_object().cloned().unwrap_or_default(),
+                            archive: None,
                         },
                         targets: targets.get(id).cloned().unwrap_or_default(),
                         reset_state: false,

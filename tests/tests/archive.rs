@@ -822,3 +822,106 @@ async fn outputs_of_one_inject_through_a_three_node_chain() {
         assert_eq!(answer.code(), "invalid_query", "{bad}");
     }
 }
+
+/// `archive = false`: a topology's nodes that do not say otherwise write nothing to MongoDB,
+/// a node that says `archive = true` does; their views say so, their recent history is read
+/// from Redis all the same, and a node patched to `archive: true` is archived from its next
+/// output on.
+#[tokio::test]
+async fn nodes_that_do_not_archive_cost_no_mongodb_write() {
+    let mongo = TestMongo::start();
+    let mesh = mesh_with(&mongo, 1, &[]).await;
+    let created = mesh
+        .call(
+            Method::PUT,
+            "/v1/topologies/t",
+            &json!({"archive": false, "node": [
+                {"id": "quiet", "function": "count"},
+                {"id": "kept", "function": "count", "archive": true},
+            ]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let view = |node: &'static str| {
+        let mesh = &mesh;
+        async move {
+            let answer = mesh
+                .call(
+                    Method::GET,
+                    &format!("/v1/topologies/t/nodes/{node}"),
+                    &Value::Null,
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+            answer.json
+        }
+    };
+    assert_eq!(view("quiet").await["archive"], json!(false));
+    assert!(view("kept").await.get("archive").is_none());
+    let send = |node: &'static str, count: usize| {
+        let mesh = &mesh;
+        async move {
+            let lines: Vec<String> = (0..count).map(|i| i.to_string()).collect();
+            let answer = mesh
+                .send(
+                    mesh.request(
+                        Method::POST,
+                        &format!("/v1/topologies/t/nodes/{node}/messages"),
+                    )
+                    .header("content-type", "application/x-ndjson")
+                    .body(lines.join("\n")),
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+        }
+    };
+    send("quiet", 5).await;
+    send("kept", 5).await;
+    eventually(Duration::from_secs(30), "quiet's five outputs", || async {
+        (view("quiet").await["output"]["seq"] == json!(5)).then_some(())
+    })
+    .await;
+    archived(&mongo, 5, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let nodes: Vec<String> = documents(&mongo)
+        .await
+        .iter()
+        .map(|document| document.get_str("node").unwrap().to_owned())
+        .collect();
+    assert_eq!(nodes, ["kept"; 5]);
+    let history = mesh
+        .call(
+            Method::GET,
+            "/v1/topologies/t/nodes/quiet/history?order=asc",
+            &Value::Null,
+        )
+        .await;
+    assert_eq!(history.header("gorgon-history-source"), "redis");
+    let seqs: Vec<u64> = history.json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+
+    let patched = mesh
+        .call(
+            Method::PATCH,
+            "/v1/topologies/t/nodes/quiet",
+            &json!({"archive": true}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert!(patched.json.get("archive").is_none(), "{}", patched.text);
+    send("quiet", 2).await;
+    archived(&mongo, 7, Duration::from_secs(60)).await;
+    let mut quiet: Vec<u64> = documents(&mongo)
+        .await
+        .iter()
+        .filter(|document| document.get_str("node") == Ok("quiet"))
+        .map(|document| integer(document.get("seq").unwrap()))
+        .collect();
+    quiet.sort_unstable();
+    assert_eq!(quiet, [6, 7]);
+}

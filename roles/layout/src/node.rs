@@ -15,6 +15,7 @@
 //! | `output` | the latched output event, JSON, when the processors keep no replay buffer (see below) |
 //! | `status` | JSON `{"state","last_error","dead_letters"}` |
 //! | `hwm` | JSON object: source node → the last of its output seqs applied here |
+//! | `archive` | `0` when the node's outputs do not go to the archive; absent when they do |
 //!
 //! Only the partition's owner writes these, inside its fenced batch commits ([`write_nodes`]).
 //!
@@ -54,12 +55,15 @@ pub struct NodeRecord {
     pub status: NodeStatus,
     /// Per source: the last output seq applied here.
     pub hwm: HashMap<String, u64>,
+    /// Whether its outputs go to the archive.
+    pub archive: bool,
 }
 
 impl NodeRecord {
     /// A new node from its spec.
     pub fn new(spec: NodeSpec, targets: Vec<String>) -> NodeRecord {
         NodeRecord {
+            archive: spec.archived(),
             function: spec.function,
             sources: spec.sources,
             targets,
@@ -75,10 +79,11 @@ impl NodeRecord {
         }
     }
 
-    /// Applies an update: function, sources and targets replaced; the attributes listed set,
-    /// the others kept (or dropped with `reset_state`). Sources no longer listed lose their
-    /// high-water mark.
+    /// Applies an update: function, sources, targets and archiving replaced; the attributes
+    /// listed set, the others kept (or dropped with `reset_state`). Sources no longer listed
+    /// lose their high-water mark.
     pub fn update(&mut self, spec: NodeSpec, targets: Vec<String>, reset_state: bool) {
+        self.archive = spec.archived();
         self.function = spec.function;
         self.hwm.retain(|source, _| spec.sources.contains(source));
         self.sources = spec.sources;
@@ -104,6 +109,9 @@ impl NodeRecord {
             ("status", json(&self.status)),
             ("hwm", json(&self.hwm)),
         ];
+        if !self.archive {
+            fields.push(("archive", NOT_ARCHIVED.to_owned()));
+        }
         match &self.output {
             Some(output) if !buffered => fields.push(("output", output.clone())),
             _ => {}
@@ -144,6 +152,9 @@ impl NodeRecord {
         if self.hwm != before.hwm {
             fields.push(("hwm", json(&self.hwm)));
         }
+        if !self.archive && before.archive {
+            fields.push(("archive", NOT_ARCHIVED.to_owned()));
+        }
         if self.output != before.output && !buffered {
             if let Some(output) = &self.output {
                 fields.push(("output", output.clone()));
@@ -154,17 +165,23 @@ impl NodeRecord {
 
     /// The hash fields to remove from the record `before` (as its partition's owner read or
     /// last wrote it) when this state replaces it: its `output` field, once a new output goes
-    /// to the replay buffer instead (`buffered`), so the output is not stored twice.
+    /// to the replay buffer instead (`buffered`), so the output is not stored twice; its
+    /// `archive` field, once the node is archived again.
     pub fn dropped_fields(
         &self,
         before: Option<&NodeRecord>,
         buffered: bool,
     ) -> &'static [&'static str] {
-        match before {
-            Some(before) if buffered && before.output.is_some() && self.output != before.output => {
-                &["output"]
-            }
-            _ => &[],
+        let Some(before) = before else {
+            return &[];
+        };
+        let output = buffered && before.output.is_some() && self.output != before.output;
+        let archive = self.archive && !before.archive;
+        match (output, archive) {
+            (true, true) => &["output", "archive"],
+            (true, false) => &["output"],
+            (false, true) => &["archive"],
+            (false, false) => &[],
         }
     }
 
@@ -192,9 +209,15 @@ impl NodeRecord {
             output: fields.get("output").cloned(),
             status: serde_json::from_str(fields.get("status")?).ok()?,
             hwm: serde_json::from_str(fields.get("hwm")?).ok()?,
+            archive: fields
+                .get("archive")
+                .is_none_or(|archive| archive != NOT_ARCHIVED),
         })
     }
 }
+
+/// The `archive` field of a node whose outputs are not archived.
+const NOT_ARCHIVED: &str = "0";
 
 fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("node state serializes")
@@ -592,6 +615,7 @@ mod tests {
             function: "count".into(),
             sources: vec!["a".into()],
             attrs: attrs.as_object().unwrap().clone(),
+            archive: None,
         }
     }
 
@@ -613,6 +637,41 @@ mod tests {
             r#"{"state":"ok","last_error":null,"dead_letters":0}"#
         );
         assert_eq!(NodeRecord::from_fields(&fields).unwrap(), state);
+    }
+
+    /// A node that does not archive says so in an `archive` field, written when it stops
+    /// archiving and removed when it starts again; a node that archives has none.
+    #[test]
+    fn archiving_is_a_field_only_while_off() {
+        let names = |fields: Vec<(&'static str, String)>| -> Vec<&'static str> {
+            fields.into_iter().map(|(name, _)| name).collect()
+        };
+        let on = NodeRecord::new(spec(json!({})), Vec::new());
+        assert!(on.archive);
+        assert!(!names(on.to_fields(true)).contains(&"archive"));
+        let mut off = on.clone();
+        off.update(
+            NodeSpec {
+                archive: Some(false),
+                ..spec(json!({}))
+            },
+            Vec::new(),
+            false,
+        );
+        assert!(!off.archive);
+        assert_eq!(
+            off.changed_fields(Some(&on), true),
+            [("archive", "0".to_owned())]
+        );
+        assert_eq!(off.dropped_fields(Some(&on), true), [] as [&str; 0]);
+        let fields: HashMap<String, String> = off
+            .to_fields(true)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect();
+        assert_eq!(NodeRecord::from_fields(&fields).unwrap(), off);
+        assert_eq!(on.changed_fields(Some(&off), true), []);
+        assert_eq!(on.dropped_fields(Some(&off), true), ["archive"]);
     }
 
     /// Only what changed is written again; a new node writes everything.

@@ -23,6 +23,7 @@ fn record(seq: u64) -> NodeRecord {
             function: "count".into(),
             sources: vec!["src".into()],
             attrs: serde_json::json!({"count": 2}).as_object().unwrap().clone(),
+            archive: None,
         },
         vec!["b".into()],
     );

@@ -59,6 +59,8 @@ pub struct PlannedOutput {
     pub text: String,
     /// When the inject that caused it was accepted, Unix ms.
     pub injected_at_ms: i64,
+    /// Whether it goes to the archive (the output topic).
+    pub archive: bool,
 }
 
 /// An input that goes to the dead-letter list.
@@ -445,6 +447,7 @@ impl Plan {
                 seq: state.seq,
                 text,
                 injected_at_ms: message.injected_at_ms,
+                archive: state.archive,
             });
         }
         self.dirty.insert(key, Some(state));
@@ -500,6 +503,7 @@ mod tests {
                     function: function.into(),
                     sources: Vec::new(),
                     attrs: attrs.as_object().cloned().unwrap_or_default(),
+                    archive: None,
                 },
                 targets: targets.iter().map(|t| (*t).to_owned()).collect(),
                 reset_state: false,
@@ -882,6 +886,7 @@ mod tests {
                 function: "pass".into(),
                 sources: Vec::new(),
                 attrs: serde_json::Map::new(),
+                archive: None,
             },
             Vec::new(),
         );
@@ -896,6 +901,7 @@ mod tests {
             seq,
             text: format!("{{\"seq\":{seq}}}"),
             injected_at_ms: 0,
+            archive: true,
         }
     }
 

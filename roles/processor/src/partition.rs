@@ -244,7 +244,7 @@ impl Partition {
         if let Some(delay) = self.settings.batch_delay {
             tokio::time::sleep(delay).await;
         }
-        if !plan.outputs.is_empty() {
+        if plan.outputs.iter().any(|output| output.archive) {
             self.room -= 1;
         }
         let commit_started = Instant::now();
@@ -322,13 +322,14 @@ impl Partition {
             self.number,
             &writes,
         );
-        if !plan.outputs.is_empty() {
-            // One topic entry per batch: the JSON array of its output events.
-            let texts: Vec<&str> = plan
-                .outputs
-                .iter()
-                .map(|output| output.text.as_str())
-                .collect();
+        // One topic entry per batch: the JSON array of its output events that are archived.
+        let texts: Vec<&str> = plan
+            .outputs
+            .iter()
+            .filter(|output| output.archive)
+            .map(|output| output.text.as_str())
+            .collect();
+        if !texts.is_empty() {
             let entry = json_array(&texts);
             write = write.publish_to_topic(&self.outputs, self.number as usize, &[entry]);
         }

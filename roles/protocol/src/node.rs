@@ -25,6 +25,19 @@ pub struct NodeSpec {
     /// Settings the function reads and state it keeps.
     #[serde(default)]
     pub attrs: Map<String, Value>,
+    /// Whether the node's outputs go to the archive (MongoDB). As written, `None` follows
+    /// the topology's `archive` (archived unless it says `false`); in resolved nodes
+    /// ([`crate::TopologyDoc::resolved_nodes`]) it is the node's own: `Some(false)` when its
+    /// outputs are not archived, `None` when they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<bool>,
+}
+
+impl NodeSpec {
+    /// Whether the node's outputs are archived, for a resolved node.
+    pub fn archived(&self) -> bool {
+        self.archive != Some(false)
+    }
 }
 
 /// A node's health as the API shows it.

@@ -59,6 +59,9 @@ pub enum Change {
         /// The new sources.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sources: Option<Vec<String>>,
+        /// Whether its outputs are archived.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        archive: Option<bool>,
     },
     /// A JSON merge patch of a node's attributes.
     PatchAttrs {

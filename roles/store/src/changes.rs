@@ -207,6 +207,7 @@ pub fn apply_prepared(
             node,
             function,
             sources,
+            archive,
         } => {
             let doc = existing(topology, current)?;
             let mut next_doc = if sources.is_some() {
@@ -220,6 +221,9 @@ pub fn apply_prepared(
             }
             if let Some(sources) = sources {
                 spec.sources = sources;
+            }
+            if archive.is_some() {
+                spec.archive = archive;
             }
             commit_doc(current, next_doc, limits, &check, Some(node.as_str()))
         }
@@ -321,7 +325,11 @@ fn commit_doc(
     let old = resolved(current)?;
     let plan = plan(&old, &next);
     let sends = node_changes(&old, next, &plan, false);
-    let spec = node.and_then(|id| next_doc.node.iter().find(|spec| spec.id == id).cloned());
+    let spec = node.and_then(|id| {
+        let mut spec = next_doc.node.iter().find(|spec| spec.id == id).cloned()?;
+        spec.archive = next_doc.archive_of(&spec);
+        Some(spec)
+    });
     // A change that changes nothing keeps the rev and sends nothing.
     if current.doc.as_ref() != Some(&next_doc) {
         current.doc = Some(next_doc);
@@ -412,10 +420,16 @@ fn normalized(doc: &TopologyDoc) -> Result<TopologyDoc, ApiError> {
     if doc.graph.is_none() {
         return Ok(doc.clone());
     }
+    // Resolved nodes say whether each is archived; the document says it as written.
+    let mut nodes = resolved_doc(doc)?;
+    for (node, written) in nodes.iter_mut().zip(&doc.node) {
+        node.archive = written.archive;
+    }
     Ok(TopologyDoc {
         description: doc.description.clone(),
         graph: None,
-        node: resolved_doc(doc)?,
+        archive: doc.archive,
+        node: nodes,
     })
 }
 
@@ -591,6 +605,7 @@ mod tests {
                     function: "threshold".into(),
                     sources: vec!["a".into()],
                     attrs: json!({"above": "x"}).as_object().unwrap().clone(),
+                    archive: None,
                 },
             },
         )
@@ -606,6 +621,7 @@ mod tests {
                 node: "a".into(),
                 function: None,
                 sources: None,
+                archive: None,
             },
         ] {
             let outcome = run(&mut current, unchanged).unwrap();
@@ -711,6 +727,7 @@ mod tests {
                     function: "count".into(),
                     sources: vec![],
                     attrs: Map::new(),
+                    archive: None,
                 },
                 targets: vec!["chain1".into()],
                 reset_state: false,

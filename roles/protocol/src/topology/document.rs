@@ -23,6 +23,10 @@ pub struct TopologyDoc {
     /// Edges in Mermaid style (`a --> b`), merged with each node's `sources`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graph: Option<String>,
+    /// Whether the nodes' outputs go to the archive, for nodes that do not say (`None`:
+    /// they do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<bool>,
     /// The nodes, in document order.
     pub node: Vec<NodeSpec>,
 }
@@ -39,6 +43,8 @@ struct RawDoc<A> {
     description: Option<String>,
     #[serde(default)]
     graph: Option<String>,
+    #[serde(default)]
+    archive: Option<bool>,
     #[serde(default = "Vec::new")]
     node: Vec<RawNode<A>>,
 }
@@ -53,6 +59,8 @@ struct RawNode<A> {
     sources: Vec<String>,
     #[serde(default)]
     attrs: A,
+    #[serde(default)]
+    archive: Option<bool>,
 }
 
 impl From<RawDoc<Map<String, Value>>> for TopologyDoc {
@@ -60,6 +68,7 @@ impl From<RawDoc<Map<String, Value>>> for TopologyDoc {
         TopologyDoc {
             description: raw.description,
             graph: raw.graph,
+            archive: raw.archive,
             node: raw
                 .node
                 .into_iter()
@@ -68,6 +77,7 @@ impl From<RawDoc<Map<String, Value>>> for TopologyDoc {
                     function: node.function,
                     sources: node.sources,
                     attrs: node.attrs,
+                    archive: node.archive,
                 })
                 .collect(),
         }
@@ -81,6 +91,8 @@ struct TomlDoc<'a> {
     description: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     graph: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     node: Vec<TomlNode<'a>>,
 }
@@ -92,6 +104,8 @@ struct TomlNode<'a> {
     function: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     sources: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive: Option<bool>,
     #[serde(skip_serializing_if = "toml::Table::is_empty")]
     attrs: toml::Table,
 }
@@ -156,13 +170,21 @@ impl TopologyDoc {
                 function: node.function,
                 sources: node.sources,
                 attrs,
+                archive: node.archive,
             });
         }
         Ok(TopologyDoc {
             description: raw.description,
             graph: raw.graph,
+            archive: raw.archive,
             node: nodes,
         })
+    }
+
+    /// Whether `node`'s outputs are archived, as a resolved node says it: `Some(false)` when
+    /// the node, or the topology for a node that does not say, says `false`; else `None`.
+    pub fn archive_of(&self, node: &NodeSpec) -> Option<bool> {
+        (node.archive.or(self.archive) == Some(false)).then_some(false)
     }
 
     /// The JSON form, indented. Every key is written, `sources` and `attrs` even when empty.
@@ -194,12 +216,14 @@ impl TopologyDoc {
                 id: &node.id,
                 function: &node.function,
                 sources: &node.sources,
+                archive: node.archive,
                 attrs,
             });
         }
         let doc = TomlDoc {
             description: self.description.as_deref(),
             graph: self.graph.as_deref(),
+            archive: self.archive,
             node: nodes,
         };
         // Every value was converted above and every key is a string, so this should not fail;
@@ -313,6 +337,7 @@ mod tests {
                 node("b", "average", &["a"], json!({"field": "/x"})),
                 node("c", "threshold", &[], json!({})),
             ],
+            archive: None,
         };
         let toml_text = original.to_toml().unwrap();
         assert_eq!(TopologyDoc::from_toml(&toml_text).unwrap(), original);
@@ -329,6 +354,38 @@ mod tests {
             TopologyDoc::from_toml(&through_json.to_toml().unwrap()).unwrap(),
             spec
         );
+    }
+
+    /// `archive = false` on the topology holds for the nodes that do not say; a node's own
+    /// setting wins; both survive TOML and JSON; a node whose archiving changes is updated.
+    #[test]
+    fn archive_settings_resolve_and_round_trip() {
+        let text = "archive = false\n\n[[node]]\nid = \"a\"\nfunction = \"pass\"\n\n\
+                    [[node]]\nid = \"b\"\nfunction = \"pass\"\nsources = [\"a\"]\narchive = true\n";
+        let parsed = TopologyDoc::from_toml(text).unwrap();
+        assert_eq!(parsed.archive, Some(false));
+        assert_eq!(
+            (parsed.node[0].archive, parsed.node[1].archive),
+            (None, Some(true))
+        );
+        let resolved = parsed.resolved_nodes().unwrap();
+        let archived: Vec<bool> = resolved.iter().map(NodeSpec::archived).collect();
+        assert_eq!(archived, [false, true]);
+        assert_eq!(resolved[0].archive, Some(false));
+        assert_eq!(resolved[1].archive, None);
+        assert_eq!(
+            TopologyDoc::from_toml(&parsed.to_toml().unwrap()).unwrap(),
+            parsed
+        );
+        assert_eq!(
+            TopologyDoc::from_json(&parsed.to_json_pretty()).unwrap(),
+            parsed
+        );
+        let mut everything = parsed.clone();
+        everything.archive = None;
+        let plan = crate::plan(&resolved, &everything.resolved_nodes().unwrap());
+        assert_eq!(plan.updated, ["a"]);
+        assert!(plan.created.is_empty() && plan.deleted.is_empty());
     }
 
     /// The TOML form leaves out empty sources and attributes; the JSON form writes them.
@@ -409,13 +466,13 @@ mod tests {
         };
         assert_eq!(
             message(TopologyDoc::from_toml("descripton = \"x\"\n")),
-            "the TOML document is malformed at line 1, column 1: unknown field `descripton`, expected one of `description`, `graph`, `node`"
+            "the TOML document is malformed at line 1, column 1: unknown field `descripton`, expected one of `description`, `graph`, `archive`, `node`"
         );
         assert_eq!(
             message(TopologyDoc::from_toml(
                 "[[node]]\nid = \"a\"\nfunction = \"pass\"\nsorces = [\"b\"]\n"
             )),
-            "the TOML document is malformed at line 4, column 1: unknown field `sorces`, expected one of `id`, `function`, `sources`, `attrs`"
+            "the TOML document is malformed at line 4, column 1: unknown field `sorces`, expected one of `id`, `function`, `sources`, `attrs`, `archive`"
         );
         assert_eq!(
             message(TopologyDoc::from_toml("[[node]]\nid = \"a\"\n")),
@@ -425,11 +482,11 @@ mod tests {
             message(TopologyDoc::from_json(
                 "{\"node\": [{\"id\": \"a\", \"function\": \"pass\", \"sorces\": []}]}"
             )),
-            "the JSON document is malformed at line 1, column 50: unknown field `sorces`, expected one of `id`, `function`, `sources`, `attrs`"
+            "the JSON document is malformed at line 1, column 50: unknown field `sorces`, expected one of `id`, `function`, `sources`, `attrs`, `archive`"
         );
         assert_eq!(
             message(TopologyDoc::from_json("{\"grpah\": \"a --> b\"}")),
-            "the JSON document is malformed at line 1, column 8: unknown field `grpah`, expected one of `description`, `graph`, `node`"
+            "the JSON document is malformed at line 1, column 8: unknown field `grpah`, expected one of `description`, `graph`, `archive`, `node`"
         );
         assert_eq!(
             message(TopologyDoc::from_json("{\"node\": [}")),

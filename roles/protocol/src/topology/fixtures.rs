@@ -61,6 +61,7 @@ pub(super) fn node(id: &str, function: &str, sources: &[&str], attrs: Value) -> 
             Value::Object(map) => map,
             _ => Map::new(),
         },
+        archive: None,
     }
 }
 
@@ -69,6 +70,7 @@ pub(super) fn doc(graph: Option<&str>, nodes: Vec<NodeSpec>) -> TopologyDoc {
         description: None,
         graph: graph.map(str::to_owned),
         node: nodes,
+        archive: None,
     }
 }
 

@@ -79,6 +79,7 @@ impl TopologyDoc {
                     function: node.function.clone(),
                     sources: first_of_each(sources),
                     attrs: node.attrs.clone(),
+                    archive: self.archive_of(node),
                 }
             })
             .collect();

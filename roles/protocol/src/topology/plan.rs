@@ -28,7 +28,7 @@ impl Plan {
 /// The plan that turns the `current` nodes into the `next` ones; both should be resolved
 /// (see [`TopologyDoc::resolved_nodes`](super::TopologyDoc::resolved_nodes)). A node is
 /// updated when its function differs, its sources differ (order counts: a function may tell
-/// its inputs apart by position), or an attribute `next` lists has a different value in
+/// its inputs apart by position), whether it is archived differs, or an attribute `next` lists has a different value in
 /// `current`. Attributes `next` does not list are the function's running state and are left
 /// alone, so they do not count.
 pub fn plan(current: &[NodeSpec], next: &[NodeSpec]) -> Plan {
@@ -44,6 +44,7 @@ pub fn plan(current: &[NodeSpec], next: &[NodeSpec]) -> Plan {
             Some(old) => {
                 let changed = old.function != node.function
                     || old.sources != node.sources
+                    || old.archive != node.archive
                     || node
                         .attrs
                         .iter()

@@ -29,6 +29,10 @@ pub struct NodeView {
     function: String,
     /// The nodes it receives from.
     sources: Vec<String>,
+    /// `false` when its outputs do not go to the archive (its own setting or its
+    /// topology's); absent when they do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    archive: Option<bool>,
     /// Its attributes: settings and running state, as last processed.
     #[schema(value_type = Object)]
     attrs: Map<String, Value>,
@@ -79,6 +83,9 @@ pub struct NodePatch {
     /// The new sources.
     #[serde(default)]
     sources: Option<Vec<String>>,
+    /// Whether its outputs go to the archive (MongoDB).
+    #[serde(default)]
+    archive: Option<bool>,
 }
 
 /// Query of `DELETE /v1/topologies/{t}/nodes/{n}`.
@@ -256,6 +263,7 @@ pub async fn patch(
                 node: node.clone(),
                 function: patch.function,
                 sources: patch.sources,
+                archive: patch.archive,
             },
         )
         .await?;
@@ -406,6 +414,7 @@ fn view(spec: NodeSpec, record: Option<NodeRecord>) -> NodeView {
         id: spec.id,
         function: spec.function,
         sources: spec.sources,
+        archive: spec.archive,
         attrs,
         output,
         status,
