@@ -405,6 +405,18 @@
       bar.style.width = '0';
       $('archive-fill').textContent = `topic ${fmtInt(ar.topic_entries)}`;
     }
+    // The rates are of topic entries (one per processor batch) over the last 10 s.
+    const drain = $('archive-drain');
+    drain.title = `entries added ${fmtRate(ar.added_per_s)}, written to MongoDB ${fmtRate(ar.written_per_s)} (last 10 s)`;
+    if (ar.drain_s === 0) {
+      drain.textContent = 'caught up';
+    } else if (ar.drain_s != null) {
+      drain.textContent = `drains in ${fmtDuration(ar.drain_s)}`;
+    } else if (ar.backlog && ar.added_per_s != null) {
+      drain.textContent = `growing: +${fmtRate(ar.added_per_s)}, writing ${fmtRate(ar.written_per_s)}`;
+    } else {
+      drain.textContent = '–';
+    }
 
     setTile('dead-letters', fmtInt(snap.dead_letters ?? 0), snap.dead_letters ? 'bad' : null);
   }

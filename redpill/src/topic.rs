@@ -61,6 +61,10 @@ pub struct GroupBacklog {
     pub pending: u64,
     /// Not yet delivered to any member (`None` when Redis cannot tell after a trim).
     pub lag: Option<u64>,
+    /// Delivered to the group since it was made (`None` when Redis cannot tell): with `lag`
+    /// and `pending`, the shard's entries added (`entries_read + lag`) and acknowledged by the
+    /// group (`entries_read - pending`) so far, whose changes over time are rates.
+    pub entries_read: Option<u64>,
 }
 
 /// Fill level of one shard.
@@ -666,6 +670,15 @@ fn decode_groups(value: &Value) -> Result<Vec<GroupBacklog>> {
                 group: text("name")?,
                 pending: number("pending").unwrap_or(0),
                 lag: number("lag"),
+                // Redis leaves it unset for a group that has not read yet.
+                entries_read: number("entries-read").or_else(|| {
+                    fields
+                        .get("last-delivered-id")
+                        .cloned()
+                        .and_then(|id| redis::from_redis_value::<String>(id).ok())
+                        .is_some_and(|id| id == "0-0")
+                        .then_some(0)
+                }),
             })
         })
         .collect()

@@ -71,19 +71,26 @@ async fn groups_receive_what_was_published_while_they_were_away() {
     assert!(archive.read(10).await.unwrap().is_empty());
     assert!(audit.read(10).await.unwrap().is_empty());
 
+    // A group that has read nothing yet: all of it is lag, none read.
+    Topic::new(&member, &Tag::named("events"), "outputs")
+        .group("late", StartFrom::Beginning)
+        .await
+        .unwrap();
+
     let stats = topic.stats().await.unwrap();
     assert_eq!(stats[0].len, 1000);
     let mut backlog: Vec<_> = stats[0]
         .groups
         .iter()
-        .map(|g| (g.group.clone(), g.pending, g.lag))
+        .map(|g| (g.group.clone(), g.pending, g.lag, g.entries_read))
         .collect();
     backlog.sort();
     assert_eq!(
         backlog,
         [
-            ("archive".to_owned(), 0, Some(0)),
-            ("audit".to_owned(), 0, Some(0))
+            ("archive".to_owned(), 0, Some(0), Some(1000)),
+            ("audit".to_owned(), 0, Some(0), Some(1000)),
+            ("late".to_owned(), 0, Some(1000), Some(0)),
         ]
     );
 }

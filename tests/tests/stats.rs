@@ -314,6 +314,58 @@ async fn the_snapshot_lists_every_instance_and_counts_every_message() {
 
 /// With tokens configured the snapshot and `/metrics` want an admin token (401 without one
 /// or with an unknown one, 403 with a read-only one); the page itself loads without.
+/// The archive's drain time: caught up at first; with the store stopped (SIGSTOP) the
+/// backlog grows and is not draining (entries added, none written); with the store back it
+/// drains to caught up, having written what was added; `/metrics` says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_backlog_says_how_long_it_takes_to_drain() {
+    let mongo = TestMongo::start();
+    let mesh = mesh(&mongo).await;
+    let (_stats, base) = start_stats(&mesh, &[]).await;
+    feed(&mesh).await;
+    inject(&mesh, 100).await;
+    let archive = |snapshot: &Value| snapshot["archive"].clone();
+    mesh_tests::eventually(Duration::from_secs(30), "caught up", || async {
+        let archive = archive(&snapshot(&base).await);
+        (archive["drain_s"] == json!(0.0) && archive["written_per_s"].is_number()).then_some(())
+    })
+    .await;
+
+    mesh.store.signal("STOP");
+    inject(&mesh, 500).await;
+    let stalled = mesh_tests::eventually(Duration::from_secs(30), "a growing backlog", || async {
+        let archive = archive(&snapshot(&base).await);
+        (archive["backlog"].as_u64() > Some(0)
+            && archive["added_per_s"].as_f64() > Some(0.0)
+            && archive["written_per_s"] == json!(0.0))
+        .then_some(archive)
+    })
+    .await;
+    assert_eq!(stalled["drain_s"], Value::Null, "{stalled}");
+    let (_, _, metrics) = get(&format!("{base}/metrics"), None).await;
+    assert!(
+        metrics.contains("gorgon_stats_archive_written_entries_per_second 0"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("gorgon_stats_archive_drain_seconds"),
+        "{metrics}"
+    );
+
+    mesh.store.signal("CONT");
+    let drained = mesh_tests::eventually(Duration::from_secs(60), "drained", || async {
+        let archive = archive(&snapshot(&base).await);
+        (archive["backlog"] == 0 && archive["drain_s"] == json!(0.0)).then_some(archive)
+    })
+    .await;
+    assert!(drained["written_per_s"].as_f64() > Some(0.0), "{drained}");
+    let (_, _, metrics) = get(&format!("{base}/metrics"), None).await;
+    assert!(
+        metrics.contains("gorgon_stats_archive_drain_seconds 0"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn the_monitor_wants_an_admin_token_when_tokens_are_set() {
     let mesh = Mesh::start(1, &[]).await;

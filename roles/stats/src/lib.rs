@@ -5,7 +5,7 @@
 //! second, merging histograms across instances, over a bounded window (15 minutes by
 //! default). At start it re-reads what the topic (a ring) still holds of the window. Once a
 //! second it also reads from Redis each partition's owner, queue depths, backlog age and
-//! outbox, and the archive's backlog. It serves the dashboard (`stats-web/`, embedded),
+//! outbox, and the archive's backlog with its rates and the time it would take to drain. It serves the dashboard (`stats-web/`, embedded),
 //! `/api/v1/snapshot` (the same as JSON) and `/metrics` (Prometheus text), behind an `admin`
 //! token when `GORGON_API_TOKENS` is set.
 //!
@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use crate::redis_view::{ArchiveView, PartitionView, RedisView};
+use crate::redis_view::{ArchiveRates, ArchiveView, PartitionView, RedisView};
 use crate::window::{unix_ms, Limits, Window};
 
 /// The most reports read in one round trip.
@@ -198,16 +198,19 @@ async fn poll_redis(
 ) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut rates = ArchiveRates::default();
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
             _ = ticks.tick() => {}
         }
+        let now_ms = unix_ms();
         let read =
-            tokio::time::timeout(interval.max(Duration::from_secs(1)), view.read(unix_ms())).await;
+            tokio::time::timeout(interval.max(Duration::from_secs(1)), view.read(now_ms)).await;
         let mut state = monitor.redis.lock().expect("redis view");
         match read {
-            Ok(Ok((partitions, archive))) => {
+            Ok(Ok((partitions, mut archive))) => {
+                rates.observe(now_ms, &mut archive);
                 state.partitions = partitions;
                 state.archive = Some(archive);
                 state.error = None;

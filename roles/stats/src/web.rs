@@ -379,6 +379,21 @@ pub fn render(snapshot: &Snapshot, recent: &[(Kind, hdrhistogram::Histogram<u64>
             &[],
             archive.topic_bound as f64,
         );
+        for (name, value) in [
+            (
+                "gorgon_stats_archive_added_entries_per_second",
+                archive.added_per_s,
+            ),
+            (
+                "gorgon_stats_archive_written_entries_per_second",
+                archive.written_per_s,
+            ),
+            ("gorgon_stats_archive_drain_seconds", archive.drain_s),
+        ] {
+            if let Some(value) = value {
+                line(&mut out, name, "gauge", &[], value);
+            }
+        }
     }
     for (kind, histogram) in recent {
         for (quantile, name) in [
