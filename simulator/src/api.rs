@@ -64,7 +64,7 @@ impl Api {
     pub fn new(base: &str, topology: &str, token: Option<String>) -> anyhow::Result<Api> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(1024)
             .build()
             .context("make the HTTP client")?;
         Ok(Api {
@@ -261,6 +261,25 @@ impl Api {
             seqs.extend(chunk.iter().map(|id| by_id.get(id).copied().unwrap_or(0)));
         }
         Ok(seqs)
+    }
+
+    /// web_face's `gorgon_archive_backlog_entries` (output topic entries the archive has not
+    /// written yet), from its `/metrics`; `None` when it does not say.
+    pub async fn archive_backlog(&self) -> anyhow::Result<Option<u64>> {
+        let response = self
+            .authorized(Method::GET, &format!("{}/metrics", self.base))
+            .send()
+            .await
+            .context("read web_face's /metrics")?;
+        let text = response.text().await.context("read web_face's /metrics")?;
+        Ok(text.lines().find_map(|line| {
+            let value = line.strip_prefix("gorgon_archive_backlog_entries ")?;
+            value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .map(|entries| entries as u64)
+        }))
     }
 
     /// One page of `node`'s history with `query` (e.g. `limit=10`): the status and, on 200,

@@ -60,6 +60,24 @@ pub struct Config {
     #[arg(long)]
     pub readers: Option<usize>,
 
+    /// Each history reader pauses this long between its reads, in milliseconds (0: reads
+    /// back to back), as a person reading would.
+    #[arg(long, default_value_t = 0)]
+    pub reader_interval_ms: u64,
+
+    /// The share of history reads (0 to 1) that ask for a node's oldest page
+    /// (`order=asc&limit=10`) instead of its newest: beyond the replay buffer of a node with
+    /// more outputs than the buffer holds, so read from the archive. Reported apart.
+    #[arg(long, default_value_t = 0.0)]
+    pub deep_share: f64,
+
+    /// Before the measured load, inject this many messages flat out, spread evenly over the
+    /// entry nodes, and wait until every output has arrived and the archive has written them
+    /// all (web_face's `gorgon_archive_backlog_entries` at 0): a mesh with history behind it,
+    /// as one that has run a while has. Verified with the rest; not counted in the figures.
+    #[arg(long, default_value_t = 0)]
+    pub prefill: u64,
+
     /// How long to wait after the last inject for every output to arrive, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub settle_timeout_s: f64,
@@ -139,6 +157,12 @@ pub struct Load {
     pub concurrency: usize,
     /// History readers.
     pub readers: usize,
+    /// Each reader's pause between reads.
+    pub reader_interval: Duration,
+    /// The share of reads of a node's oldest page.
+    pub deep_share: f64,
+    /// Messages injected flat out before the measured load.
+    pub prefill: u64,
 }
 
 impl Config {
@@ -166,6 +190,9 @@ impl Config {
             batch: self.batch.unwrap_or(batch).max(1),
             concurrency: self.concurrency.unwrap_or(concurrency).max(1),
             readers: self.readers.unwrap_or(readers),
+            reader_interval: Duration::from_millis(self.reader_interval_ms),
+            deep_share: self.deep_share.clamp(0.0, 1.0),
+            prefill: self.prefill,
         }
     }
 }

@@ -50,7 +50,9 @@ pub struct Report {
     pub topology: String,
     /// Nodes in it.
     pub nodes: usize,
-    /// Messages injected (answered 202).
+    /// Messages injected before the measured load (`--prefill`), verified with the rest.
+    pub prefilled: u64,
+    /// Messages injected (answered 202) in the measured load.
     pub sent: u64,
     /// Inject requests answered 429/503 and sent again.
     pub throttled: u64,
@@ -85,12 +87,15 @@ pub struct Report {
     pub inject_ms: Percentiles,
     /// History read time (`?limit=10` of a random entry node), 200s only.
     pub history_ms: Percentiles,
+    /// The same for reads of a node's oldest page (`--deep-share`).
+    pub history_deep_ms: Percentiles,
     /// History reads by status code.
     pub history_statuses: std::collections::BTreeMap<u16, u64>,
     /// Whether every check held and nothing failed.
     pub passed: bool,
 }
 
+#[derive(Default)]
 struct Counters {
     reserved: AtomicU64,
     sent: AtomicU64,
@@ -141,16 +146,24 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         load.readers
     ));
 
+    let workers = load.concurrency.min(plan.entries.len());
+    let (prefilled, prefill_node_messages) = match load.prefill {
+        0 => (Arc::new(vec![Vec::new(); plan.entries.len()]), 0),
+        messages => {
+            let prefilled = prefill(&api, &plan, &load, &followers, config.quiet, workers).await?;
+            let latched = read_latched(&api, &plan, &(0..plan.len()).collect::<Vec<_>>()).await?;
+            (
+                Arc::new(prefilled),
+                messages + edge_messages(&plan, &latched),
+            )
+        }
+    };
+
     let counters = Arc::new(Counters {
-        reserved: AtomicU64::new(0),
-        sent: AtomicU64::new(0),
-        throttled: AtomicU64::new(0),
-        resent: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
         injecting: AtomicBool::new(true),
+        ..Counters::default()
     });
     let started = Instant::now();
-    let workers = load.concurrency.min(plan.entries.len());
     let injectors: Vec<_> = (0..workers)
         .map(|worker| {
             tokio::spawn(inject(
@@ -158,9 +171,9 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
                 Arc::clone(&plan),
                 load.clone(),
                 Arc::clone(&counters),
-                worker,
-                workers,
+                (worker, workers),
                 started,
+                Arc::clone(&prefilled),
             ))
         })
         .collect();
@@ -171,49 +184,19 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
                 Arc::clone(&plan),
                 Arc::clone(&counters),
                 reader as u64,
+                (load.reader_interval, load.deep_share),
             ))
         })
         .collect();
+    let progress = progress(
+        Arc::clone(&counters),
+        load.messages,
+        &followers[0],
+        config.quiet,
+        started,
+    );
 
-    let progress = {
-        let counters = Arc::clone(&counters);
-        let quiet = config.quiet;
-        let total = load.messages;
-        let record = Arc::clone(&followers[0].record);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            tick.tick().await;
-            let mut last_sent = 0;
-            loop {
-                tick.tick().await;
-                if quiet {
-                    continue;
-                }
-                let received = record.lock().expect("record lock").seen.len();
-                let elapsed = started.elapsed().as_secs_f64();
-                let sent = counters.sent.load(Ordering::Relaxed);
-                // The rate over the last second, not since the start: it drops to 0 once
-                // injection is over instead of decaying.
-                let rate = sent - std::mem::replace(&mut last_sent, sent);
-                eprintln!(
-                    "simulator: {elapsed:6.1} s  sent {sent}/{total} ({rate}/s)  outputs received {received}  throttled {}  resent {}  errors {}",
-                    counters.throttled.load(Ordering::Relaxed),
-                    counters.resent.load(Ordering::Relaxed),
-                    counters.errors.load(Ordering::Relaxed),
-                );
-            }
-        })
-    };
-
-    let mut per_entry = vec![Vec::new(); plan.entries.len()];
-    let mut inject_latency = histogram();
-    for injector in injectors {
-        let (entries, latency) = injector.await.context("an injector panicked")?;
-        for (entry, ids) in entries {
-            per_entry[entry] = ids;
-        }
-        inject_latency.add(&latency).expect("same histogram bounds");
-    }
+    let (per_entry, inject_latency) = collect(injectors, plan.entries.len()).await?;
     let inject_seconds = started.elapsed().as_secs_f64();
     counters.injecting.store(false, Ordering::Relaxed);
     let inputs = Inputs::new(&plan, &per_entry);
@@ -223,13 +206,14 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
     ));
 
     let latched = settle(&api, &plan, &inputs, &followers, config.settle_timeout_s).await?;
-    let mut history_latency = histogram();
+    let (mut history_latency, mut deep_latency) = (histogram(), histogram());
     let mut history_statuses = std::collections::BTreeMap::new();
     for reader in readers {
-        let (latency, statuses) = reader.await.context("a history reader panicked")?;
+        let ((latency, deep), statuses) = reader.await.context("a history reader panicked")?;
         history_latency
             .add(&latency)
             .expect("same histogram bounds");
+        deep_latency.add(&deep).expect("same histogram bounds");
         for (status, count) in statuses {
             *history_statuses.entry(status).or_insert(0) += count;
         }
@@ -259,15 +243,8 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         })
         .max(inject_seconds);
     let sent = counters.sent.load(Ordering::Relaxed);
-    let node_messages = sent
-        + (0..plan.len())
-            .map(|node| {
-                plan.sources[node]
-                    .iter()
-                    .map(|&src| latched[src as usize])
-                    .sum::<u64>()
-            })
-            .sum::<u64>();
+    let node_messages = (load.prefill + sent + edge_messages(&plan, &latched))
+        .saturating_sub(prefill_node_messages);
     let errors = counters.errors.load(Ordering::Relaxed);
     if !config.keep {
         api.delete_topology().await?;
@@ -277,6 +254,7 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         scenario: config.scenario.name().to_owned(),
         topology,
         nodes: plan.len(),
+        prefilled: load.prefill,
         sent,
         throttled: counters.throttled.load(Ordering::Relaxed),
         resent: counters.resent.load(Ordering::Relaxed),
@@ -294,9 +272,162 @@ pub async fn run(config: &Config) -> anyhow::Result<Report> {
         e2e_terminal_ms: Percentiles::of(&e2e_terminal),
         inject_ms: Percentiles::of(&inject_latency),
         history_ms: Percentiles::of(&history_latency),
+        history_deep_ms: Percentiles::of(&deep_latency),
         history_statuses,
         passed,
     })
+}
+
+/// Messages handed along the plan's edges, for nodes that have output `latched` each.
+fn edge_messages(plan: &Plan, latched: &[u64]) -> u64 {
+    (0..plan.len())
+        .map(|node| {
+            plan.sources[node]
+                .iter()
+                .map(|&src| latched[src as usize])
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Prints progress once a second until aborted: messages sent of `total`, outputs received.
+fn progress(
+    counters: Arc<Counters>,
+    total: u64,
+    follower: &Follower,
+    quiet: bool,
+    started: Instant,
+) -> tokio::task::JoinHandle<()> {
+    let record = Arc::clone(&follower.record);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        let mut last_sent = 0;
+        loop {
+            tick.tick().await;
+            if quiet {
+                continue;
+            }
+            let received = record.lock().expect("record lock").seen.len();
+            let elapsed = started.elapsed().as_secs_f64();
+            let sent = counters.sent.load(Ordering::Relaxed);
+            // The rate over the last second, not since the start: it drops to 0 once
+            // injection is over instead of decaying.
+            let rate = sent - std::mem::replace(&mut last_sent, sent);
+            eprintln!(
+                "simulator: {elapsed:6.1} s  sent {sent}/{total} ({rate}/s)  outputs received {received}  throttled {}  resent {}  errors {}",
+                counters.throttled.load(Ordering::Relaxed),
+                counters.resent.load(Ordering::Relaxed),
+                counters.errors.load(Ordering::Relaxed),
+            );
+        }
+    })
+}
+
+/// What one injector returns: the ids it injected by entry, and its request times.
+type Injected = (Vec<(usize, Vec<u128>)>, Histogram<u64>);
+
+/// The ids each injector recorded, by entry, and their request times.
+async fn collect(
+    injectors: Vec<tokio::task::JoinHandle<Injected>>,
+    entries: usize,
+) -> anyhow::Result<(Vec<Vec<u128>>, Histogram<u64>)> {
+    let mut per_entry = vec![Vec::new(); entries];
+    let mut latency = histogram();
+    for injector in injectors {
+        let (ids, times) = injector.await.context("an injector panicked")?;
+        for (entry, ids) in ids {
+            per_entry[entry] = ids;
+        }
+        latency.add(&times).expect("same histogram bounds");
+    }
+    Ok((per_entry, latency))
+}
+
+/// `--prefill`: injects that many messages flat out, as evenly over the entries as requests
+/// allow, waits until every output has arrived and the archive has written them all, and
+/// forgets the delivery latencies so far. The ids injected, by entry.
+async fn prefill(
+    api: &Api,
+    plan: &Arc<Plan>,
+    load: &Load,
+    followers: &[Follower],
+    quiet: bool,
+    workers: usize,
+) -> anyhow::Result<Vec<Vec<u128>>> {
+    let entries = plan.entries.len() as u64;
+    let fill = Load {
+        messages: load.prefill,
+        duration: None,
+        rate: None,
+        batch: (load.prefill / entries).clamp(1, 1_000),
+        ..load.clone()
+    };
+    if !quiet {
+        eprintln!(
+            "simulator: prefill: {} messages flat out in requests of {}",
+            fill.messages, fill.batch
+        );
+    }
+    let counters = Arc::new(Counters::default());
+    let started = Instant::now();
+    let none = Arc::new(vec![Vec::new(); plan.entries.len()]);
+    let injectors: Vec<_> = (0..workers)
+        .map(|worker| {
+            tokio::spawn(inject(
+                api.clone(),
+                Arc::clone(plan),
+                fill.clone(),
+                Arc::clone(&counters),
+                (worker, workers),
+                started,
+                Arc::clone(&none),
+            ))
+        })
+        .collect();
+    let shown = progress(
+        Arc::clone(&counters),
+        fill.messages,
+        &followers[0],
+        quiet,
+        started,
+    );
+    let (per_entry, _) = collect(injectors, plan.entries.len()).await?;
+    shown.abort();
+    let errors = counters.errors.load(Ordering::Relaxed);
+    anyhow::ensure!(errors == 0, "the prefill failed: {errors} inject errors");
+    // Settled once the archive has written everything and no output arrived for a second.
+    let deadline = Instant::now() + Duration::from_secs(3_600);
+    let mut received = usize::MAX;
+    loop {
+        let now: usize = followers
+            .iter()
+            .map(|follower| follower.record.lock().expect("record lock").seen.len())
+            .sum();
+        let backlog = api.archive_backlog().await?;
+        if backlog == Some(0) && now == received {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the prefill did not settle within an hour (archive backlog {backlog:?})"
+        );
+        if !quiet {
+            eprintln!(
+                "simulator: prefill: {:6.1} s  outputs received {now}  archive backlog {} entries",
+                started.elapsed().as_secs_f64(),
+                backlog.map_or("unknown".to_owned(), |entries| entries.to_string())
+            );
+        }
+        received = now;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for follower in followers {
+        let mut record = follower.record.lock().expect("record lock");
+        record.latency.reset();
+        record.terminal_latency.reset();
+    }
+    Ok(per_entry)
 }
 
 fn round3(x: f64) -> f64 {
@@ -311,12 +442,13 @@ async fn inject(
     plan: Arc<Plan>,
     load: Load,
     counters: Arc<Counters>,
-    worker: usize,
-    workers: usize,
+    (worker, workers): (usize, usize),
     started: Instant,
-) -> (Vec<(usize, Vec<u128>)>, Histogram<u64>) {
+    before: Arc<Vec<Vec<u128>>>,
+) -> Injected {
     let mine: Vec<usize> = (worker..plan.entries.len()).step_by(workers).collect();
-    let mut ids: Vec<Vec<u128>> = vec![Vec::new(); mine.len()];
+    // Each entry's messages go on from those injected before (the prefill), in order.
+    let mut ids: Vec<Vec<u128>> = mine.iter().map(|&entry| before[entry].clone()).collect();
     let mut latency = histogram();
     let mut rng = rand::rngs::StdRng::seed_from_u64(worker as u64);
     let random = plan.entries.len() > 1 && load.rate.is_some();
@@ -367,26 +499,38 @@ async fn inject(
     (mine.into_iter().zip(ids).collect(), latency)
 }
 
-/// One history reader: `?limit=10` of a random entry node, in a loop while injecting.
+/// One history reader: `?limit=10` of a random entry node (its oldest page for a
+/// `deep_share` of the reads), in a loop while injecting, pausing `interval` between reads.
+/// The times of recent and of deep reads.
 async fn read_history(
     api: Api,
     plan: Arc<Plan>,
     counters: Arc<Counters>,
     seed: u64,
-) -> (Histogram<u64>, Vec<(u16, u64)>) {
-    let mut latency = histogram();
+    (interval, deep_share): (Duration, f64),
+) -> ((Histogram<u64>, Histogram<u64>), Vec<(u16, u64)>) {
+    let (mut latency, mut deep_latency) = (histogram(), histogram());
     let mut statuses: std::collections::BTreeMap<u16, u64> = Default::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(1_000 + seed);
+    // Readers start spread over one interval, not all at once.
+    tokio::time::sleep(interval.mul_f64(rng.random::<f64>())).await;
     while counters.injecting.load(Ordering::Relaxed) {
         let entry = plan.entries[rng.random_range(0..plan.entries.len())];
+        let deep = rng.random::<f64>() < deep_share;
+        let query = if deep {
+            "limit=10&order=asc"
+        } else {
+            "limit=10"
+        };
         let started = Instant::now();
-        match api
-            .history_page(&plan.nodes[entry as usize], "limit=10")
-            .await
-        {
+        match api.history_page(&plan.nodes[entry as usize], query).await {
             Ok((status, _, _)) => {
                 if status.is_success() {
-                    latency.saturating_record(started.elapsed().as_micros() as u64);
+                    let took = started.elapsed().as_micros() as u64;
+                    match deep {
+                        true => deep_latency.saturating_record(took),
+                        false => latency.saturating_record(took),
+                    }
                 }
                 *statuses.entry(status.as_u16()).or_insert(0) += 1;
             }
@@ -396,8 +540,11 @@ async fn read_history(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        if !interval.is_zero() {
+            tokio::time::sleep(interval).await;
+        }
     }
-    (latency, statuses.into_iter().collect())
+    ((latency, deep_latency), statuses.into_iter().collect())
 }
 
 /// Waits until every client has what it should (or the timeout passes), then reads the
@@ -464,12 +611,14 @@ impl Report {
             .join(", ");
         [
             format!("scenario            {} (topology {}, {} nodes)", self.scenario, self.topology, self.nodes),
+            format!("prefilled           {} messages (verified, not in the figures)", self.prefilled),
             format!("injected            {} messages in {:.2} s: {} msg/s ({} throttled, {} resent, {} errors)", self.sent, self.inject_seconds, self.inject_per_s, self.throttled, self.resent, self.errors),
             format!("node messages       {} in {:.2} s: {} /s", self.node_messages, self.seconds, self.node_messages_per_s),
             format!("e2e latency ms      {}", pct(&self.e2e_ms)),
             format!("  at terminal nodes {}", pct(&self.e2e_terminal_ms)),
             format!("inject request ms   {}", pct(&self.inject_ms)),
             format!("history read ms     {}  [{statuses}]", pct(&self.history_ms)),
+            format!("  oldest pages      {}", pct(&self.history_deep_ms)),
             format!("socket.io clients   {} ({} reconnects, {} outputs recovered from history)", self.clients, self.reconnects, self.recovered),
             format!("outputs             expected {}  received {}", v.expected, v.received),
             format!("verification        lost {}  duplicated {}  out of order {}  unexpected {}  effect mismatches {}", v.lost, v.duplicated, v.out_of_order, v.unexpected, v.effect_mismatches),

@@ -273,6 +273,43 @@ async fn scripts_up_runs_every_role_and_stops_them_all() {
         sensors["verdict"]["expected"]
     );
     assert_eq!(sensors["history_statuses"]["500"], serde_json::Value::Null);
+    // Notes with history behind them: a prefill verified with the load, readers pausing
+    // between reads, half of them of a user's oldest page.
+    let notes = simulate(
+        &api,
+        &notifier_url,
+        &[
+            "--prefill",
+            "400",
+            "--messages",
+            "300",
+            "--rate",
+            "300",
+            "--readers",
+            "4",
+            "--reader-interval-ms",
+            "20",
+            "--deep-share",
+            "0.5",
+            "notes",
+            "--users",
+            "20",
+        ],
+    )
+    .await;
+    assert_eq!(faults(&notes), zero, "{notes:#}");
+    assert_eq!(
+        (notes["prefilled"].as_u64(), notes["sent"].as_u64()),
+        (Some(400), Some(300))
+    );
+    assert_eq!(notes["verdict"]["expected"], 700, "{notes:#}");
+    assert_eq!(notes["verdict"]["received"], 700, "{notes:#}");
+    assert_eq!(notes["node_messages"], 300, "{notes:#}");
+    assert!(notes["history_ms"]["count"].as_u64() > Some(0), "{notes:#}");
+    assert!(
+        notes["history_deep_ms"]["count"].as_u64() > Some(0),
+        "{notes:#}"
+    );
 
     // Every process of the formation reports to the monitor.
     mesh_tests::eventually(
