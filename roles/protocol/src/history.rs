@@ -50,6 +50,41 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
+/// How many outputs beyond a page's limit the store reads, so that a page can take every
+/// output of its last seq: a node deleted and made again has one output per life at a seq,
+/// and a page never ends between them ([`HistoryPage::cut`]). Up to this many more lives
+/// sharing a seq at a page's end are kept together.
+pub const SEQ_TIES: u32 = 8;
+
+impl HistoryPage {
+    /// The page of `events` (all of which match the query) that holds their first `limit` in
+    /// the order asked for, by seq, outputs of one seq (of two lives) by `ts` then `msg_id`,
+    /// and with them every other output of the page's last seq, so the next page (from
+    /// `after_seq`/`before_seq` at that seq) misses none. `more` when any is left, or when
+    /// `more_beyond` says more follow those given.
+    pub fn cut(
+        mut events: Vec<OutputEvent>,
+        limit: usize,
+        ascending: bool,
+        more_beyond: bool,
+    ) -> HistoryPage {
+        events.sort_by(|a, b| (a.seq, a.ts, &a.msg_id).cmp(&(b.seq, b.ts, &b.msg_id)));
+        if !ascending {
+            events.reverse();
+        }
+        let mut end = limit.min(events.len());
+        while end > 0 && end < events.len() && events[end].seq == events[end - 1].seq {
+            end += 1;
+        }
+        let more = more_beyond || events.len() > end;
+        events.truncate(end);
+        HistoryPage {
+            items: events,
+            more,
+        }
+    }
+}
+
 /// The store's answer to an [`ArchiveQuery`].
 pub type HistoryReply = Result<HistoryPage, ApiError>;
 
@@ -137,24 +172,21 @@ impl Recent {
         // Without outputs in this life, all of it is held (none).
         let oldest = self.events.first().map_or(1, |event| event.seq);
         let after = query.after_seq.unwrap_or(0);
-        let mut matching: Vec<&OutputEvent> = self
+        let matching: Vec<OutputEvent> = self
             .events
             .iter()
             .filter(|event| query.matches(event))
+            .cloned()
             .collect();
-        if !query.ascending {
-            matching.reverse();
-        }
         let limit = query.limit as usize;
         let holds_all = after.saturating_add(1) >= oldest && self.floor <= after;
+        // Newest first, the one beyond the page is the `limit`-th from the end.
         let fills_page = !query.ascending
             && matching
-                .get(limit)
-                .is_some_and(|beyond| beyond.seq > self.floor);
-        (holds_all || fills_page).then(|| HistoryPage {
-            more: matching.len() > limit,
-            items: matching.into_iter().take(limit).cloned().collect(),
-        })
+                .len()
+                .checked_sub(limit + 1)
+                .is_some_and(|beyond| matching[beyond].seq > self.floor);
+        (holds_all || fills_page).then(|| HistoryPage::cut(matching, limit, query.ascending, false))
     }
 
     /// The page `query` asks for, from the archive's page for the same query and these
@@ -182,14 +214,7 @@ impl Recent {
             .collect();
         let mut items = archived.items;
         items.extend(fresh);
-        items.sort_by(|a, b| (a.seq, a.ts, &a.msg_id).cmp(&(b.seq, b.ts, &b.msg_id)));
-        if !query.ascending {
-            items.reverse();
-        }
-        let limit = query.limit as usize;
-        let more = archived.more || items.len() > limit;
-        items.truncate(limit);
-        HistoryPage { items, more }
+        HistoryPage::cut(items, query.limit as usize, query.ascending, archived.more)
     }
 }
 
@@ -234,18 +259,12 @@ mod tests {
 
     /// The archive's page for `query` over `archived` (what the store answers).
     fn archive_page(archived: &[OutputEvent], query: &HistoryQuery) -> HistoryPage {
-        let mut items: Vec<OutputEvent> = archived
+        let items: Vec<OutputEvent> = archived
             .iter()
             .filter(|event| query.matches(event))
             .cloned()
             .collect();
-        items.sort_by(|a, b| (a.seq, a.ts, &a.msg_id).cmp(&(b.seq, b.ts, &b.msg_id)));
-        if !query.ascending {
-            items.reverse();
-        }
-        let more = items.len() > query.limit as usize;
-        items.truncate(query.limit as usize);
-        HistoryPage { items, more }
+        HistoryPage::cut(items, query.limit as usize, query.ascending, false)
     }
 
     fn seqs(page: &HistoryPage) -> Vec<u64> {
@@ -368,6 +387,49 @@ mod tests {
             .expect("from the buffer");
         assert_eq!(above.items, Vec::<OutputEvent>::new());
         assert!(!above.more);
+    }
+
+    /// A node made again twice, each life reaching 12: pages of every size in both orders,
+    /// followed by seq as web_face's `next` does, give every output of every life once, a
+    /// page never ending between two outputs of one seq.
+    #[test]
+    fn pages_keep_the_outputs_of_one_seq_together() {
+        let mut everything = life("one", 12);
+        everything.extend((1..=12).map(|seq| event("two", seq, 100 + seq as i64)));
+        let current: Vec<OutputEvent> = (1..=12)
+            .map(|seq| event("three", seq, 200 + seq as i64))
+            .collect();
+        everything.extend(current.iter().cloned());
+        let recent = Recent {
+            events: current[4..].to_vec(),
+            floor: 12,
+        };
+        let archived: Vec<OutputEvent> = everything[..30].to_vec();
+        for limit in 1..=8 {
+            for ascending in [false, true] {
+                let mut got: Vec<String> = Vec::new();
+                let mut cursor: Option<u64> = None;
+                loop {
+                    let q = match ascending {
+                        true => query(cursor, None, limit, true),
+                        false => query(None, cursor, limit, false),
+                    };
+                    let page = read(&recent, &archived, &q);
+                    got.extend(page.items.iter().map(|event| event.msg_id.clone()));
+                    match (page.more, page.items.last()) {
+                        (true, Some(last)) => cursor = Some(last.seq),
+                        _ => break,
+                    }
+                }
+                let mut expected: Vec<String> = everything
+                    .iter()
+                    .map(|event| event.msg_id.clone())
+                    .collect();
+                got.sort();
+                expected.sort();
+                assert_eq!(got, expected, "limit {limit} ascending {ascending}");
+            }
+        }
     }
 
     /// Time bounds apply to buffered outputs as the archive applies them (`from` included,

@@ -13,7 +13,9 @@ use futures_util::TryStreamExt as _;
 use mongodb::bson::{doc, Document, RawDocumentBuf};
 use mongodb::Collection;
 use protocol::caused::CausedQuery;
-use protocol::history::{ArchiveQuery, HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT};
+use protocol::history::{
+    ArchiveQuery, HistoryPage, HistoryQuery, HistoryReply, MAX_HISTORY_LIMIT, SEQ_TIES,
+};
 use protocol::store::ApiError;
 use protocol::ErrorCode;
 use redpill::{Client, Request};
@@ -65,11 +67,19 @@ async fn answer(outputs: &Collection<Document>, request: Request) -> (Request, r
     (request, Ok(body.into()))
 }
 
-/// One page: the matching outputs in `seq` order, and whether more follow.
+/// One page: the matching outputs in `seq` order, every output of its last seq included
+/// (`HistoryPage::cut`), and whether more follow.
 pub async fn page(outputs: &Collection<Document>, query: &HistoryQuery) -> HistoryReply {
     let limit = query.limit.clamp(1, MAX_HISTORY_LIMIT);
     let sort = doc! {"seq": if query.ascending { 1 } else { -1 }};
-    read_page(outputs, filter(query), sort, limit).await
+    let read = limit + 1 + SEQ_TIES;
+    let (events, all) = read_events(outputs, filter(query), sort, read).await?;
+    Ok(HistoryPage::cut(
+        events,
+        limit as usize,
+        query.ascending,
+        !all,
+    ))
 }
 
 /// One page of the outputs one inject caused: in `msg_id` (`_id`) order, found by the
@@ -80,16 +90,20 @@ pub async fn caused_page(outputs: &Collection<Document>, query: &CausedQuery) ->
     if let Some(after) = &query.after {
         filter.insert("_id", doc! {"$gt": after});
     }
-    read_page(outputs, filter, doc! {"_id": 1}, limit).await
+    let (mut items, _) = read_events(outputs, filter, doc! {"_id": 1}, limit + 1).await?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    Ok(HistoryPage { items, more })
 }
 
-/// The first `limit` outputs `filter` matches in `sort` order, and whether more follow.
-async fn read_page(
+/// The first `count` outputs `filter` matches in `sort` order, and whether that is all of
+/// them (fewer matched). Documents that do not read as output events are skipped.
+async fn read_events(
     outputs: &Collection<Document>,
     filter: Document,
     sort: Document,
-    limit: u32,
-) -> HistoryReply {
+    count: u32,
+) -> Result<(Vec<protocol::OutputEvent>, bool), ApiError> {
     // An aggregation rather than `find`: MongoDB plans a leading `$match`, `$sort`, `$limit`
     // exactly like the equivalent find (an index, top-k), while MongoDB-wire servers on
     // SQLite such as nx-27017 scan the whole collection for a sorted find and use the index
@@ -98,7 +112,7 @@ async fn read_page(
         .aggregate([
             doc! {"$match": filter},
             doc! {"$sort": sort},
-            doc! {"$limit": i64::from(limit) + 1},
+            doc! {"$limit": i64::from(count)},
         ])
         .with_type::<RawDocumentBuf>()
         .await;
@@ -120,10 +134,9 @@ async fn read_page(
             )
         }
     })?;
-    let more = documents.len() > limit as usize;
-    let items = documents
+    let all = documents.len() < count as usize;
+    let events = documents
         .iter()
-        .take(limit as usize)
         .filter_map(|raw| {
             let event = raw
                 .to_document()
@@ -138,7 +151,7 @@ async fn read_page(
             }
         })
         .collect();
-    Ok(HistoryPage { items, more })
+    Ok((events, all))
 }
 
 /// The MongoDB filter of `query`.
