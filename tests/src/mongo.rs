@@ -145,6 +145,11 @@ impl TestMongo {
         mongodb::Client::with_options(options).expect("build a MongoDB client")
     }
 
+    /// The archive's collection, `outputs` of [`DATABASE`], on a new [`TestMongo::client`].
+    pub async fn outputs(&self) -> mongodb::Collection<mongodb::bson::Document> {
+        self.client().await.database(DATABASE).collection("outputs")
+    }
+
     /// The port.
     pub fn port(&self) -> u16 {
         self.port

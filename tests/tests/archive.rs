@@ -66,10 +66,9 @@ async fn inject(mesh: &Mesh, nodes: usize, per_node: usize) {
 
 /// Every archived document.
 async fn documents(mongo: &TestMongo) -> Vec<Document> {
-    let client = mongo.client().await;
-    client
-        .database(mesh_tests::mongo::DATABASE)
-        .collection::<Document>("outputs")
+    mongo
+        .outputs()
+        .await
         .find(doc! {})
         .await
         .expect("find")
@@ -80,10 +79,7 @@ async fn documents(mongo: &TestMongo) -> Vec<Document> {
 
 /// Waits until the archive holds `expected` documents (and no more, for a while).
 async fn archived(mongo: &TestMongo, expected: u64, timeout: Duration) {
-    let client = mongo.client().await;
-    let outputs = client
-        .database(mesh_tests::mongo::DATABASE)
-        .collection::<Document>("outputs");
+    let outputs = mongo.outputs().await;
     eventually(
         timeout,
         &format!("{expected} archived documents"),
@@ -357,11 +353,7 @@ async fn history_pages_match_mongodb() {
         got.extend(seqs(page.json["items"].as_array().unwrap()));
         path = page.json["next"].as_str().map(str::to_owned);
     }
-    let outputs = mongo
-        .client()
-        .await
-        .database(mesh_tests::mongo::DATABASE)
-        .collection::<Document>("outputs");
+    let outputs = mongo.outputs().await;
     let direct: Vec<u64> = outputs
         .find(doc! {"topology": "t", "node": "n0",
         "ts_ms": {"$gte": from.timestamp_millis(), "$lt": to.timestamp_millis()}})
@@ -512,11 +504,7 @@ async fn history_joins_the_replay_buffer_and_the_archive() {
     }
 
     // The archive behind: n1's documents past seq 18 removed, as if not written yet.
-    let outputs = mongo
-        .client()
-        .await
-        .database(mesh_tests::mongo::DATABASE)
-        .collection::<Document>("outputs");
+    let outputs = mongo.outputs().await;
     let removed = outputs
         .delete_many(doc! {"node": "n1", "seq": {"$gt": 18}})
         .await
@@ -751,11 +739,7 @@ async fn outputs_of_one_inject_through_a_three_node_chain() {
     }
     // w is buffered, but the buffers reach back less than a second before it: joined, and
     // whole with the archive behind (c's output of w not archived).
-    let outputs = mongo
-        .client()
-        .await
-        .database(mesh_tests::mongo::DATABASE)
-        .collection::<Document>("outputs");
+    let outputs = mongo.outputs().await;
     let removed = outputs
         .delete_many(doc! {"node": "c", "input_id": &w})
         .await

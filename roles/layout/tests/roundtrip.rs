@@ -279,17 +279,7 @@ async fn topology_writes_read_back() {
 
 /// Output event `seq` of node `t/a`, as JSON.
 fn event_text(seq: u64) -> String {
-    serde_json::to_string(&protocol::OutputEvent {
-        topology: "t".into(),
-        node: "a".into(),
-        seq,
-        msg_id: format!("m{seq}"),
-        input_id: "i".into(),
-        injected_at: protocol::Timestamp::from_unix_ms(1_000),
-        ts: protocol::Timestamp::from_unix_ms(1_000 + seq as i64),
-        data: serde_json::json!({"n": seq}),
-    })
-    .unwrap()
+    caused_text(seq, "i", serde_json::json!({"n": seq}))
 }
 
 /// History's read of a node's buffer: every output from the oldest held to the latest, or

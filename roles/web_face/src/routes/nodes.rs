@@ -453,9 +453,9 @@ pub struct HistoryParams {
 pub struct HistoryView {
     /// Output events, in the order asked for.
     #[schema(value_type = Vec<Object>)]
-    pub(super) items: Vec<protocol::OutputEvent>,
+    items: Vec<protocol::OutputEvent>,
     /// The path of the next page, or null on the last.
-    pub(super) next: Option<String>,
+    next: Option<String>,
 }
 
 /// The node's outputs, newest first unless `order=asc`: the recent ones from its replay
@@ -545,19 +545,26 @@ pub async fn history(
         }
         _ => None,
     };
-    Ok((
+    Ok(page_answer(source, page.items, next))
+}
+
+/// A page of outputs as the history routes answer it: the items, the path of the next page,
+/// and where it was read in the `gorgon-history-source` header.
+pub(super) fn page_answer(
+    source: HistorySource,
+    items: Vec<protocol::OutputEvent>,
+    next: Option<String>,
+) -> Response {
+    (
         [(HISTORY_SOURCE, source.as_str())],
-        Json(HistoryView {
-            items: page.items,
-            next,
-        }),
+        Json(HistoryView { items, next }),
     )
-        .into_response())
+        .into_response()
 }
 
 /// The response header naming where a history page was read: `redis`, `archive` or
 /// `redis+archive`.
-pub(super) const HISTORY_SOURCE: &str = "gorgon-history-source";
+const HISTORY_SOURCE: &str = "gorgon-history-source";
 
 /// The page `query` asks for: from the node's replay buffer in Redis when it alone tells
 /// the page (the newest outputs, or those after a seq it holds), else the archive's page

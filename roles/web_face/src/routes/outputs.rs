@@ -3,14 +3,14 @@
 //! archive in MongoDB.
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::response::Response;
+use axum::Extension;
 use protocol::caused::{self, CausedQuery, Held};
 use protocol::history::{ArchiveQuery, HistoryPage, HistorySource, MAX_HISTORY_LIMIT};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::nodes::{encode, invalid_query, HistoryView, HISTORY_SOURCE};
+use super::nodes::{encode, invalid_query, page_answer, HistoryView};
 use super::{Path, Query};
 use crate::auth::Caller;
 use crate::error::{ApiResult, Failure};
@@ -108,14 +108,7 @@ pub async fn caused(
         }
         _ => None,
     };
-    Ok((
-        [(HISTORY_SOURCE, source.as_str())],
-        Json(HistoryView {
-            items: page.items,
-            next,
-        }),
-    )
-        .into_response())
+    Ok(page_answer(source, page.items, next))
 }
 
 /// The page `query` asks for, where it was read, and whether the topology exists. With the
