@@ -5,9 +5,9 @@
 //! second, merging histograms across instances, over a bounded window (15 minutes by
 //! default). At start it re-reads what the topic (a ring) still holds of the window. Once a
 //! second it also reads from Redis each partition's owner, queue depths, backlog age and
-//! outbox, and the archive's backlog with its rates and the time it would take to drain. It serves the dashboard (`stats-web/`, embedded),
-//! `/api/v1/snapshot` (the same as JSON) and `/metrics` (Prometheus text), behind an `admin`
-//! token when `GORGON_API_TOKENS` is set.
+//! outbox, and the archive's backlog with its rates and the time it would take to drain. It
+//! serves the dashboard (`stats-web/`, embedded), `/api/v1/snapshot` (the same as JSON) and
+//! `/metrics` (Prometheus text), behind an `admin` token when `GORGON_API_TOKENS` is set.
 //!
 //! It is not a time-series database: it keeps the window in memory and nothing on disk;
 //! scrape `/metrics` for longer history.

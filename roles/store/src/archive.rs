@@ -139,8 +139,8 @@ pub fn write_concern(name: &str) -> Result<WriteConcern, String> {
 /// seq)`, `(topology, input_id)` and `ts` (a TTL index when outputs expire). An index
 /// already on the same keys is used whatever its name (MongoDB refuses a second index on the
 /// same keys, and nx-27017 names indexes its own way); the others are created under
-/// [`NODE_INDEX`], [`INPUT_INDEX`] and [`TIME_INDEX`]. Retries while MongoDB is unreachable; fails when the `ts` index does not
-/// expire as `retention_days` says.
+/// [`NODE_INDEX`], [`INPUT_INDEX`] and [`TIME_INDEX`]. Retries while MongoDB is
+/// unreachable; fails when the `ts` index does not expire as `retention_days` says.
 pub async fn ensure_indexes(
     outputs: &Collection<Document>,
     retention_days: u32,
