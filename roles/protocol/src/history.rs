@@ -172,11 +172,10 @@ impl Recent {
         // Without outputs in this life, all of it is held (none).
         let oldest = self.events.first().map_or(1, |event| event.seq);
         let after = query.after_seq.unwrap_or(0);
-        let matching: Vec<OutputEvent> = self
+        let matching: Vec<&OutputEvent> = self
             .events
             .iter()
             .filter(|event| query.matches(event))
-            .cloned()
             .collect();
         let limit = query.limit as usize;
         let holds_all = after.saturating_add(1) >= oldest && self.floor <= after;
@@ -186,7 +185,20 @@ impl Recent {
                 .len()
                 .checked_sub(limit + 1)
                 .is_some_and(|beyond| matching[beyond].seq > self.floor);
-        (holds_all || fills_page).then(|| HistoryPage::cut(matching, limit, query.ascending, false))
+        (holds_all || fills_page).then(|| {
+            // One life's outputs, one per seq: the page and the one beyond it are enough.
+            let wanted = match query.ascending {
+                true => &matching[..matching.len().min(limit + 1)],
+                false => &matching[matching.len().saturating_sub(limit + 1)..],
+            };
+            let events = wanted.iter().map(|&event| event.clone()).collect();
+            HistoryPage::cut(
+                events,
+                limit,
+                query.ascending,
+                matching.len() > wanted.len(),
+            )
+        })
     }
 
     /// The page `query` asks for, from the archive's page for the same query and these
