@@ -624,6 +624,19 @@ async fn caused(
     (outputs, sources)
 }
 
+/// Waits until the three outputs of inject `id` through the chain from `a` are found.
+async fn chain_done(mesh: &Mesh, id: &str) {
+    eventually(
+        Duration::from_secs(30),
+        "the chain's three outputs",
+        || async {
+            let (outputs, _) = caused(mesh, id, Some("a"), 100).await;
+            (outputs.len() == 3).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Injects `data` into node `a` of `t`: its msg_id.
 async fn inject_one(mesh: &Mesh, data: Value) -> String {
     let answer = mesh
@@ -663,15 +676,7 @@ async fn outputs_of_one_inject_through_a_three_node_chain() {
             .map(|node| ((*node).to_owned(), id.to_owned()))
             .collect()
     };
-    eventually(
-        Duration::from_secs(30),
-        "the chain's outputs of x",
-        || async {
-            let (outputs, _) = caused(&mesh, &x, Some("a"), 100).await;
-            (outputs.len() == 3).then_some(())
-        },
-    )
-    .await;
+    chain_done(&mesh, &x).await;
     for limit in [1, 2, 3, 100] {
         let (outputs, sources) = caused(&mesh, &x, Some("a"), limit).await;
         assert_eq!(outputs, chain(&x), "limit {limit}");
@@ -753,15 +758,7 @@ async fn outputs_of_one_inject_through_a_three_node_chain() {
     // longer receives from b. Then b → c is not walked; the archive still has c's output.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let v = inject_one(&mesh, json!({"n": 4})).await;
-    eventually(
-        Duration::from_secs(30),
-        "the chain's outputs of v",
-        || async {
-            let (outputs, _) = caused(&mesh, &v, Some("a"), 100).await;
-            (outputs.len() == 3).then_some(())
-        },
-    )
-    .await;
+    chain_done(&mesh, &v).await;
     let (got, sources) = caused(&mesh, &v, Some("a"), 100).await;
     assert_eq!(got, chain(&v));
     assert_eq!(sources, ["redis"]);

@@ -282,6 +282,23 @@ fn event_text(seq: u64) -> String {
     caused_text(seq, "i", serde_json::json!({"n": seq}))
 }
 
+/// The writes of `t/a` made (again) with its first output, `first`.
+fn made_again(first: &str) -> Vec<NodeWrite<'_>> {
+    vec![
+        NodeWrite::Record {
+            member: "t/a",
+            fields: record(1).changed_fields(None, true),
+            dropped: &[],
+            created: true,
+        },
+        NodeWrite::Replay {
+            member: "t/a",
+            events: vec![first],
+            keep: None,
+        },
+    ]
+}
+
 /// History's read of a node's buffer: every output from the oldest held to the latest, or
 /// nothing when the buffer is not that; the floor a deletion leaves only rises.
 #[tokio::test]
@@ -372,21 +389,7 @@ async fn recent_outputs_read_back_with_the_floor() {
     .await
     .unwrap();
     assert_eq!(recent(0).await.unwrap(), None, "deleted");
-    let again = || {
-        write(vec![
-            NodeWrite::Record {
-                member: "t/a",
-                fields: record(1).changed_fields(None, true),
-                dropped: &[],
-                created: true,
-            },
-            NodeWrite::Replay {
-                member: "t/a",
-                events: vec![texts[0]],
-                keep: None,
-            },
-        ])
-    };
+    let again = || write(made_again(texts[0]));
     again().await.unwrap();
     let remade = recent(0).await.unwrap().unwrap();
     assert_eq!((seqs(&remade), remade.floor), (vec![1], 6));
@@ -524,21 +527,7 @@ async fn caused_outputs_are_found_with_the_reach_of_their_buffer() {
     }])
     .await
     .unwrap();
-    write(vec![
-        NodeWrite::Record {
-            member: "t/a",
-            fields: record(1).changed_fields(None, true),
-            dropped: &[],
-            created: true,
-        },
-        NodeWrite::Replay {
-            member: "t/a",
-            events: vec![texts[0]],
-            keep: None,
-        },
-    ])
-    .await
-    .unwrap();
+    write(made_again(texts[0])).await.unwrap();
     assert_eq!(
         search(&client, "i1").await,
         (vec![1], Some(1_001)),

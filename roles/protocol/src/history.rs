@@ -302,6 +302,19 @@ mod tests {
 
     /// Follows `next` the way web_face makes it, from the newest or the oldest.
     fn walk(recent: &Recent, archived: &[OutputEvent], limit: u32, ascending: bool) -> Vec<u64> {
+        walk_events(recent, archived, limit, ascending)
+            .iter()
+            .map(|event| event.seq)
+            .collect()
+    }
+
+    /// The same, every output of every page.
+    fn walk_events(
+        recent: &Recent,
+        archived: &[OutputEvent],
+        limit: u32,
+        ascending: bool,
+    ) -> Vec<OutputEvent> {
         let mut got = Vec::new();
         let mut cursor: Option<u64> = None;
         loop {
@@ -310,9 +323,10 @@ mod tests {
                 false => query(None, cursor, limit, false),
             };
             let page = read(recent, archived, &q);
-            got.extend(seqs(&page));
-            match (page.more, page.items.last()) {
-                (true, Some(last)) => cursor = Some(last.seq),
+            let next = page.items.last().map(|last| last.seq);
+            got.extend(page.items);
+            match (page.more, next) {
+                (true, Some(seq)) => cursor = Some(seq),
                 _ => return got,
             }
         }
@@ -419,20 +433,10 @@ mod tests {
         let archived: Vec<OutputEvent> = everything[..30].to_vec();
         for limit in 1..=8 {
             for ascending in [false, true] {
-                let mut got: Vec<String> = Vec::new();
-                let mut cursor: Option<u64> = None;
-                loop {
-                    let q = match ascending {
-                        true => query(cursor, None, limit, true),
-                        false => query(None, cursor, limit, false),
-                    };
-                    let page = read(&recent, &archived, &q);
-                    got.extend(page.items.iter().map(|event| event.msg_id.clone()));
-                    match (page.more, page.items.last()) {
-                        (true, Some(last)) => cursor = Some(last.seq),
-                        _ => break,
-                    }
-                }
+                let mut got: Vec<String> = walk_events(&recent, &archived, limit, ascending)
+                    .into_iter()
+                    .map(|event| event.msg_id)
+                    .collect();
                 let mut expected: Vec<String> = everything
                     .iter()
                     .map(|event| event.msg_id.clone())

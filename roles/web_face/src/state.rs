@@ -403,3 +403,41 @@ impl AppState {
         reply.map_err(Failure::from_store)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(doc: serde_json::Value) -> TopologyView {
+        TopologyView::new(TopologyRecord {
+            doc: TopologyDoc::from_json(&doc.to_string()).unwrap(),
+            rev: 1,
+        })
+    }
+
+    /// A node and everything its outputs reach, each once, breadth first (a diamond reaches
+    /// its last node by two paths); `None` past the bound or for a node that is not there.
+    #[test]
+    fn downstream_walks_the_edges_once_within_a_bound() {
+        let diamond = view(serde_json::json!({
+            "graph": "a --> b\na --> c\nb --> d\nc --> d\nz --> d",
+            "node": [
+                {"id": "a", "function": "pass"}, {"id": "b", "function": "pass"},
+                {"id": "c", "function": "pass"}, {"id": "d", "function": "merge"},
+                {"id": "z", "function": "pass"},
+            ],
+        }));
+        assert_eq!(
+            diamond.downstream("a", 10).unwrap(),
+            Some(vec!["a", "b", "c", "d"])
+        );
+        assert_eq!(diamond.downstream("b", 10).unwrap(), Some(vec!["b", "d"]));
+        assert_eq!(diamond.downstream("d", 1).unwrap(), Some(vec!["d"]));
+        assert_eq!(
+            diamond.downstream("a", 4).unwrap().map(|v| v.len()),
+            Some(4)
+        );
+        assert_eq!(diamond.downstream("a", 3).unwrap(), None);
+        assert_eq!(diamond.downstream("nope", 10).unwrap(), None);
+    }
+}

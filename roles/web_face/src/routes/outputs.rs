@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
-use protocol::caused::{self, CausedQuery, Held};
+use protocol::caused::{self, CausedQuery};
 use protocol::history::{ArchiveQuery, HistoryPage, HistorySource, MAX_HISTORY_LIMIT};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -126,30 +126,24 @@ async fn read_caused(
         (Some(view), Some(node)) => view.downstream(node, protocol::MAX_NODE_IDS)?,
         _ => None,
     };
-    let held: Option<Vec<Held>> = match reached {
+    let read = match reached {
         Some(reached) => {
             let nodes: Vec<(&str, &str)> = reached
                 .iter()
                 .map(|node| (query.topology.as_str(), *node))
                 .collect();
-            Some(
+            // The buffers and when the edges settled, at once.
+            let (held, settled_ms) = tokio::try_join!(
                 layout::read_caused_outputs(
                     &state.0.client,
                     state.0.settings.partitions,
                     &nodes,
                     &query.input_id,
-                )
-                .await?,
-            )
-        }
-        None => None,
-    };
-    let read = match held {
-        Some(held) => {
+                ),
+                layout::read_topology_settled(&state.0.client, &query.topology),
+            )?;
             let injected_ms =
                 redpill::id_time_ms(&query.input_id).and_then(|ms| i64::try_from(ms).ok());
-            let settled_ms =
-                layout::read_topology_settled(&state.0.client, &query.topology).await?;
             match caused::answer(query, &held, injected_ms, settled_ms) {
                 Some(page) => (page, HistorySource::Recent),
                 None => {
