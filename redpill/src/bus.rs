@@ -31,7 +31,7 @@ pub(crate) struct Bus {
 struct Shared {
     channels: Mutex<HashMap<String, Channel>>,
     /// The waiters on a set of channels (joined by newlines), each woken by any of them.
-    wake_sets: Mutex<HashMap<String, Arc<Notify>>>,
+    wake_sets: Mutex<HashMap<String, Arc<Wake>>>,
     /// Live messages dropped because a receiver was full.
     dropped: AtomicU64,
     /// Completed (re)connections, for tests and stats.
@@ -40,8 +40,36 @@ struct Shared {
 
 #[derive(Default)]
 struct Channel {
-    wakes: Vec<Arc<Notify>>,
+    wakes: Vec<Arc<Wake>>,
     live: Vec<mpsc::Sender<Bytes>>,
+}
+
+/// The wake-up of a set of channels: woken by a message on any of them, and counting those
+/// messages, so that a puller can tell whether anything was published since it last looked.
+#[derive(Default)]
+pub(crate) struct Wake {
+    notify: Notify,
+    raised: AtomicU64,
+}
+
+impl Wake {
+    /// Counts a message (or a reconnect, after which a message may have been missed) and wakes
+    /// every waiter.
+    fn raise(&self) {
+        self.raised.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// How many times it was raised so far. Read after arming [`Wake::notified`], a count
+    /// that has not moved when the wait begins means that nothing was published in between.
+    pub(crate) fn raised(&self) -> u64 {
+        self.raised.load(Ordering::Acquire)
+    }
+
+    /// A future that completes at the next raise.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
 }
 
 /// Channels are never unsubscribed: a client keeps what it subscribed until it closes.
@@ -69,9 +97,9 @@ impl Bus {
         Bus { shared, commands }
     }
 
-    /// The notifier woken whenever something is published on any of `channels`,
+    /// The wake-up raised whenever something is published on any of `channels`,
     /// subscribing on first use.
-    pub(crate) async fn wake(&self, channels: &[String]) -> Arc<Notify> {
+    pub(crate) async fn wake(&self, channels: &[String]) -> Arc<Wake> {
         let (notify, new) = {
             let notify = Arc::clone(
                 self.shared
@@ -497,7 +525,7 @@ fn dispatch(shared: &Shared, channel: &str, payload: &[u8]) {
         return;
     };
     for wake in &entry.wakes {
-        wake.notify_waiters();
+        wake.raise();
     }
     if !entry.live.is_empty() {
         let payload = Bytes::copy_from_slice(payload);
@@ -517,6 +545,6 @@ fn dispatch(shared: &Shared, channel: &str, payload: &[u8]) {
 fn wake_all(shared: &Shared) {
     let channels = shared.channels.lock().expect("bus lock");
     for wake in channels.values().flat_map(|entry| &entry.wakes) {
-        wake.notify_waiters();
+        wake.raise();
     }
 }

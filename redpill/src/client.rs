@@ -459,31 +459,44 @@ impl Client {
     /// sleeps until a hint on any of `wake_channels` (subscribed on first use), at most one poll
     /// interval, since a wake-up hint can be lost. The wake-up is armed before each attempt,
     /// so one published while the attempt runs is not missed.
+    ///
+    /// `quiet_since` is the [`Waited::raised`] of an earlier call whose attempt found
+    /// everything there was: when nothing has been published on the channels since, the first
+    /// attempt is skipped (it could only find nothing) and the wait begins at once. The
+    /// attempt after the wait always runs, so what arrives without a hint (a retry whose
+    /// backoff ends, a lost hint) is found within a poll interval, as when idle.
     pub(crate) async fn wait_for<T, F, Fut>(
         &self,
         wake_channels: &[String],
         timeout: Duration,
+        quiet_since: Option<u64>,
         mut attempt: F,
-    ) -> Result<Vec<T>>
+    ) -> Result<Waited<T>>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Vec<T>>>,
     {
         let deadline = tokio::time::Instant::now() + timeout;
         let wake = self.inner.bus.wake(wake_channels).await;
+        let mut quiet_since = quiet_since;
         loop {
             let notified = wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let found = attempt().await?;
-            if !found.is_empty() {
-                return Ok(found);
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(found);
-            }
-            let nap = (deadline - now).min(self.inner.config.poll_interval);
+            let raised = wake.raised();
+            let now = if quiet_since.take() == Some(raised) {
+                tokio::time::Instant::now()
+            } else {
+                let found = attempt().await?;
+                let now = tokio::time::Instant::now();
+                if !found.is_empty() || now >= deadline {
+                    return Ok(Waited { found, raised });
+                }
+                now
+            };
+            let nap = deadline
+                .saturating_duration_since(now)
+                .min(self.inner.config.poll_interval);
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(nap) => {}
@@ -634,6 +647,13 @@ pub struct LogSnapshot {
     pub newest: Vec<String>,
     /// The member's score, if it has one.
     pub score: Option<f64>,
+}
+
+/// What [`Client::wait_for`] found, and the count of wake-ups raised on its channels when the
+/// attempt that found it began.
+pub(crate) struct Waited<T> {
+    pub(crate) found: Vec<T>,
+    pub(crate) raised: u64,
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ struct PullState {
     /// consumer's in-flight set, minus what `held` already has.
     resync: bool,
     last_reap: Option<Instant>,
+    /// The wake-ups raised on the queue's channel when a pull that found fewer messages than
+    /// it asked for began: while no more are raised, the queue has nothing new.
+    quiet_since: Option<u64>,
 }
 
 /// One message handed to a puller.
@@ -349,17 +352,30 @@ impl Queue {
     /// Like [`Queue::pull`], but when the queue is empty waits up to `timeout` for messages,
     /// woken by pushes (and polling every poll interval in case a wake-up is lost).
     /// Also re-queues the in-flight messages of dead consumers once per reap interval.
+    ///
+    /// After a pull that emptied the queue, the next call does not ask Redis again until a
+    /// push (or a re-queue) has been published: at low rates that saves a round trip and a
+    /// script per batch. Messages that come back without a hint, such as retries whose
+    /// backoff ends, are pulled within a poll interval.
     pub async fn pull_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Delivery>> {
-        self.client
+        let max = max.clamp(1, MAX_PULL);
+        let quiet_since = self.state.lock().expect("queue state").quiet_since.take();
+        let waited = self
+            .client
             .wait_for(
                 std::slice::from_ref(&self.wake_channel),
                 timeout,
+                quiet_since,
                 || async {
                     self.reap_if_due().await?;
                     self.pull(max).await
                 },
             )
-            .await
+            .await?;
+        if waited.found.len() < max {
+            self.state.lock().expect("queue state").quiet_since = Some(waited.raised);
+        }
+        Ok(waited.found)
     }
 
     /// Acknowledges messages this consumer holds. Returns the ids that were no longer held

@@ -269,10 +269,11 @@ impl Topic {
         timeout: Duration,
     ) -> Result<Vec<Entry>> {
         self.client
-            .wait_for(&self.wake_channels[shard..=shard], timeout, || {
+            .wait_for(&self.wake_channels[shard..=shard], timeout, None, || {
                 self.read_after(shard, after, max)
             })
             .await
+            .map(|waited| waited.found)
     }
 
     /// Fill level and per-group backlog of every shard.
@@ -368,11 +369,12 @@ impl Group {
     pub async fn read_wait(&self, max: usize, timeout: Duration) -> Result<Vec<Entry>> {
         self.topic
             .client
-            .wait_for(&self.topic.wake_channels, timeout, || async {
+            .wait_for(&self.topic.wake_channels, timeout, None, || async {
                 self.reap_if_due().await?;
                 self.read(max).await
             })
             .await
+            .map(|waited| waited.found)
     }
 
     /// Acknowledges entries for this group, in one round trip. Acking twice is harmless.

@@ -494,6 +494,67 @@ async fn pull_wait_wakes_on_push() {
     );
 }
 
+/// After a pull that emptied the queue, the next wait asks Redis nothing until a push is
+/// published: one script for the push, one for the pull, no empty pull between batches. A
+/// message that comes back without a hint (a retry whose backoff ended) is still pulled by
+/// the attempt after one poll interval.
+#[tokio::test]
+async fn a_drained_queue_is_asked_again_only_after_a_push() {
+    let redis = TestBackend::start();
+    let config = redis
+        .config()
+        .set_poll_interval(Duration::from_millis(300))
+        .set_reap_interval(Duration::from_secs(600))
+        .set_retry_backoff(Duration::from_millis(50), Duration::from_millis(50));
+    let client = common::client_with(config).await;
+    let queue = Queue::new(&client, &Tag::partition(6), "in");
+    queue.push(&["a"]).await.unwrap();
+    let batch = queue.pull_wait(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(texts(&batch), ["a"]);
+
+    let scripts_before = scripts_run(&redis).await;
+    let pusher = queue.clone();
+    let push = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pusher.push(&["b"]).await.unwrap();
+    });
+    let batch = queue.pull_wait(10, Duration::from_secs(5)).await.unwrap();
+    push.await.unwrap();
+    assert_eq!(texts(&batch), ["b"]);
+    assert_eq!(
+        scripts_run(&redis).await - scripts_before,
+        2,
+        "the push and the pull that took it; no empty pull before them"
+    );
+
+    // A retry comes back from the delayed set without a hint: found after one poll interval.
+    queue.nack(&[&batch[0].id], "again").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let batch = queue.pull_wait(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(texts(&batch), ["b"]);
+    assert_eq!(batch[0].attempts, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// How many scripts the test's Redis has run (`EVALSHA` calls in `INFO commandstats`).
+async fn scripts_run(redis: &TestBackend) -> u64 {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |calls| calls.parse().unwrap())
+}
+
 /// A new owner takes over what the previous holders of the queue have in flight, at the head,
 /// each holder's messages in its pull order, one attempt counted, alive or not.
 #[tokio::test]
