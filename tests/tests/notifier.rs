@@ -1,7 +1,8 @@
 //! The notifier end to end, with the official socket.io client: every output to every
 //! subscribed client exactly once and in order (100 clients over two notifiers), resuming
 //! by `seq` across a notifier killed with SIGKILL, `resync` when the replay buffer no longer
-//! holds what is asked for, and the handshake token, scopes, Origin and limits.
+//! holds what is asked for, and the handshake token, scopes, Origin and limits. The same
+//! outputs as Server-Sent Events, read with a plain HTTP client, resuming by `Last-Event-ID`.
 
 use std::time::Duration;
 
@@ -328,6 +329,94 @@ async fn tokens_scopes_origins_and_limits_are_enforced() {
     assert_eq!(status(Some("https://good.example")).await, StatusCode::OK);
     assert_eq!(status(None).await, StatusCode::OK);
 
+    // Streams: the same tokens, scopes and Origin check, refused as the REST API refuses.
+    let stream = |path: &str, token: Option<&'static str>, origin: Option<&'static str>| {
+        let mut request = http.get(format!("{url}{path}"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status();
+            if status != StatusCode::OK {
+                return (status, answer.json::<Value>().await.unwrap());
+            }
+            let mut events = SseReader::new(answer);
+            (status, events.next().await.data)
+        }
+    };
+    let error = |code: &str, message: &str| json!({"error": {"code": code, "message": message}});
+    assert_eq!(
+        stream("/v1/topologies/alpha/stream", None, None).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            error(
+                "unauthorized",
+                "a token is required; send the header Authorization: Bearer <token>"
+            )
+        )
+    );
+    assert_eq!(
+        stream("/v1/topologies/alpha/stream", Some("nope"), None).await,
+        (
+            StatusCode::UNAUTHORIZED,
+            error("unauthorized", "the token is not valid")
+        )
+    );
+    assert_eq!(
+        stream("/v1/topologies/beta/stream", Some("alpha-reader"), None).await,
+        (
+            StatusCode::NOT_FOUND,
+            error("not_found", "no topology \"beta\"")
+        )
+    );
+    assert_eq!(
+        stream(
+            "/v1/topologies/alpha/nodes/zz/stream",
+            Some("alpha-reader"),
+            None
+        )
+        .await,
+        (
+            StatusCode::NOT_FOUND,
+            error("not_found", "no node \"zz\" in topology alpha")
+        )
+    );
+    assert_eq!(
+        stream(
+            "/v1/topologies/alpha/stream?after_seq=soon",
+            Some("alpha-reader"),
+            None
+        )
+        .await,
+        (
+            StatusCode::BAD_REQUEST,
+            error(
+                "invalid_request",
+                "after_seq must be a non-negative integer (got \"soon\")"
+            )
+        )
+    );
+    let (status, _) = stream(
+        "/v1/topologies/alpha/stream",
+        Some("alpha-reader"),
+        Some("https://evil.example"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        stream(
+            "/v1/topologies/alpha/stream",
+            Some("alpha-reader"),
+            Some("https://good.example")
+        )
+        .await,
+        (StatusCode::OK, json!({"a": 0}))
+    );
+
     // /readyz wants no token and answers as every HTTP role's does.
     let ready = http.get(format!("{url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
@@ -335,4 +424,169 @@ async fn tokens_scopes_origins_and_limits_are_enforced() {
         ready.json::<Value>().await.unwrap(),
         json!({"status": "ready"})
     );
+}
+
+/// The stream of a node resumes after the `Last-Event-ID` it is given (`node:seq`), from the
+/// replay buffer, then goes on live; a topology's stream asked for what the buffer no longer
+/// holds sends `resync` naming the gap, then what the buffer holds. Read with a plain HTTP
+/// client: every event's name, id and data exact.
+#[tokio::test]
+async fn streams_resume_by_last_event_id_and_resync() {
+    let mesh = Mesh::start(1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
+    put(
+        &mesh,
+        "feed",
+        &json!({"node": [{"id": "a", "function": "pass"}]}),
+    )
+    .await;
+    inject(&mesh, "feed", "a", 30, 30).await;
+    wait_for_seq(&mesh, "feed", "a", 30).await;
+    let notifier = Notifier::start(&mesh, &[]).await;
+    let http = reqwest::Client::new();
+    let open = |path: &str, last_event_id: Option<&'static str>| {
+        let mut request = http.get(format!("{}{path}", notifier.url));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            assert_eq!(answer.headers()["content-type"], "text/event-stream");
+            SseReader::new(answer)
+        }
+    };
+    let outputs = |events: &[Sse]| -> Vec<(String, u64)> {
+        events
+            .iter()
+            .map(|event| {
+                assert_eq!(event.event, "output");
+                assert_eq!(event.data["node"], "a");
+                (event.id.clone(), event.data["seq"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let expected = |seqs: std::ops::RangeInclusive<u64>| -> Vec<(String, u64)> {
+        seqs.map(|seq| (format!("a:{seq}"), seq)).collect()
+    };
+
+    let mut node = open("/v1/topologies/feed/nodes/a/stream", Some("a:25")).await;
+    let positions = node.next().await;
+    assert_eq!(
+        (positions.event.as_str(), positions.data),
+        ("positions", json!({"a": 25}))
+    );
+    let replayed = node.take(5).await;
+    assert_eq!(replayed[0].data["data"], json!({"i": 25}));
+    assert_eq!(outputs(&replayed), expected(26..=30));
+    inject(&mesh, "feed", "a", 3, 3).await;
+    assert_eq!(outputs(&node.take(3).await), expected(31..=33));
+
+    // The buffer holds 24..=33: after 5, a resync names the gap.
+    let mut topology = open("/v1/topologies/feed/stream?after_seq=5", None).await;
+    assert_eq!(topology.next().await.data, json!({"a": 5}));
+    let resync = topology.next().await;
+    assert_eq!(
+        (resync.event.as_str(), resync.id.as_str(), resync.data),
+        (
+            "resync",
+            "",
+            json!({"topology": "feed", "node": "a", "after_seq": 5, "next_seq": 24})
+        )
+    );
+    assert_eq!(outputs(&topology.take(10).await), expected(24..=33));
+    // Both go on live, and nothing more came before.
+    inject(&mesh, "feed", "a", 1, 1).await;
+    assert_eq!(outputs(&topology.take(1).await), expected(34..=34));
+    assert_eq!(outputs(&node.take(1).await), expected(34..=34));
+
+    // A stream holds one of the notifier's connections while its client reads, and gives it
+    // back when the client goes (found by the keep-alive comments, every ping interval).
+    let limited = Notifier::start(
+        &mesh,
+        &[
+            ("GORGON_NOTIFIER_MAX_CONNECTIONS", "1"),
+            ("GORGON_NOTIFIER_PING_INTERVAL_MS", "300"),
+        ],
+    )
+    .await;
+    let path = format!("{}/v1/topologies/feed/stream", limited.url);
+    let mut first = SseReader::new(http.get(&path).send().await.unwrap());
+    assert_eq!(first.next().await.data, json!({"a": 34}));
+    let second = http.get(&path).send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refused: Value = second.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "too_many_connections");
+    drop(first);
+    let mut again = mesh_tests::eventually(Duration::from_secs(10), "the slot given back", || {
+        let request = http.get(&path);
+        async move {
+            let answer = request.send().await.unwrap();
+            (answer.status() == StatusCode::OK).then(|| SseReader::new(answer))
+        }
+    })
+    .await;
+    assert_eq!(again.next().await.data, json!({"a": 34}));
+}
+
+/// One Server-Sent Event: its name, id (empty when it has none) and JSON data.
+struct Sse {
+    event: String,
+    id: String,
+    data: Value,
+}
+
+/// Reads the events of a `text/event-stream` answer, skipping comments (keep-alives).
+struct SseReader {
+    answer: reqwest::Response,
+    text: String,
+}
+
+impl SseReader {
+    fn new(answer: reqwest::Response) -> SseReader {
+        SseReader {
+            answer,
+            text: String::new(),
+        }
+    }
+
+    /// The next event, waiting up to 30 s.
+    async fn next(&mut self) -> Sse {
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) =
+                    ("message".to_owned(), String::new(), String::new());
+                for line in block.lines() {
+                    match line.split_once(':') {
+                        Some(("event", value)) => event = value.trim_start().to_owned(),
+                        Some(("id", value)) => id = value.trim_start().to_owned(),
+                        Some(("data", value)) => data.push_str(value.trim_start()),
+                        _ => {}
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment
+                }
+                let data =
+                    serde_json::from_str(&data).unwrap_or_else(|error| panic!("{error}: {data}"));
+                return Sse { event, id, data };
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(30), self.answer.chunk())
+                .await
+                .expect("an event within 30 s")
+                .expect("the stream reads")
+                .expect("the stream goes on");
+            self.text
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+
+    /// The next `count` events.
+    async fn take(&mut self, count: usize) -> Vec<Sse> {
+        let mut events = Vec::with_capacity(count);
+        for _ in 0..count {
+            events.push(self.next().await);
+        }
+        events
+    }
 }

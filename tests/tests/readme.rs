@@ -1,6 +1,6 @@
 //! The README's quick start, pasted as a new user would: its curl lines run by bash against a
-//! real mesh, and its socket.io snippet run by Node with the official client. A README edit
-//! that breaks either fails here.
+//! real mesh, its socket.io snippet run by Node with the official client, and its stream
+//! followed by `curl -N`. A README edit that breaks any of them fails here.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -105,6 +105,37 @@ async fn the_quick_start_works_when_pasted() {
     assert!(printed.contains("{ ok: true"), "{printed}");
     assert!(printed.contains("readings 2 { celsius: 21 }"), "{printed}");
     assert!(printed.contains("total 2 { count: 2 }"), "{printed}");
+
+    // The stream, followed by curl -N while the inject runs once more.
+    let follow = block_after(&text, "Or without socket.io", "sh")
+        .replace("localhost:8081", notifier.url.trim_start_matches("http://"));
+    let mut curl = Command::new("bash")
+        .arg("-c")
+        .arg(follow.trim())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run curl");
+    let mut stdout = curl.stdout.take().expect("stdout");
+    let mut streamed = String::new();
+    read_until(&mut stdout, &mut streamed, "event: positions").await;
+    run_bash(&inject).await;
+    read_until(&mut stdout, &mut streamed, "id: total:3").await;
+    curl.kill().await.ok();
+    assert!(
+        streamed.contains("event: positions\ndata: {\"readings\":2,\"total\":2}\n"),
+        "{streamed}"
+    );
+    assert!(
+        streamed.contains("event: output\nid: readings:3\n"),
+        "{streamed}"
+    );
+    assert!(
+        streamed.contains("event: output\nid: total:3\n"),
+        "{streamed}"
+    );
 }
 
 /// Runs `script` with bash (`set -e`) and returns what it printed; panics when it fails.

@@ -69,7 +69,9 @@ pub struct Config {
     #[arg(long, env = "GORGON_NOTIFIER_SOCKET_BUFFER", default_value_t = 1024)]
     pub socket_buffer: usize,
 
-    /// How often engine.io pings each socket, in milliseconds.
+    /// How often engine.io pings each socket, and a Server-Sent Events stream sends a
+    /// keep-alive comment (a stream whose client has gone is found at the second one), in
+    /// milliseconds.
     #[arg(
         long,
         env = "GORGON_NOTIFIER_PING_INTERVAL_MS",

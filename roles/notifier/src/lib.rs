@@ -1,4 +1,4 @@
-//! notifier: the socket.io server of Gorgon (default port 8081).
+//! notifier: the socket.io and Server-Sent Events server of Gorgon (default port 8081).
 //!
 //! Clients subscribe to a topology, or one node of it, and receive each output event as an
 //! `output` event, once, in `seq` order per node (`protocol::notify` has the shapes and
@@ -14,9 +14,13 @@
 //! loses nothing its clients cannot resume. It is not where outputs are made or archived.
 //! It also serves `/healthz`, `/readyz` and `/metrics` on its port.
 //!
-//! Layout: `config.rs`, `hub.rs` (live subscriptions and fan-out), `session.rs` (one socket:
-//! subscriptions, ordering, gap filling), `replay.rs` (what it reads from Redis), `lib.rs`
-//! ([`run`], the handshake, the HTTP routes).
+//! The same outputs go out as Server-Sent Events at `/v1/topologies/{t}/stream` and
+//! `/v1/topologies/{t}/nodes/{n}/stream`, each `output` event's id its `node:seq`.
+//!
+//! Layout: `config.rs`, `hub.rs` (live subscriptions and fan-out), `session.rs` (one socket
+//! or stream: subscriptions, ordering, gap filling), `stream.rs` (opening a stream),
+//! `replay.rs` (what it reads from Redis), `lib.rs` ([`run`], the handshake, the HTTP
+//! routes).
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
@@ -24,6 +28,7 @@ pub mod config;
 mod hub;
 mod replay;
 mod session;
+mod stream;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -39,9 +44,10 @@ use axum::routing::get;
 use axum::serve::ListenerExt as _;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use protocol::auth::{Refusal, Tokens};
+use protocol::auth::{Grants, Refusal, Tokens};
 use protocol::notify::{Ack, Subscription, SUBSCRIBE_EVENT, UNSUBSCRIBE_EVENT};
 use protocol::roles::NOTIFIER;
+use protocol::store::ApiError;
 use redpill::{Client, Live};
 use serde::Deserialize;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
@@ -54,7 +60,7 @@ pub use config::Config;
 
 use crate::hub::Hub;
 use crate::replay::Reader;
-use crate::session::{Command, Session};
+use crate::session::{Command, Outlet, Reply, Session};
 
 /// Runs notifier until `token` is cancelled: connects to Redis (waiting for it while it is
 /// unreachable), checks the partition count, binds the port and serves socket.io; on cancel,
@@ -86,7 +92,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .build_layer();
-    let shared = Arc::new(session::Shared {
+    let shared: Arc<session::Shared> = Arc::new(session::Shared {
         reader: Reader::new(client.clone(), config.redis.partitions),
         hub,
         io: io.clone(),
@@ -104,13 +110,16 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         let check = move |socket: SocketRef, auth: TryData<Handshake>| {
             let (gate, token) = (Arc::clone(&gate_for_check), token.clone());
             async move {
-                gate.admit(auth.0.ok())?;
+                let token_text = auth.0.ok().and_then(|auth| auth.token);
+                let grants = gate.tokens.grants(token_text.as_deref());
+                gate.admit(grants.map(|(_, grants)| grants), HANDSHAKE_TOKEN)
+                    .map_err(|refused| format!("{}: {}", refused.code, refused.message))?;
                 prepare(&socket, &token);
                 Ok::<(), String>(())
             }
         };
         let backlog = config.socket_backlog;
-        let gate = Arc::clone(&gate);
+        let (gate, shared) = (Arc::clone(&gate), Arc::clone(&shared));
         let connect = move |socket: SocketRef, auth: TryData<Handshake>| {
             let (shared, gate) = (Arc::clone(&shared), Arc::clone(&gate));
             async move { gate.connected(socket, auth.0.ok(), shared, backlog) }
@@ -128,16 +137,24 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         client: client.clone(),
         prometheus: started.metrics.prometheus.clone(),
     };
+    let streams = stream::Streams {
+        gate: Arc::clone(&gate),
+        shared,
+        backlog: config.socket_backlog,
+        token: token.clone(),
+        keep_alive: config.ping_interval(),
+    };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
+        .with_state(Arc::new(http))
+        .merge(stream::routes(streams))
         .layer(layer)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(origins),
             check_origin,
-        ))
-        .with_state(Arc::new(http));
+        ));
 
     let address = SocketAddr::new(bind, config.port);
     let listener = tokio::net::TcpListener::bind(address)
@@ -192,6 +209,9 @@ fn drop_when_stalled(stream: &mut tokio::net::TcpStream, timeout: std::time::Dur
     let _ = (stream, timeout);
 }
 
+/// How a socket presents its token, for the refusal of one without.
+const HANDSHAKE_TOKEN: &str = "connect with auth: {\"token\": \"...\"}";
+
 /// Who may connect, and how many are.
 struct Gate {
     tokens: Tokens,
@@ -226,30 +246,40 @@ impl Drop for Slot {
 }
 
 impl Gate {
-    /// The handshake check: a known token (when tokens are configured) and room for one more
-    /// socket. The error's text reaches the client as its `connect_error` message.
-    fn admit(&self, auth: Option<Handshake>) -> Result<(), String> {
-        let token = auth.and_then(|auth| auth.token);
-        if let Err(refusal) = self.tokens.grants(token.as_deref()) {
-            metrics::counter!("gorgon_notifier_connections_refused_total", "reason" => "token")
-                .increment(1);
-            let reason = match refusal {
-                Refusal::Missing => "a token is required; connect with auth: {\"token\": \"...\"}",
-                Refusal::Unknown => "the token is not valid",
-            };
-            return Err(format!("{}: {reason}", protocol::ErrorCode::Unauthorized));
-        }
+    /// The check of a socket's handshake or a stream's request: a known token (when tokens
+    /// are configured; `grants` is what the token gives) and room for one more connection.
+    /// A socket's client gets the refusal as its `connect_error` message (`code: message`),
+    /// a stream's as an HTTP error.
+    fn admit(
+        &self,
+        grants: Result<Arc<Grants>, Refusal>,
+        how: &'static str,
+    ) -> Result<Arc<Grants>, ApiError> {
+        let grants = match grants {
+            Ok(grants) => grants,
+            Err(refusal) => {
+                metrics::counter!("gorgon_notifier_connections_refused_total", "reason" => "token")
+                    .increment(1);
+                let reason = match refusal {
+                    Refusal::Missing => format!("a token is required; {how}"),
+                    Refusal::Unknown => "the token is not valid".to_owned(),
+                };
+                return Err(ApiError::new(protocol::ErrorCode::Unauthorized, reason));
+            }
+        };
         if self.connections.load(Ordering::Relaxed) >= self.max_connections {
             metrics::counter!("gorgon_notifier_connections_refused_total", "reason" => "limit")
                 .increment(1);
-            return Err(format!(
-                "{}: this notifier serves {} sockets, its most \
-                 (GORGON_NOTIFIER_MAX_CONNECTIONS); try another notifier or later",
+            return Err(ApiError::new(
                 protocol::ErrorCode::TooManyConnections,
-                self.max_connections
+                format!(
+                    "this notifier serves {} connections (sockets and streams), its most \
+                     (GORGON_NOTIFIER_MAX_CONNECTIONS); try another notifier or later",
+                    self.max_connections
+                ),
             ));
         }
-        Ok(())
+        Ok(grants)
     }
 
     /// A socket let in and connected: take its slot and start its task with what
@@ -276,7 +306,15 @@ impl Gate {
             return;
         };
         let slot = Slot::take(&self);
-        Session::start(socket, grants, shared, backlog, slot, closed, commands);
+        Session::start(
+            Outlet::Socket(socket),
+            grants,
+            shared,
+            backlog,
+            slot,
+            closed,
+            commands,
+        );
     }
 }
 
@@ -323,7 +361,7 @@ fn prepare(socket: &SocketRef, token: &CancellationToken) {
 /// which answers it in order with everything else it sends.
 fn on_command(
     commands: mpsc::Sender<Command>,
-    make: fn(Subscription, AckSender) -> Command,
+    make: fn(Subscription, Reply) -> Command,
 ) -> impl Fn(TryData<Subscription>, AckSender) -> std::future::Ready<()> + Clone + Send + Sync + 'static
 {
     move |TryData(subscription): TryData<Subscription>, ack: AckSender| {
@@ -332,10 +370,10 @@ fn on_command(
                 // Closed: the socket's task has ended because the socket is going away, and
                 // there is no one to answer.
                 if let Err(mpsc::error::TrySendError::Full(command)) =
-                    commands.try_send(make(subscription, ack))
+                    commands.try_send(make(subscription, Reply::Ack(ack)))
                 {
                     command
-                        .into_ack()
+                        .into_reply()
                         .send(&Ack::refused(
                             protocol::ErrorCode::Busy,
                             "this socket has too many requests waiting; wait for their answers",

@@ -1,5 +1,6 @@
-//! One connected socket: its subscriptions, the last seq it was sent per node, and the task
-//! that sends it each output once, in `seq` order per node.
+//! One connected socket, or one Server-Sent Events stream: its subscriptions, the last seq
+//! it was sent per node, and the task that sends it each output once, in `seq` order per node.
+//! Both transports share everything here but the last step, [`Outlet`].
 //!
 //! Everything a socket receives goes through its one task, in order: subscribe and
 //! unsubscribe commands (from its event handlers), batches of live outputs (from the hub),
@@ -13,13 +14,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::sse;
 use protocol::auth::Grants;
 use protocol::notify::{Ack, Resync, Subscription, OUTPUT_EVENT, RESYNC_EVENT};
 use protocol::ErrorCode;
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError, SocketIo};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Batch, Event, Follower, Hub, Lag};
@@ -35,19 +38,66 @@ const FULL_BUFFER_WAIT: Duration = Duration::from_millis(2);
 /// How long a catch-up waits before trying again while Redis is unreachable.
 const RETRY_WAIT: Duration = Duration::from_millis(250);
 
-/// What a socket's event handlers send its task.
+/// The name of the first event of a Server-Sent Events stream: per node, the seq after
+/// which its outputs start (what a socket.io subscribe's acknowledgement gives as
+/// `positions`).
+pub const POSITIONS_EVENT: &str = "positions";
+
+/// What a socket's event handlers (or a stream's request) send its task.
 pub enum Command {
-    /// `subscribe`, with the acknowledgement to answer.
-    Subscribe(Subscription, AckSender),
-    /// `unsubscribe`, with the acknowledgement to answer.
-    Unsubscribe(Subscription, AckSender),
+    /// `subscribe`, with where to answer.
+    Subscribe(Subscription, Reply),
+    /// `unsubscribe`, with where to answer.
+    Unsubscribe(Subscription, Reply),
 }
 
 impl Command {
-    /// The acknowledgement it carries.
-    pub fn into_ack(self) -> AckSender {
+    /// Where it is answered.
+    pub fn into_reply(self) -> Reply {
         match self {
-            Command::Subscribe(_, ack) | Command::Unsubscribe(_, ack) => ack,
+            Command::Subscribe(_, reply) | Command::Unsubscribe(_, reply) => reply,
+        }
+    }
+}
+
+/// Where a command is answered: a socket.io acknowledgement, or the request that opens a
+/// stream (which answers with an HTTP error, or with the stream).
+pub enum Reply {
+    /// A socket.io acknowledgement.
+    Ack(AckSender),
+    /// The request of a stream.
+    Request(oneshot::Sender<Ack>),
+}
+
+impl Reply {
+    /// Sends `answer`; `Err` when a socket's buffer would not take it, with socket.io's
+    /// error.
+    pub fn send(self, answer: &Ack) -> Result<(), SendError> {
+        match self {
+            Reply::Ack(ack) => ack.send(answer),
+            // A request that went away wants no answer; its stream's end ends the task.
+            Reply::Request(request) => {
+                request.send(answer.clone()).ok();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Where a session's events go.
+pub enum Outlet {
+    /// A socket.io socket: `output` and `resync` events.
+    Socket(SocketRef),
+    /// A Server-Sent Events stream, through its bounded channel: `output` events with the
+    /// id `node:seq`, `resync` and `positions` events without one. `Sid` names it in the hub.
+    Stream(mpsc::Sender<sse::Event>, Sid),
+}
+
+impl Outlet {
+    fn id(&self) -> Sid {
+        match self {
+            Outlet::Socket(socket) => socket.id,
+            Outlet::Stream(_, id) => *id,
         }
     }
 }
@@ -69,9 +119,9 @@ pub struct Shared {
 /// The socket has gone: its task ends.
 struct Gone;
 
-/// One socket's state, owned by its task.
+/// One socket's (or stream's) state, owned by its task.
 pub struct Session {
-    socket: SocketRef,
+    outlet: Outlet,
     /// Cancelled when the socket disconnects or the notifier stops.
     closed: CancellationToken,
     /// The socket's place in the connection count, given back when the task ends.
@@ -91,13 +141,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Starts the task of `socket`, which may do what `grants` allow, reads what its
+    /// Starts the task of `outlet`, which may do what `grants` allow, reads what its
     /// handlers send on `commands`, and holds `slot` for as long as it runs. The task ends
-    /// when `closed` is cancelled (the socket disconnected, or the notifier stops), or when
-    /// it finds the socket gone: closed when it sends, or no longer in its namespace when it
-    /// looks, which it does at once and then every `Shared::liveness_check`.
+    /// when `closed` is cancelled (the socket disconnected, or the notifier stops), when
+    /// `commands` closes, or when it finds the outlet gone: closed when it sends, or (a
+    /// socket) no longer in its namespace when it looks, which it does at once and then
+    /// every `Shared::liveness_check`.
     pub fn start(
-        socket: SocketRef,
+        outlet: Outlet,
         grants: Arc<Grants>,
         shared: Arc<Shared>,
         backlog: usize,
@@ -107,12 +158,12 @@ impl Session {
     ) {
         let (batches, batch_receiver) = mpsc::channel(backlog);
         let follower = Follower {
-            id: socket.id,
+            id: outlet.id(),
             batches,
             lag: Arc::new(Lag::default()),
         };
         let session = Session {
-            socket,
+            outlet,
             closed,
             _slot: slot,
             grants,
@@ -164,7 +215,7 @@ impl Session {
             }
         }
         for topology in self.followed() {
-            self.shared.hub.unfollow(&topology, self.socket.id);
+            self.shared.hub.unfollow(&topology, self.outlet.id());
         }
         metrics::gauge!("gorgon_notifier_subscriptions")
             .decrement((self.topologies.len() + self.nodes.len()) as f64);
@@ -172,7 +223,7 @@ impl Session {
 
     async fn command(&mut self, command: Command) -> Result<(), Gone> {
         match command {
-            Command::Subscribe(subscription, ack) => self.subscribe(subscription, ack).await,
+            Command::Subscribe(subscription, reply) => self.subscribe(subscription, reply).await,
             Command::Unsubscribe(subscription, ack) => {
                 let answer = self.unsubscribe(&subscription);
                 self.answer(ack, &answer)
@@ -180,9 +231,9 @@ impl Session {
         }
     }
 
-    /// Checks and records a subscription, answers it with the positions, then replays what
-    /// it asked for.
-    async fn subscribe(&mut self, subscription: Subscription, ack: AckSender) -> Result<(), Gone> {
+    /// Checks and records a subscription, answers it with the positions (a stream: sends
+    /// them as its first event), then replays what it asked for.
+    async fn subscribe(&mut self, subscription: Subscription, ack: Reply) -> Result<(), Gone> {
         let refused = |code: ErrorCode, message: String| Ack::refused(code, message);
         let topology = subscription.topology.clone();
         let node = subscription.node.clone();
@@ -248,7 +299,7 @@ impl Session {
             Ok(seqs) => seqs,
             Err(error) => {
                 if !self.covers_topology(&topology) {
-                    self.shared.hub.unfollow(&topology, self.socket.id);
+                    self.shared.hub.unfollow(&topology, self.outlet.id());
                 }
                 return self.answer(ack, &unavailable(&error));
             }
@@ -281,6 +332,13 @@ impl Session {
             None => self.topologies.insert(topology.clone()),
             Some(node) => self.nodes.insert((topology.clone(), node.clone())),
         };
+        if let Outlet::Stream(sender, _) = &self.outlet {
+            let event = sse::Event::default()
+                .event(POSITIONS_EVENT)
+                .json_data(&positions)
+                .expect("positions encode");
+            sender.send(event).await.map_err(|_| Gone)?;
+        }
         self.answer(ack, &Ack::done(Some(positions)))?;
         self.replay(&replay).await
     }
@@ -299,7 +357,7 @@ impl Session {
         self.cursors
             .retain(|member, _| topologies.contains(&member.0) || nodes.contains(member));
         if !self.covers_topology(topology) {
-            self.shared.hub.unfollow(topology, self.socket.id);
+            self.shared.hub.unfollow(topology, self.outlet.id());
         }
         Ack::done(None)
     }
@@ -331,7 +389,7 @@ impl Session {
                 }
             }
             if event.seq == self.cursor(&member) + 1 {
-                self.emit_output(&event.raw).await?;
+                self.emit_output(event).await?;
                 self.cursors.insert(member, event.seq);
             }
         }
@@ -437,13 +495,13 @@ impl Session {
                 after_seq: cursor,
                 next_seq: available_from,
             };
-            self.emit(RESYNC_EVENT, &resync).await?;
+            self.emit_resync(&resync).await?;
             metrics::counter!("gorgon_notifier_resyncs_total").increment(1);
             sent = available_from.saturating_sub(1);
         }
         for event in &buffer {
             if event.seq > sent {
-                self.emit_output(&event.raw).await?;
+                self.emit_output(event).await?;
                 metrics::counter!("gorgon_notifier_outputs_replayed_total").increment(1);
                 sent = event.seq;
             }
@@ -469,33 +527,67 @@ impl Session {
             .collect()
     }
 
-    /// Whether the socket is still connected to its namespace. socket.io takes a socket out
-    /// of its namespace whenever it goes (it clears the flag first), whether or not it ran
-    /// the disconnect handler, so a socket that is not there is gone for good.
+    /// Whether the socket is still connected to its namespace (or the stream's body still
+    /// read). socket.io takes a socket out of its namespace whenever it goes (it clears the
+    /// flag first), whether or not it ran the disconnect handler, so a socket that is not
+    /// there is gone for good.
     fn present(&self) -> bool {
-        self.socket.connected()
-            && self
-                .shared
-                .io
-                .of(self.socket.ns())
-                .and_then(|namespace| namespace.get_socket(self.socket.id))
-                .is_some()
+        match &self.outlet {
+            Outlet::Socket(socket) => {
+                socket.connected()
+                    && self
+                        .shared
+                        .io
+                        .of(socket.ns())
+                        .and_then(|namespace| namespace.get_socket(socket.id))
+                        .is_some()
+            }
+            Outlet::Stream(sender, _) => !sender.is_closed(),
+        }
     }
 
     fn cursor(&self, member: &Member) -> u64 {
         self.cursors.get(member).copied().unwrap_or(0)
     }
 
-    async fn emit_output(&self, raw: &serde_json::value::RawValue) -> Result<(), Gone> {
-        self.emit(OUTPUT_EVENT, raw).await?;
+    async fn emit_output(&self, event: &Event) -> Result<(), Gone> {
+        match &self.outlet {
+            Outlet::Socket(socket) => self.emit(socket, OUTPUT_EVENT, &*event.raw).await?,
+            Outlet::Stream(sender, _) => {
+                let sent = sse::Event::default()
+                    .event(OUTPUT_EVENT)
+                    .id(format!("{}:{}", event.node, event.seq))
+                    .data(event.raw.get());
+                sender.send(sent).await.map_err(|_| Gone)?;
+            }
+        }
         self.events_sent.increment(1);
         Ok(())
     }
 
-    /// Emits `event`, waiting while the socket's buffer is full (and the socket still there).
-    async fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), Gone> {
+    async fn emit_resync(&self, resync: &Resync) -> Result<(), Gone> {
+        match &self.outlet {
+            Outlet::Socket(socket) => self.emit(socket, RESYNC_EVENT, resync).await,
+            Outlet::Stream(sender, _) => {
+                let sent = sse::Event::default()
+                    .event(RESYNC_EVENT)
+                    .json_data(resync)
+                    .expect("a resync encodes");
+                sender.send(sent).await.map_err(|_| Gone)
+            }
+        }
+    }
+
+    /// Emits `event` on `socket`, waiting while its buffer is full (and the socket still
+    /// there).
+    async fn emit<T: Serialize + ?Sized>(
+        &self,
+        socket: &SocketRef,
+        event: &str,
+        data: &T,
+    ) -> Result<(), Gone> {
         loop {
-            match self.socket.emit(event, data) {
+            match socket.emit(event, data) {
                 Ok(()) => return Ok(()),
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                     if self.closed.is_cancelled() || !self.present() {
@@ -512,16 +604,16 @@ impl Session {
         }
     }
 
-    /// Answers `ack` with `answer`. socket.io cannot keep an acknowledgement for later, so
+    /// Answers `reply` with `answer`. socket.io cannot keep an acknowledgement for later, so
     /// one that meets a full socket buffer is dropped (and logged); the client's ack times
     /// out and it may subscribe again.
-    fn answer(&self, ack: AckSender, answer: &Ack) -> Result<(), Gone> {
-        match ack.send(answer) {
+    fn answer(&self, reply: Reply, answer: &Ack) -> Result<(), Gone> {
+        match reply.send(answer) {
             Ok(()) => Ok(()),
             Err(SendError::Socket(SocketError::Closed)) => Err(Gone),
             Err(error) => {
                 metrics::counter!("gorgon_notifier_acks_dropped_total").increment(1);
-                tracing::warn!(socket = %self.socket.id, %error, "an acknowledgement was not sent (raise GORGON_NOTIFIER_SOCKET_BUFFER if the buffer was full)");
+                tracing::warn!(socket = %self.outlet.id(), %error, "an acknowledgement was not sent (raise GORGON_NOTIFIER_SOCKET_BUFFER if the buffer was full)");
                 Ok(())
             }
         }
