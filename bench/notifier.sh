@@ -5,7 +5,9 @@
 # Redis with AOF everysec, beside redis-benchmark's PUBLISH ceiling on the same server in the
 # same run, and beside the peer: a plain socket.io server (Node, bench/peer-socketio, pinned by
 # its lockfile) broadcasting the same number of events of the same shape from memory to the same
-# clients. Every client must receive every output exactly once, in order (else exit 1).
+# clients. The same two runs again with Server-Sent Events clients (the notifier's streams,
+# read by Node's fetch in the same harness) instead of socket.io. Every client must receive
+# every output exactly once, in order (else exit 1).
 #
 # Usage: bench/notifier.sh [clients] [outputs] [rate] [seconds]
 #   clients  socket.io clients, all subscribed to the topology (default 100)
@@ -89,18 +91,20 @@ done
 
 # One topology per run, so each run's seqs start at 1.
 doc=$(python3 -c "import json; print(json.dumps({'node':[{'id':'n%d'%i,'function':'pass'} for i in range($nodes)]}))")
-for name in flat steady; do
+for name in flat steady flat-sse steady-sse; do
   status=$(curl -s -o "$work/put.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' --data "$doc" "$base/v1/topologies/$name")
   case "$status" in 200 | 201) ;; *) role_logs; fail "PUT answered $status: $(cat "$work/put.json")" ;; esac
 done
 
-# run_clients RUN PER_NODE [latency [PORT]]: starts the clients of topology RUN (on the notifier,
-# or the server on PORT) in the background and waits until they print "ready".
+# run_clients RUN PER_NODE [latency [PORT [TRANSPORT]]]: starts the clients of topology RUN (on
+# the notifier, or the server on PORT; socket.io, or TRANSPORT sse) in the background and waits
+# until they print "ready".
 run_clients() {
   local expect
   expect=$(python3 -c "import json; print(json.dumps({'n%d'%i: $2 for i in range($nodes)}))")
   node "$root/tests/socketio/clients.mjs" "{\"url\":\"http://127.0.0.1:${4:-$notifier_port}\",\"clients\":$clients,\
-\"subscribe\":{\"topology\":\"$1\"},\"expect\":$expect,\"latency\":${3:-false},\"timeout_ms\":300000}" \
+\"subscribe\":{\"topology\":\"$1\"},\"expect\":$expect,\"latency\":${3:-false},\"timeout_ms\":300000,\
+\"transport\":\"${5:-socket.io}\"}" \
     >"$work/$1.out" 2>"$work/$1.err" &
   pids+=("$!")
   client_pid=$!
@@ -119,30 +123,23 @@ check() { # REPORT: exits 1 unless every client got every output once, in order
   [ "$verdict" = True ] || fail "verification failed: $1"
 }
 
-echo "flat out: $outputs outputs to $clients clients..." >&2
-per_node=$((outputs / nodes))
-run_clients flat "$per_node"
+# inject_flat RUN: every output of the flat-out run, in ndjson requests of 1 000.
+inject_flat() {
 for i in $(seq 0 $((nodes - 1))); do
   sent=0
   while [ "$sent" -lt "$per_node" ]; do
     lines=$((per_node - sent < 1000 ? per_node - sent : 1000))
     python3 -c "import sys; [print('{\"v\":%d}' % v) for v in range(int(sys.argv[1]))]" "$lines" >"$work/body.ndjson"
     status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-ndjson' \
-      --data-binary @"$work/body.ndjson" "$base/v1/topologies/flat/nodes/n$i/messages")
+      --data-binary @"$work/body.ndjson" "$base/v1/topologies/$1/nodes/n$i/messages")
     [ "$status" = 202 ] || fail "inject answered $status"
     sent=$((sent + lines))
   done
 done
-flat=$(wait_clients flat)
-check "$flat"
-flat_rate=$(report_field "$flat" "int(r['received'] * 1000 / max(1, r['last_output_ms'] - r['first_output_ms']))")
-flat_ms=$(report_field "$flat" "r['last_output_ms'] - r['first_output_ms']")
-
-echo "steady: $rate messages/s for $seconds s to $clients clients..." >&2
-total=$((rate * seconds))
-total=$((total - total % nodes))
-run_clients steady "$((total / nodes))" true
-python3 - "$base" steady "$nodes" "$rate" "$total" <<'PY'
+}
+# inject_steady RUN: the steady run's messages, one a request at the rate.
+inject_steady() {
+python3 - "$base" "$1" "$nodes" "$rate" "$total" <<'PY'
 import sys, time, urllib.request
 base, topology, nodes, rate, total = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 start = time.monotonic()
@@ -156,8 +153,38 @@ for i in range(total):
     with urllib.request.urlopen(request) as answer:
         assert answer.status == 202, answer.status
 PY
+}
+rate_of() { report_field "$1" "int(r['received'] * 1000 / max(1, r['last_output_ms'] - r['first_output_ms']))"; }
+span_of() { report_field "$1" "r['last_output_ms'] - r['first_output_ms']"; }
+per_node=$((outputs / nodes))
+total=$((rate * seconds))
+total=$((total - total % nodes))
+
+echo "flat out: $outputs outputs to $clients socket.io clients..." >&2
+run_clients flat "$per_node"
+inject_flat flat
+flat=$(wait_clients flat)
+check "$flat"
+flat_rate=$(rate_of "$flat")
+flat_ms=$(span_of "$flat")
+
+echo "steady: $rate messages/s for $seconds s to $clients socket.io clients..." >&2
+run_clients steady "$((total / nodes))" true
+inject_steady steady
 steady=$(wait_clients steady)
 check "$steady"
+
+echo "flat out: $outputs outputs to $clients Server-Sent Events clients..." >&2
+run_clients flat-sse "$per_node" false "$notifier_port" sse
+inject_flat flat-sse
+flat_sse=$(wait_clients flat-sse)
+check "$flat_sse"
+
+echo "steady: $rate messages/s for $seconds s to $clients Server-Sent Events clients..." >&2
+run_clients steady-sse "$((total / nodes))" true "$notifier_port" sse
+inject_steady steady-sse
+steady_sse=$(wait_clients steady-sse)
+check "$steady_sse"
 
 echo "peer: plain socket.io broadcasting $outputs events to $clients clients..." >&2
 peer_port=$(free_port)
@@ -168,8 +195,11 @@ run_clients peer "$per_node" false "$peer_port"
 curl -sf "http://127.0.0.1:$peer_port/emit?topology=peer&nodes=$nodes&per_node=$per_node" >/dev/null || fail "the peer did not start emitting"
 peer=$(wait_clients peer)
 check "$peer"
-peer_rate=$(report_field "$peer" "int(r['received'] * 1000 / max(1, r['last_output_ms'] - r['first_output_ms']))")
-peer_ms=$(report_field "$peer" "r['last_output_ms'] - r['first_output_ms']")
+peer_rate=$(rate_of "$peer")
+peer_ms=$(span_of "$peer")
+latency() { # REPORT: its inject -> client latency line
+  echo "ms p50 $(report_field "$1" "r['latency_ms']['p50']"), p90 $(report_field "$1" "r['latency_ms']['p90']"), p99 $(report_field "$1" "r['latency_ms']['p99']"), max $(report_field "$1" "r['latency_ms']['max']") over $(report_field "$1" "r['latency_ms']['count']") events"
+}
 
 cat <<EOF
 machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(date -u +%Y-%m-%d); redis $(redis-server --version | awk '{print $3}' | cut -d= -f2)
@@ -178,5 +208,8 @@ redis-benchmark PUBLISH, pipelined 100: $publish_p100 /s
 redis-benchmark PUBLISH, 8 clients unpipelined: $publish_c8 /s
 flat out: $(report_field "$flat" "r['received']") events to $clients clients in $flat_ms ms: $flat_rate events/s delivered; lost 0, duplicated 0, out of order 0
 peer, socket.io $(node -p "require('$root/bench/peer-socketio/node_modules/socket.io/package.json').version") broadcasting from memory: $(report_field "$peer" "r['received']") events to $clients clients in $peer_ms ms: $peer_rate events/s delivered
-steady $rate msg/s for $seconds s ($((rate * clients)) events/s): inject -> client latency ms p50 $(report_field "$steady" "r['latency_ms']['p50']"), p90 $(report_field "$steady" "r['latency_ms']['p90']"), p99 $(report_field "$steady" "r['latency_ms']['p99']"), max $(report_field "$steady" "r['latency_ms']['max']") over $(report_field "$steady" "r['latency_ms']['count']") events; lost 0, duplicated 0, out of order 0
+steady $rate msg/s for $seconds s ($((rate * clients)) events/s): inject -> client latency $(latency "$steady"); lost 0, duplicated 0, out of order 0
+Server-Sent Events, flat out: $(report_field "$flat_sse" "r['received']") events to $clients clients in $(span_of "$flat_sse") ms: $(rate_of "$flat_sse") events/s delivered; lost 0, duplicated 0, out of order 0
+Server-Sent Events, steady $rate msg/s for $seconds s: inject -> client latency $(latency "$steady_sse"); lost 0, duplicated 0, out of order 0
+clients' CPU (Node), flat out: socket.io $(report_field "$flat" "r['cpu_ms']") ms, Server-Sent Events $(report_field "$flat_sse" "r['cpu_ms']") ms
 EOF

@@ -13,6 +13,10 @@
 // inject to output (`to_output_ms`: the queue, the pull and the function) and output to
 // receipt (`to_client_ms`: the commit, the live publish and the notifier's hop).
 //
+// With `transport: "sse"`, each client is a Server-Sent Events stream of the notifier instead
+// (fetch, `Authorization: Bearer` for `token`): ready at its `positions` event; with `resume`,
+// a stream that ends is opened again with `Last-Event-ID` naming every node's last seq.
+//
 // mode "probe": one socket connects with `token`, optionally subscribes with `subscribe`,
 // and prints {"event":"probe","connected","connect_error","ack","resyncs","outputs"} after
 // `wait_ms` (for auth, limit and resync checks).
@@ -142,7 +146,7 @@ async function collect() {
 
   for (let i = 0; i < count; i++) {
     const client = {
-      socket: connect(settings.token),
+      socket: settings.transport === "sse" ? null : connect(settings.token),
       seen: {},
       last: {},
       duplicated: {},
@@ -169,7 +173,7 @@ async function collect() {
       client.outOfOrder[node] = 0;
       client.received[node] = 0;
     }
-    client.socket.on("output", (event) => {
+    const onOutput = (event) => {
       const node = event.node;
       if (!(node in client.seen)) {
         client.other++;
@@ -195,14 +199,29 @@ async function collect() {
         client.done = true;
         if (clients.every((other) => other.done)) finish();
       }
-    });
-    client.socket.on("resync", (resync) => {
+    };
+    const onResync = (resync) => {
       client.resyncs.push(resync);
       if (resync.next_seq > 0 && resync.node in client.last) {
         // What will not come over socket.io counts as missing unless read from history.
         client.last[resync.node] = Math.max(client.last[resync.node], resync.next_seq - 1);
       }
-    });
+    };
+    const onReady = (positions) => {
+      if (!client.subscribed) {
+        client.positions = positions ?? {};
+        client.subscribed = true;
+        ready++;
+        if (ready === count) print({ event: "ready", clients: count });
+      }
+    };
+    if (settings.transport === "sse") {
+      client.socket = follow(client, { output: onOutput, resync: onResync, ready: onReady });
+      clients.push(client);
+      continue;
+    }
+    client.socket.on("output", onOutput);
+    client.socket.on("resync", onResync);
     client.socket.on("connect", async () => {
       client.connects++;
       const request = { ...settings.subscribe };
@@ -224,12 +243,7 @@ async function collect() {
         process.stderr.write(`subscribe refused: ${JSON.stringify(ack)}\n`);
         return;
       }
-      if (!client.subscribed) {
-        client.positions = ack.positions ?? {};
-        client.subscribed = true;
-        ready++;
-        if (ready === count) print({ event: "ready", clients: count });
-      }
+      onReady(ack.positions);
     });
     clients.push(client);
   }
@@ -246,6 +260,70 @@ async function collect() {
     );
   }, 2000);
   const deadline = setTimeout(finish, settings.timeout_ms ?? 60000);
+}
+
+// One Server-Sent Events stream of `settings.subscribe`, with the surface of a socket that the
+// report reads (`connected`, `close`); events go to `on.output`, `on.resync` and, at the
+// first `positions`, `on.ready`.
+function follow(client, on) {
+  const { topology, node } = settings.subscribe;
+  const path = node ? `/v1/topologies/${topology}/nodes/${node}/stream` : `/v1/topologies/${topology}/stream`;
+  const abort = new AbortController();
+  const stream = { connected: false, close: () => abort.abort() };
+  const dispatch = (block) => {
+    let name = "message";
+    let data = "";
+    for (const line of block.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon <= 0) continue;
+      const field = line.slice(0, colon);
+      const value = line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") name = value;
+      else if (field === "data") data += value;
+    }
+    if (data === "") return; // a keep-alive comment
+    const payload = JSON.parse(data);
+    if (name === "output") on.output(payload);
+    else if (name === "resync") on.resync(payload);
+    else if (name === "positions") on.ready(payload);
+  };
+  (async () => {
+    while (!abort.signal.aborted) {
+      const headers = {};
+      if (settings.token != null) headers.authorization = `Bearer ${settings.token}`;
+      if (client.subscribed && settings.resume) {
+        const after = { ...client.positions };
+        for (const name of Object.keys(client.last)) after[name] = Math.max(after[name] ?? 0, client.last[name]);
+        headers["last-event-id"] = Object.entries(after).map(([name, seq]) => `${name}:${seq}`).join(",");
+      }
+      try {
+        const answer = await fetch(url + path, { headers, signal: abort.signal });
+        if (answer.status !== 200) {
+          process.stderr.write(`stream refused: ${answer.status} ${await answer.text()}\n`);
+          if (answer.status !== 503) return;
+        } else {
+          client.connects++;
+          stream.connected = true;
+          const decoder = new TextDecoder();
+          let text = "";
+          for await (const chunk of answer.body) {
+            text += decoder.decode(chunk, { stream: true });
+            let end;
+            while ((end = text.indexOf("\n\n")) >= 0) {
+              dispatch(text.slice(0, end));
+              text = text.slice(end + 2);
+            }
+          }
+        }
+      } catch (error) {
+        if (abort.signal.aborted) return;
+      }
+      stream.connected = false;
+      if (!settings.resume) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  })();
+  return stream;
 }
 
 async function probe() {

@@ -200,17 +200,29 @@ async fn hundred_clients_get_every_output_once_in_order() {
 /// and ends with every output exactly once, in order, and no resync.
 #[tokio::test]
 async fn clients_resume_across_a_killed_notifier() {
+    resume_across_a_killed_notifier("socket.io", 100).await;
+}
+
+/// The same with 20 Server-Sent Events streams, each opened again with `Last-Event-ID`
+/// naming every node's last seq.
+#[tokio::test]
+async fn streams_resume_across_a_killed_notifier() {
+    resume_across_a_killed_notifier("sse", 20).await;
+}
+
+async fn resume_across_a_killed_notifier(transport: &str, count: u64) {
     let mesh = Mesh::start(2, &[("GORGON_REPLAY_BUFFER", "5000")]).await;
     put(&mesh, "plant", &fan_in(4)).await;
     let mut notifier = Notifier::start(&mesh, &[]).await;
     let expect = json!({"s1": 1250, "s2": 1250, "s3": 1250, "s4": 1250, "total": 5000});
     let clients = Clients::start(&json!({
         "url": notifier.url,
-        "clients": 100,
+        "clients": count,
         "subscribe": {"topology": "plant"},
         "expect": expect,
         "resume": true,
         "timeout_ms": 150_000,
+        "transport": transport,
     }));
     clients.wait_for("ready", Duration::from_secs(30)).await;
     // 5 000 messages in 50 rounds of 25 per source, about 8 s in all.
@@ -230,9 +242,9 @@ async fn clients_resume_across_a_killed_notifier() {
     };
     flow.await;
     let report = clients.finish(Duration::from_secs(180)).await;
-    assert_exact(&report, 100, 10_000);
+    assert_exact(&report, count, 10_000);
     assert!(
-        report["reconnects"].as_u64() >= Some(100),
+        report["reconnects"].as_u64() >= Some(count),
         "every client reconnected: {report}"
     );
 }
