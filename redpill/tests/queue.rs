@@ -540,19 +540,31 @@ async fn a_drained_queue_is_asked_again_only_after_a_push() {
     );
 }
 
-/// How many scripts the test's Redis has run (`EVALSHA` calls in `INFO commandstats`).
+/// How many scripts the test's Redis has run (`EVALSHA` calls in `INFO commandstats`, summed
+/// over every node of a cluster).
 async fn scripts_run(redis: &TestBackend) -> u64 {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |calls| calls.parse().unwrap())
+    let urls = match redis {
+        TestBackend::Single(server) => vec![server.url()],
+        TestBackend::Cluster(cluster) => {
+            (0..cluster.len()).map(|i| cluster.node(i).url()).collect()
+        }
+    };
+    let mut calls = 0;
+    for url in urls {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        calls += info
+            .lines()
+            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |count| count.parse::<u64>().unwrap());
+    }
+    calls
 }
 
 /// A new owner takes over what the previous holders of the queue have in flight, at the head,

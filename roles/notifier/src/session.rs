@@ -337,7 +337,7 @@ impl Session {
                 .event(POSITIONS_EVENT)
                 .json_data(&positions)
                 .expect("positions encode");
-            sender.send(event).await.map_err(|_| Gone)?;
+            self.send_stream(sender, event).await?;
         }
         self.answer(ack, &Ack::done(Some(positions)))?;
         self.replay(&replay).await
@@ -558,7 +558,7 @@ impl Session {
                     .event(OUTPUT_EVENT)
                     .id(format!("{}:{}", event.node, event.seq))
                     .data(event.raw.get());
-                sender.send(sent).await.map_err(|_| Gone)?;
+                self.send_stream(sender, sent).await?;
             }
         }
         self.events_sent.increment(1);
@@ -573,8 +573,21 @@ impl Session {
                     .event(RESYNC_EVENT)
                     .json_data(resync)
                     .expect("a resync encodes");
-                sender.send(sent).await.map_err(|_| Gone)
+                self.send_stream(sender, sent).await
             }
+        }
+    }
+
+    /// Sends `event` down a stream, waiting while its client does not read (and the stream is
+    /// still open, and the notifier not stopping).
+    async fn send_stream(
+        &self,
+        sender: &mpsc::Sender<sse::Event>,
+        event: sse::Event,
+    ) -> Result<(), Gone> {
+        tokio::select! {
+            sent = sender.send(event) => sent.map_err(|_| Gone),
+            _ = self.closed.cancelled() => Err(Gone),
         }
     }
 
