@@ -125,17 +125,17 @@ check() { # REPORT: exits 1 unless every client got every output once, in order
 
 # inject_flat RUN: every output of the flat-out run, in ndjson requests of 1 000.
 inject_flat() {
-for i in $(seq 0 $((nodes - 1))); do
-  sent=0
-  while [ "$sent" -lt "$per_node" ]; do
-    lines=$((per_node - sent < 1000 ? per_node - sent : 1000))
-    python3 -c "import sys; [print('{\"v\":%d}' % v) for v in range(int(sys.argv[1]))]" "$lines" >"$work/body.ndjson"
-    status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-ndjson' \
-      --data-binary @"$work/body.ndjson" "$base/v1/topologies/$1/nodes/n$i/messages")
-    [ "$status" = 202 ] || fail "inject answered $status"
-    sent=$((sent + lines))
+  for i in $(seq 0 $((nodes - 1))); do
+    sent=0
+    while [ "$sent" -lt "$per_node" ]; do
+      lines=$((per_node - sent < 1000 ? per_node - sent : 1000))
+      python3 -c "import sys; [print('{\"v\":%d}' % v) for v in range(int(sys.argv[1]))]" "$lines" >"$work/body.ndjson"
+      status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/x-ndjson' \
+        --data-binary @"$work/body.ndjson" "$base/v1/topologies/$1/nodes/n$i/messages")
+      [ "$status" = 202 ] || fail "inject answered $status"
+      sent=$((sent + lines))
+    done
   done
-done
 }
 # inject_steady RUN: the steady run's messages, one a request at the rate.
 inject_steady() {

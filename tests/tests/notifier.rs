@@ -65,12 +65,9 @@ async fn wait_for_seq(mesh: &Mesh, topology: &str, node: &str, seq: u64) {
     .await;
 }
 
-/// A client resuming after a seq still in the replay buffer gets exactly the outputs after
-/// it; one resuming after a seq the buffer no longer holds gets `resync` naming the gap,
-/// then the outputs the buffer holds. The ack gives each node's position; a second
-/// subscription covering a node already followed does not start it again.
-#[tokio::test]
-async fn resume_replays_from_the_buffer_or_resyncs() {
+/// A mesh whose replay buffers hold 10 outputs, topology `feed` of one `pass` node `a` that
+/// has made outputs 1 to 30 (of messages `{"i": 0}` to `{"i": 29}`), and a notifier.
+async fn feed_of_thirty() -> (Mesh, Notifier) {
     let mesh = Mesh::start(1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
     put(
         &mesh,
@@ -81,6 +78,16 @@ async fn resume_replays_from_the_buffer_or_resyncs() {
     inject(&mesh, "feed", "a", 30, 30).await;
     wait_for_seq(&mesh, "feed", "a", 30).await;
     let notifier = Notifier::start(&mesh, &[]).await;
+    (mesh, notifier)
+}
+
+/// A client resuming after a seq still in the replay buffer gets exactly the outputs after
+/// it; one resuming after a seq the buffer no longer holds gets `resync` naming the gap,
+/// then the outputs the buffer holds. The ack gives each node's position; a second
+/// subscription covering a node already followed does not start it again.
+#[tokio::test]
+async fn resume_replays_from_the_buffer_or_resyncs() {
+    let (_mesh, notifier) = feed_of_thirty().await;
 
     let seqs = |report: &Value| -> Vec<u64> {
         report["outputs"]
@@ -444,16 +451,7 @@ async fn tokens_scopes_origins_and_limits_are_enforced() {
 /// client: every event's name, id and data exact.
 #[tokio::test]
 async fn streams_resume_by_last_event_id_and_resync() {
-    let mesh = Mesh::start(1, &[("GORGON_REPLAY_BUFFER", "10")]).await;
-    put(
-        &mesh,
-        "feed",
-        &json!({"node": [{"id": "a", "function": "pass"}]}),
-    )
-    .await;
-    inject(&mesh, "feed", "a", 30, 30).await;
-    wait_for_seq(&mesh, "feed", "a", 30).await;
-    let notifier = Notifier::start(&mesh, &[]).await;
+    let (mesh, notifier) = feed_of_thirty().await;
     let http = reqwest::Client::new();
     let open = |path: &str, last_event_id: Option<&'static str>| {
         let mut request = http.get(format!("{}{path}", notifier.url));

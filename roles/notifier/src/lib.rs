@@ -92,7 +92,7 @@ pub async fn run(config: Config, token: CancellationToken) -> anyhow::Result<()>
         .ping_interval(config.ping_interval())
         .ping_timeout(config.ping_timeout())
         .build_layer();
-    let shared: Arc<session::Shared> = Arc::new(session::Shared {
+    let shared = Arc::new(session::Shared {
         reader: Reader::new(client.clone(), config.redis.partitions),
         hub,
         io: io.clone(),

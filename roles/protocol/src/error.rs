@@ -141,7 +141,7 @@ error_codes! {
     Internal => "internal", 500;
     /// Redis cannot be reached, or no store answered in time.
     Unavailable => "unavailable", 503;
-    /// A notifier serves `GORGON_NOTIFIER_MAX_CONNECTIONS` sockets already.
+    /// A notifier serves `GORGON_NOTIFIER_MAX_CONNECTIONS` connections (sockets and streams) already.
     TooManyConnections => "too_many_connections", 503;
 }
 
