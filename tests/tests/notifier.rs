@@ -419,6 +419,17 @@ async fn tokens_scopes_origins_and_limits_are_enforced() {
             )
         )
     );
+    let (status, body) = stream(
+        "/v1/topologies/alpha/stream?after_seq=1&after_seq=2",
+        Some("alpha-reader"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request")),
+        "{body}"
+    );
     let (status, _) = stream(
         "/v1/topologies/alpha/stream",
         Some("alpha-reader"),

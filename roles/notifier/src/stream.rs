@@ -15,6 +15,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -66,10 +67,10 @@ struct StreamQuery {
 async fn topology_stream(
     State(streams): State<Arc<Streams>>,
     Path(topology): Path<String>,
-    Query(query): Query<StreamQuery>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    open(&streams, topology, None, &query, &headers)
+    open(&streams, topology, None, query, &headers)
         .await
         .unwrap_or_else(refusal)
 }
@@ -77,10 +78,10 @@ async fn topology_stream(
 async fn node_stream(
     State(streams): State<Arc<Streams>>,
     Path((topology, node)): Path<(String, String)>,
-    Query(query): Query<StreamQuery>,
+    query: Result<Query<StreamQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    open(&streams, topology, Some(node), &query, &headers)
+    open(&streams, topology, Some(node), query, &headers)
         .await
         .unwrap_or_else(refusal)
 }
@@ -90,7 +91,7 @@ async fn open(
     streams: &Streams,
     topology: String,
     node: Option<String>,
-    query: &StreamQuery,
+    query: Result<Query<StreamQuery>, QueryRejection>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let authorization = headers
@@ -107,6 +108,12 @@ async fn open(
     let last_event_id = headers
         .get("last-event-id")
         .map(|value| value.to_str().unwrap_or("\u{fffd}"));
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("the query string does not read: {}", rejection.body_text()),
+        )
+    })?;
     let after_seq = resume_point(last_event_id, query.after_seq.as_deref())
         .map_err(|message| ApiError::new(ErrorCode::InvalidRequest, message))?;
 
