@@ -37,7 +37,10 @@ export GORGON_REPLAY_BUFFER=20 # every role of the mesh takes it from the enviro
 start_mesh "all=1,processor=2,store=3"
 for name in ${NOTES_RENICE:-}; do
   for process in $(pgrep -x "$name"); do
-    for thread in /proc/"$process"/task/*; do renice -n -10 -p "${thread##*/}" >/dev/null; done
+    for thread in /proc/"$process"/task/*; do
+      renice -n -10 -p "${thread##*/}" >/dev/null ||
+        fail "could not raise $name's priority (NOTES_RENICE needs root, or CAP_SYS_NICE)"
+    done
   done
   say "every thread of $name at nice -10"
 done

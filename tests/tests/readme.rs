@@ -114,7 +114,7 @@ async fn the_quick_start_works_when_pasted() {
         .arg(follow.trim())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("run curl");
@@ -124,18 +124,21 @@ async fn the_quick_start_works_when_pasted() {
     run_bash(&inject).await;
     read_until(&mut stdout, &mut streamed, "id: total:3").await;
     curl.kill().await.ok();
-    assert!(
-        streamed.contains("event: positions\ndata: {\"readings\":2,\"total\":2}\n"),
-        "{streamed}"
-    );
-    assert!(
-        streamed.contains("event: output\nid: readings:3\n"),
-        "{streamed}"
-    );
-    assert!(
-        streamed.contains("event: output\nid: total:3\n"),
-        "{streamed}"
-    );
+    // What curl said, for when the stream was not what it should be.
+    let mut said = String::new();
+    if let Some(mut stderr) = curl.stderr.take() {
+        stderr.read_to_string(&mut said).await.ok();
+    }
+    for wanted in [
+        "event: positions\ndata: {\"readings\":2,\"total\":2}\n",
+        "event: output\nid: readings:3\n",
+        "event: output\nid: total:3\n",
+    ] {
+        assert!(
+            streamed.contains(wanted),
+            "{wanted:?} not in the stream: {streamed}\ncurl said: {said}"
+        );
+    }
 }
 
 /// Runs `script` with bash (`set -e`) and returns what it printed; panics when it fails.
