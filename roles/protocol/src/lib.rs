@@ -3,7 +3,8 @@
 //! and names no Redis key: roles send and receive these through redpill, and where they are
 //! kept is the `layout` crate's.
 //!
-//! Layout: [`roles`] (the name of each role), [`auth`] (API tokens and their scopes),
+//! Layout: [`roles`] (the name of each role), [`api`] (the REST API's bodies, shared with
+//! clients), [`auth`] (API tokens and their scopes),
 //! `error.rs` ([`ErrorCode`]: every error code clients are answered with, and its status),
 //! `slug.rs`, `partition.rs` (the node → partition hash), `node.rs` (node spec and status),
 //! `envelope.rs` (what a partition queue carries), `output.rs` (the output event),
@@ -17,6 +18,7 @@
 
 #![cfg_attr(not(test), warn(clippy::print_stdout))]
 
+pub mod api;
 pub mod auth;
 pub mod caused;
 mod envelope;

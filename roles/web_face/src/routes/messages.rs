@@ -5,11 +5,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use protocol::api::{DeadLetterList, DeadLetterView, Replayed};
 use protocol::{partition_of, Envelope, ErrorCode, Timestamp};
 use redpill::{DeadLetter, PushedOnce, Queue};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::{write_access, Path, Query};
 use crate::auth::Caller;
@@ -172,44 +173,12 @@ fn fingerprint(format: Format, bytes: &[u8]) -> String {
         .collect()
 }
 
-/// One dead-lettered message of a topology.
-#[derive(Serialize, ToSchema)]
-pub struct DeadLetterView {
-    /// The message id (the inject's `msg_id` for an injected message).
-    id: String,
-    /// The node it was for.
-    node: String,
-    /// Why it was dead-lettered, starting with a reason code such as `node_deleted`.
-    error: String,
-    /// Failed attempts.
-    attempts: u32,
-    /// When, RFC 3339.
-    at: String,
-    /// The message (`null` for a node change).
-    #[schema(value_type = Option<Object>)]
-    data: Option<Value>,
-}
-
-/// The dead letters of a topology.
-#[derive(Serialize, ToSchema)]
-pub struct DeadLetterList {
-    /// Oldest first within each partition.
-    items: Vec<DeadLetterView>,
-}
-
 /// Query of the dead-letter routes.
 #[derive(Deserialize, IntoParams)]
 pub struct DeadQuery {
     /// Only those of this node.
     #[serde(default)]
     node: Option<String>,
-}
-
-/// The replay's answer.
-#[derive(Serialize, ToSchema)]
-pub struct Replayed {
-    /// The ids put back on their queues.
-    replayed: Vec<String>,
 }
 
 /// Lists the topology's dead-lettered messages.

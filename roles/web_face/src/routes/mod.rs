@@ -177,28 +177,6 @@ pub struct ErrorDetail {
     message: String,
 }
 
-/// The answer to a topology change: `{"id","rev","created","updated","deleted"}`.
-#[derive(Serialize, ToSchema)]
-pub struct Applied {
-    id: String,
-    rev: u64,
-    created: Vec<String>,
-    updated: Vec<String>,
-    deleted: Vec<String>,
-}
-
-impl Applied {
-    fn new(topology: &str, applied: protocol::store::Applied) -> Applied {
-        Applied {
-            id: topology.to_owned(),
-            rev: applied.rev,
-            created: applied.plan.created,
-            updated: applied.plan.updated,
-            deleted: applied.plan.deleted,
-        }
-    }
-}
-
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()

@@ -6,13 +6,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use layout::NodeRecord;
+use protocol::api::{
+    AttrsView, HistoryParams, HistoryView, ListQuery, NodeList, NodePatch, NodeView,
+};
 use protocol::history::HistorySource;
 use protocol::store::Change;
 use protocol::{NodeSpec, NodeState, NodeStatus};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::{etag, if_match, write_access, Path, Query};
 use crate::auth::Caller;
@@ -20,88 +23,12 @@ use crate::body::{self, Format};
 use crate::error::{ApiResult, Failure};
 use crate::state::{AppState, TopologyView};
 
-/// A node as the API shows it.
-#[derive(Serialize, ToSchema)]
-pub struct NodeView {
-    /// The node id.
-    id: String,
-    /// Its function.
-    function: String,
-    /// The nodes it receives from.
-    sources: Vec<String>,
-    /// `false` when its outputs do not go to the archive (its own setting or its
-    /// topology's); absent when they do.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    archive: Option<bool>,
-    /// Its attributes: settings and running state, as last processed.
-    #[schema(value_type = Object)]
-    attrs: Map<String, Value>,
-    /// The latched output event, or null before the first output. Passed on as stored (as
-    /// `.../output` does), never parsed, so whatever the processor latched is shown.
-    #[schema(value_type = Option<Object>)]
-    output: Option<Box<RawValue>>,
-    /// `{"state": "ok"|"error", "last_error", "dead_letters"}`.
-    #[schema(value_type = Object)]
-    status: NodeStatus,
-}
-
-/// The nodes of a topology: all of them, the ones asked for, or a page.
-#[derive(Serialize, ToSchema)]
-pub struct NodeList {
-    /// In document order for the whole list, in the order asked for with `ids`, in id order
-    /// for a page.
-    nodes: Vec<NodeView>,
-    /// With `ids`: the ids asked for that the topology does not have, in the order given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    missing: Option<Vec<String>>,
-    /// The path of the next page, or null on the last page and without `limit`.
-    next: Option<String>,
-}
-
-/// Query of `GET /v1/topologies/{t}/nodes`: nothing for every node, `ids` for chosen ones,
-/// `limit` (and `after`) for a page.
-#[derive(Deserialize, IntoParams)]
-pub struct ListQuery {
-    /// Only these nodes: ids separated by commas, at most 1 000, answered in the order given
-    /// and each once; those the topology does not have are listed in `missing`.
-    ids: Option<String>,
-    /// A page of at most this many nodes (1 to 10 000), in id order; `next` is the path of the
-    /// following page.
-    limit: Option<u32>,
-    /// The page starts after this node id (the cursor `next` carries); nodes made or deleted
-    /// between pages do not move it.
-    after: Option<String>,
-}
-
-/// Body of `PATCH /v1/topologies/{t}/nodes/{n}`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NodePatch {
-    /// The new function.
-    #[serde(default)]
-    function: Option<String>,
-    /// The new sources.
-    #[serde(default)]
-    sources: Option<Vec<String>>,
-    /// Whether its outputs go to the archive (MongoDB).
-    #[serde(default)]
-    archive: Option<bool>,
-}
-
 /// Query of `DELETE /v1/topologies/{t}/nodes/{n}`.
 #[derive(Deserialize, IntoParams)]
 pub struct DeleteQuery {
     /// Also remove the node from the sources of the nodes that list it.
     #[serde(default)]
     force: bool,
-}
-
-/// Body of the attribute patch reply.
-#[derive(Serialize, ToSchema)]
-pub struct AttrsView {
-    /// The attributes with the patch applied.
-    #[schema(value_type = Object)]
-    attrs: Map<String, Value>,
 }
 
 /// Creates a node.
@@ -429,33 +356,6 @@ fn changed_node(applied: &mut protocol::store::Applied) -> ApiResult<NodeSpec> {
             "the store's reply did not name the node",
         )
     })
-}
-
-/// Query of the history route.
-#[derive(Deserialize, IntoParams)]
-pub struct HistoryParams {
-    /// Only outputs with a greater seq.
-    after_seq: Option<u64>,
-    /// Only outputs with a smaller seq.
-    before_seq: Option<u64>,
-    /// Only outputs at or after this time (RFC 3339).
-    from: Option<String>,
-    /// Only outputs before this time (RFC 3339).
-    to: Option<String>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<u32>,
-    /// `desc` (newest first, the default) or `asc`.
-    order: Option<String>,
-}
-
-/// A page of outputs: of a node (by seq) or of an inject (by msg_id).
-#[derive(Serialize, ToSchema)]
-pub struct HistoryView {
-    /// Output events, in the order asked for.
-    #[schema(value_type = Vec<Object>)]
-    items: Vec<protocol::OutputEvent>,
-    /// The path of the next page, or null on the last.
-    next: Option<String>,
 }
 
 /// The node's outputs, newest first unless `order=asc`: the recent ones from its replay

@@ -5,22 +5,12 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use protocol::FunctionDescription;
-use serde::Serialize;
+use protocol::api::FunctionList;
 use serde_json::json;
-use utoipa::{OpenApi as _, ToSchema};
+use utoipa::OpenApi as _;
 
 use crate::error::ApiResult;
 use crate::state::AppState;
-
-/// The functions nodes can run.
-#[derive(Serialize, ToSchema)]
-pub struct FunctionList {
-    /// Sorted by name: `{"name", "description", "params": [{"name", "type", "default", "doc",
-    /// "state", "required"}]}`.
-    #[schema(value_type = Vec<Object>)]
-    functions: Vec<FunctionDescription>,
-}
 
 /// The function registry: every function a running processor (or the built-ins) offers.
 #[utoipa::path(get, path = "/v1/functions", tag = "functions",

@@ -7,10 +7,10 @@ use axum::response::Response;
 use axum::Extension;
 use protocol::caused::{self, CausedQuery};
 use protocol::history::{ArchiveQuery, HistoryPage, HistorySource, MAX_HISTORY_LIMIT};
-use serde::Deserialize;
-use utoipa::IntoParams;
 
-use super::nodes::{encode, invalid_query, page_answer, HistoryView};
+use protocol::api::{HistoryView, OutputsParams};
+
+use super::nodes::{encode, invalid_query, page_answer};
 use super::{Path, Query};
 use crate::auth::Caller;
 use crate::error::{ApiResult, Failure};
@@ -18,22 +18,6 @@ use crate::state::AppState;
 
 /// The longest `input_id` or `after` accepted (ids the API makes are 32 characters).
 const MAX_ID_LEN: usize = 128;
-
-/// Query of the outputs route.
-#[derive(Deserialize, IntoParams)]
-pub struct OutputsParams {
-    /// The id an inject answered with (its `msg_id`): every output carries it as its
-    /// `input_id`.
-    input_id: Option<String>,
-    /// The node the message was injected into: with it, outputs are read from the replay
-    /// buffers of the nodes downstream of it (and recent ones not yet archived are found);
-    /// without it, from the archive alone.
-    node: Option<String>,
-    /// Only outputs with a greater `msg_id` (the last of the previous page).
-    after: Option<String>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<u32>,
-}
 
 /// The outputs one inject caused in the topology, every node's, oldest first (by `msg_id`, a
 /// UUIDv7: the order they were made in, to the millisecond).

@@ -7,32 +7,16 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use protocol::store::Change;
 use protocol::{flowchart, ErrorCode, TopologyDoc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use super::{etag, if_match, require_slug, write_access, Applied, Path, Query};
+use protocol::api::{Applied, TopologyList, TopologySummary};
+
+use super::{etag, if_match, require_slug, write_access, Path, Query};
 use crate::auth::Caller;
 use crate::body::{self, Format};
 use crate::error::{ApiResult, Failure};
 use crate::state::AppState;
-
-/// One topology in the list.
-#[derive(Serialize, ToSchema)]
-pub struct TopologySummary {
-    /// The topology id.
-    id: String,
-    /// How many nodes it has.
-    nodes: u64,
-    /// Its rev, for `If-Match`.
-    rev: u64,
-}
-
-/// The topologies the caller may see.
-#[derive(Serialize, ToSchema)]
-pub struct TopologyList {
-    /// Sorted by id.
-    topologies: Vec<TopologySummary>,
-}
 
 /// Query of `PUT /v1/topologies/{t}`.
 #[derive(Deserialize, IntoParams)]
