@@ -67,6 +67,10 @@ pub use subscribe::{StartAt, Subscription};
 /// The notifier's default port, where [`Client::subscribe`] connects unless told otherwise.
 pub const DEFAULT_NOTIFIER_PORT: u16 = 8081;
 
+/// The stats role's default port, where [`Client::stats_snapshot`] asks unless told
+/// otherwise.
+pub const DEFAULT_STATS_PORT: u16 = 8082;
+
 /// A client of one mesh: web_face's URL, the notifier's, a token. Cheap to clone (clones
 /// share one connection pool).
 #[derive(Clone, Debug)]
@@ -74,6 +78,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     notifier: String,
+    stats: String,
     token: Option<String>,
     retry: Retry,
     timeout: Duration,
@@ -125,6 +130,7 @@ impl Retry {
 pub struct ClientBuilder {
     base: String,
     notifier: Option<String>,
+    stats: Option<String>,
     token: Option<String>,
     retry: Retry,
     timeout: Duration,
@@ -143,6 +149,12 @@ impl ClientBuilder {
     /// The notifier's URL (`http://host:8081`), for [`Client::subscribe`].
     pub fn notifier_url(mut self, url: impl Into<String>) -> ClientBuilder {
         self.notifier = Some(url.into());
+        self
+    }
+
+    /// The stats role's URL (`http://host:8082`), for [`Client::stats_snapshot`].
+    pub fn stats_url(mut self, url: impl Into<String>) -> ClientBuilder {
+        self.stats = Some(url.into());
         self
     }
 
@@ -185,16 +197,8 @@ impl ClientBuilder {
     /// The client; fails when a URL does not parse.
     pub fn build(self) -> Result<Client> {
         let base = checked_url(&self.base)?;
-        let notifier = match self.notifier {
-            Some(url) => checked_url(&url)?,
-            None => {
-                let mut url = reqwest::Url::parse(&base)
-                    .map_err(|error| Error::Invalid(format!("{base:?} is not a URL: {error}")))?;
-                url.set_port(Some(DEFAULT_NOTIFIER_PORT))
-                    .map_err(|()| Error::Invalid(format!("{base:?} cannot have a port")))?;
-                url.as_str().trim_end_matches('/').to_owned()
-            }
-        };
+        let notifier = beside(&base, self.notifier, DEFAULT_NOTIFIER_PORT)?;
+        let stats = beside(&base, self.stats, DEFAULT_STATS_PORT)?;
         let http = reqwest::Client::builder()
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
@@ -205,6 +209,7 @@ impl ClientBuilder {
             http,
             base,
             notifier,
+            stats,
             token: self.token,
             retry: self.retry,
             timeout: self.timeout,
@@ -212,6 +217,18 @@ impl ClientBuilder {
             history_wait: self.history_wait,
         })
     }
+}
+
+/// `url` checked, or else the API's `base` with `port`.
+fn beside(base: &str, url: Option<String>, port: u16) -> Result<String> {
+    if let Some(url) = url {
+        return checked_url(&url);
+    }
+    let mut url = reqwest::Url::parse(base)
+        .map_err(|error| Error::Invalid(format!("{base:?} is not a URL: {error}")))?;
+    url.set_port(Some(port))
+        .map_err(|()| Error::Invalid(format!("{base:?} cannot have a port")))?;
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// `url` without a trailing slash, if it is an http(s) URL.
@@ -406,6 +423,7 @@ impl Client {
         ClientBuilder {
             base: url.into(),
             notifier: None,
+            stats: None,
             token: None,
             retry: Retry::default(),
             timeout: Duration::from_secs(30),
@@ -423,6 +441,11 @@ impl Client {
     /// The notifier's URL.
     pub fn notifier_url(&self) -> &str {
         &self.notifier
+    }
+
+    /// The stats role's URL.
+    pub fn stats_url(&self) -> &str {
+        &self.stats
     }
 
     // ---- functions and topologies ----
@@ -730,6 +753,15 @@ impl Client {
             .await
     }
 
+    /// The stats role's `GET /api/v1/snapshot` of the last `window_s` seconds: role
+    /// instances, partitions with their owners and backlogs, the archive's lag, throughput
+    /// and latency (its shape: `docs/stats.md`). Needs an admin token when the mesh has
+    /// tokens.
+    pub async fn stats_snapshot(&self, window_s: u64) -> Result<Value> {
+        let url = format!("{}/api/v1/snapshot?window={window_s}", self.stats);
+        self.read(Call::new(Method::GET, url)).await
+    }
+
     /// A GET of any path of the API, read as `T` (for routes newer than this client).
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.read(Call::new(Method::GET, path.to_owned())).await
@@ -779,7 +811,12 @@ impl Client {
     }
 
     async fn send_once(&self, call: &Call<'_>) -> Result<Response> {
-        let mut url = format!("{}{}", self.base, call.path);
+        // A path of the API, or the whole URL of another role's route.
+        let mut url = if call.path.starts_with('/') {
+            format!("{}{}", self.base, call.path)
+        } else {
+            call.path.clone()
+        };
         if let Some(query) = call.query {
             let encoded = query.encode().map_err(Error::Invalid)?;
             if !encoded.is_empty() {
@@ -932,6 +969,7 @@ mod tests {
         let client = Client::new("http://10.0.0.7:8080/").unwrap();
         assert_eq!(client.url(), "http://10.0.0.7:8080");
         assert_eq!(client.notifier_url(), "http://10.0.0.7:8081");
+        assert_eq!(client.stats_url(), "http://10.0.0.7:8082");
         let client = Client::builder("https://gorgon.example.com")
             .notifier_url("https://live.example.com/")
             .build()

@@ -38,9 +38,9 @@ use std::sync::OnceLock;
 pub use process::RoleProcess;
 pub use redpill::testing::eventually;
 
-/// The path of role binary `name` (one of `protocol::roles::ALL`), built by cargo for the
-/// profile this test runs under: `target/<profile>/<name>`, beside the `deps/` directory
-/// that holds the test executable.
+/// The path of role binary `name` (one of `protocol::roles::ALL`, the simulator or `gorgon`),
+/// built by cargo for the profile this test runs under: `target/<profile>/<name>`, beside
+/// the `deps/` directory that holds the test executable.
 ///
 /// Cargo builds the binaries of other packages for no integration test, so the first call in
 /// a test process runs `cargo build` for every role binary (a no-op when they are up to date),
@@ -75,8 +75,8 @@ fn profile_dir() -> PathBuf {
     profile_dir.to_path_buf()
 }
 
-/// Runs `cargo build` once per test process for the binaries of all roles and the
-/// simulator, into the target
+/// Runs `cargo build` once per test process for the binaries of all roles, the simulator
+/// and the `gorgon` command, into the target
 /// directory and profile of the running test.
 fn build_role_binaries(profile_dir: &Path) {
     static BUILT: OnceLock<()> = OnceLock::new();
@@ -89,7 +89,7 @@ fn build_role_binaries(profile_dir: &Path) {
         build.current_dir(workspace).arg("build").arg("--bins");
         for package in protocol::roles::ALL
             .iter()
-            .chain([&protocol::roles::SIMULATOR])
+            .chain([&protocol::roles::SIMULATOR, &"gorgon"])
         {
             build.args(["-p", package]);
         }

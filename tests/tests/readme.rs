@@ -1,6 +1,7 @@
 //! The README's quick start, pasted as a new user would: its curl lines run by bash against a
 //! real mesh, its socket.io snippet run by Node with the official client, and its stream
-//! followed by `curl -N`. A README edit that breaks any of them fails here.
+//! followed by `curl -N`; and the same quick start through the `gorgon` command. A README
+//! edit that breaks any of them fails here.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,7 +40,7 @@ async fn the_quick_start_works_when_pasted() {
     let notifier = Notifier::start(&mesh, &[]).await;
     let text = readme();
     let web = mesh.base.trim_start_matches("http://").to_owned();
-    let curls = block_after(&text, "A first topology", "sh").replace("localhost:8080", &web);
+    let curls = block_after(&text, "The same with curl", "sh").replace("localhost:8080", &web);
     let watch = block_after(&text, "Every output live", "js")
         .replace("http://127.0.0.1:8081", &notifier.url);
     assert!(curls.contains(&web) && watch.contains(&notifier.url));
@@ -183,4 +184,71 @@ async fn read_until(stdout: &mut tokio::process::ChildStdout, printed: &mut Stri
             _ => break,
         }
     }
+}
+
+/// The quick start through the `gorgon` command, pasted into bash with the command on the
+/// PATH: the apply's plan, the inject's id, the two outputs it caused and the nodes, exact
+/// but for the id and the times.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_quick_start_works_when_pasted() {
+    let mesh = Mesh::start(1, &[]).await;
+    let notifier = Notifier::start(&mesh, &[]).await;
+    let block = block_after(&readme(), "A first topology", "sh");
+    assert!(block.contains("gorgon apply demo.toml"), "{block}");
+    let gorgon = mesh_tests::role_binary("gorgon");
+    let dir = tempfile::tempdir().expect("a directory");
+    let path = format!(
+        "{}:{}",
+        gorgon.parent().expect("target/<profile>").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let shell = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -e\n{block}"))
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("GORGON_URL", &mesh.base)
+        .env("GORGON_NOTIFIER_URL", &notifier.url)
+        .output();
+    let shell = tokio::time::timeout(Duration::from_secs(60), shell)
+        .await
+        .expect("the block ends within 60 s")
+        .expect("run bash");
+    let out = String::from_utf8_lossy(&shell.stdout).into_owned();
+    let err = String::from_utf8_lossy(&shell.stderr).into_owned();
+    assert!(shell.status.success(), "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 9, "{out}");
+    assert_eq!(
+        lines[..3],
+        [
+            "applied demo: rev 1, 2 changes",
+            "+ readings  function pass",
+            "+ total  function count, sources readings",
+        ]
+    );
+    let id = lines[3];
+    assert!(
+        id.len() == 32 && id.bytes().all(|byte| byte.is_ascii_hexdigit()),
+        "{out}"
+    );
+    // `<ts>  <node>  #<seq>  <data>`: the outputs without their times, in either order.
+    let mut outputs: Vec<&str> = lines[4..6]
+        .iter()
+        .map(|line| line.split_once("  ").map_or(*line, |(_, rest)| rest))
+        .collect();
+    outputs.sort_unstable();
+    assert_eq!(
+        outputs,
+        ["readings  #1  {\"celsius\":21}", "total  #1  {\"count\":1}"]
+    );
+    assert_eq!(
+        lines[6..],
+        [
+            "ID        FUNCTION  SOURCES   SEQ  STATE  DEAD",
+            "readings  pass      -         1    ok     0",
+            "total     count     readings  1    ok     0",
+        ]
+    );
+    assert_eq!(err, "", "nothing on stderr");
 }
