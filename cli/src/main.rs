@@ -1008,25 +1008,49 @@ async fn status(client: &Client, json: bool) -> Outcome {
     }
     text.push_str(&roles.render());
     text.push('\n');
+    // Partitions by owner (a mesh has 64 by default): how many each holds and their backlogs.
+    #[derive(Default)]
+    struct Held {
+        partitions: u64,
+        waiting: u64,
+        in_flight: u64,
+        delayed: u64,
+        dead: u64,
+        oldest_ms: Option<u64>,
+    }
+    let mut owners: std::collections::BTreeMap<String, Held> = Default::default();
+    for partition in snapshot["partitions"].as_array().into_iter().flatten() {
+        let owner = partition["owner"]
+            .as_str()
+            .unwrap_or("(none: no processor holds it)")
+            .to_owned();
+        let held = owners.entry(owner).or_default();
+        let count = |field: &str| partition[field].as_u64().unwrap_or(0);
+        held.partitions += 1;
+        held.waiting += count("waiting");
+        held.in_flight += count("in_flight");
+        held.delayed += count("delayed");
+        held.dead += count("dead");
+        held.oldest_ms = held.oldest_ms.max(partition["oldest_age_ms"].as_u64());
+    }
     let mut partitions = Table::new(&[
-        "PARTITION",
         "OWNER",
+        "PARTITIONS",
         "WAITING",
         "IN FLIGHT",
         "DELAYED",
         "DEAD",
         "OLDEST",
     ]);
-    for partition in snapshot["partitions"].as_array().into_iter().flatten() {
+    for (owner, held) in owners {
         partitions.row(vec![
-            text_of(&partition["partition"]),
-            text_of(&partition["owner"]),
-            text_of(&partition["waiting"]),
-            text_of(&partition["in_flight"]),
-            text_of(&partition["delayed"]),
-            text_of(&partition["dead"]),
-            partition["oldest_age_ms"]
-                .as_u64()
+            owner,
+            held.partitions.to_string(),
+            held.waiting.to_string(),
+            held.in_flight.to_string(),
+            held.delayed.to_string(),
+            held.dead.to_string(),
+            held.oldest_ms
                 .map_or("-".to_owned(), |ms| duration(ms as f64 / 1000.0)),
         ]);
     }

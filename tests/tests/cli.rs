@@ -473,15 +473,16 @@ async fn refusals_exit_with_their_codes_and_say_what_to_do() {
         .await;
     let lines: Vec<&str> = status.lines().collect();
     assert!(lines[0].starts_with("ROLE "), "{status}");
-    let partitions = lines
+    // The partitions by owner: the one processor holds all 8, nothing waits.
+    let owners = lines
         .iter()
-        .position(|line| line.starts_with("PARTITION"))
+        .position(|line| line.starts_with("OWNER"))
         .expect("a partitions table");
     assert_eq!(
-        lines[partitions].split_whitespace().collect::<Vec<_>>(),
+        lines[owners].split_whitespace().collect::<Vec<_>>(),
         [
-            "PARTITION",
             "OWNER",
+            "PARTITIONS",
             "WAITING",
             "IN",
             "FLIGHT",
@@ -490,7 +491,10 @@ async fn refusals_exit_with_their_codes_and_say_what_to_do() {
             "OLDEST"
         ]
     );
-    assert_eq!(lines[partitions + 1..partitions + 9].len(), 8, "{status}");
+    let held: Vec<&str> = lines[owners + 1].split_whitespace().collect();
+    assert!(held[0].starts_with("processor-"), "{status}");
+    assert_eq!(held[1..], ["8", "0", "0", "0", "0", "-"], "{status}");
+    assert_eq!(lines[owners + 2], "", "{status}");
     assert!(status.ends_with("dead letters: 0\n"), "{status}");
     let refused = reader
         .with("GORGON_STATS_URL", &format!("http://127.0.0.1:{port}"))
