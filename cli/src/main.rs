@@ -839,6 +839,9 @@ async fn inject_stdin(
     const MAX_REQUEST_BYTES: usize = 512 * 1024;
     let run = uuid::Uuid::now_v7().simple().to_string();
     let progress = std::io::stderr().is_terminal();
+    // A file on stdin has a size: the progress is then a bar.
+    let total_bytes = stdin_file_size();
+    let mut read_bytes = 0u64;
     let started = Instant::now();
     let mut last_shown = Instant::now();
     let mut sent = 0u64;
@@ -852,10 +855,11 @@ async fn inject_stdin(
     let mut line = String::new();
     loop {
         line.clear();
-        let end = reader
+        let read = reader
             .read_line(&mut line)
-            .map_err(|error| Failure::Other(format!("cannot read stdin: {error}"), 1))?
-            == 0;
+            .map_err(|error| Failure::Other(format!("cannot read stdin: {error}"), 1))?;
+        read_bytes += read as u64;
+        let end = read == 0;
         if !end {
             number += 1;
             let text = line.trim();
@@ -923,8 +927,7 @@ async fn inject_stdin(
             print(&ids)?;
             if progress && last_shown.elapsed() >= Duration::from_millis(200) {
                 last_shown = Instant::now();
-                let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
-                eprint!("\rinjected {sent} messages ({rate:.0}/s)   ");
+                show_progress(total_bytes, read_bytes, sent, started);
             }
         }
         if end {
@@ -932,6 +935,7 @@ async fn inject_stdin(
         }
     }
     if progress {
+        show_progress(total_bytes, read_bytes, sent, started);
         eprintln!();
     }
     eprintln!(
@@ -941,6 +945,33 @@ async fn inject_stdin(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The progress line of an inject from stdin: a bar when the input's size is known.
+fn show_progress(total_bytes: Option<u64>, read_bytes: u64, sent: u64, started: Instant) {
+    let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+    match total_bytes {
+        Some(total) => {
+            let done = (read_bytes as f64 / total as f64).min(1.0);
+            let filled = (done * 30.0).round() as usize;
+            eprint!(
+                "\r[{}{}] {:>3.0}%  {sent} messages  {rate:.0}/s   ",
+                "#".repeat(filled),
+                "-".repeat(30 - filled),
+                done * 100.0
+            );
+        }
+        None => eprint!("\rinjected {sent} messages ({rate:.0}/s)   "),
+    }
+}
+
+/// The size of stdin when it is a regular file (`gorgon inject t n < file`), for the bar.
+fn stdin_file_size() -> Option<u64> {
+    use std::os::fd::AsFd as _;
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd().try_clone_to_owned().ok()?;
+    let metadata = std::fs::File::from(fd).metadata().ok()?;
+    (metadata.is_file() && metadata.len() > 0).then_some(metadata.len())
 }
 
 async fn tail(

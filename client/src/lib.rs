@@ -64,6 +64,34 @@ pub use error::{Error, Result};
 pub use protocol;
 pub use subscribe::{StartAt, Subscription};
 
+/// Every route of web_face this client calls, as `(method, path)` in the OpenAPI document's
+/// spelling, each with a method of [`Client`]: a test compares it with the server's
+/// `/openapi.json`, so a route added to the server without a method here fails it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),                                // health
+    ("GET", "/readyz"),                                 // ready
+    ("GET", "/metrics"),                                // metrics
+    ("GET", "/openapi.json"),                           // openapi
+    ("GET", "/v1/functions"),                           // functions
+    ("GET", "/v1/topologies"),                          // topologies
+    ("GET", "/v1/topologies/{t}"),                      // topology, topology_toml
+    ("PUT", "/v1/topologies/{t}"),                      // apply
+    ("DELETE", "/v1/topologies/{t}"),                   // delete_topology
+    ("GET", "/v1/topologies/{t}/graph.mmd"),            // graph
+    ("GET", "/v1/topologies/{t}/nodes"),                // nodes
+    ("POST", "/v1/topologies/{t}/nodes"),               // create_node
+    ("GET", "/v1/topologies/{t}/nodes/{n}"),            // node
+    ("PATCH", "/v1/topologies/{t}/nodes/{n}"),          // patch_node
+    ("DELETE", "/v1/topologies/{t}/nodes/{n}"),         // delete_node
+    ("PATCH", "/v1/topologies/{t}/nodes/{n}/attrs"),    // patch_attrs
+    ("GET", "/v1/topologies/{t}/nodes/{n}/output"),     // output
+    ("GET", "/v1/topologies/{t}/nodes/{n}/history"),    // history, next_page
+    ("POST", "/v1/topologies/{t}/nodes/{n}/messages"), // inject, inject_with_key, inject_many, inject_ndjson
+    ("GET", "/v1/topologies/{t}/outputs"),             // caused, next_page
+    ("GET", "/v1/topologies/{t}/dead-letters"),        // dead_letters
+    ("POST", "/v1/topologies/{t}/dead-letters/replay"), // replay_dead_letters
+];
+
 /// The notifier's default port, where [`Client::subscribe`] connects unless told otherwise.
 pub const DEFAULT_NOTIFIER_PORT: u16 = 8081;
 
@@ -741,6 +769,17 @@ impl Client {
     }
 
     // ---- operations ----
+
+    /// `GET /healthz`: whether web_face answers (`{"status": "ok"}`).
+    pub async fn health(&self) -> Result<Value> {
+        self.read(Call::new(Method::GET, "/healthz".into())).await
+    }
+
+    /// `GET /metrics`: web_face's Prometheus text.
+    pub async fn metrics(&self) -> Result<String> {
+        let call = Call::new(Method::GET, "/metrics".into()).header("accept", "text/plain")?;
+        text_of(self.send(call).await?).await
+    }
 
     /// `GET /readyz`: whether web_face reaches Redis (an error when it does not).
     pub async fn ready(&self) -> Result<Value> {

@@ -290,6 +290,35 @@ async fn every_route_answers_typed_and_refusals_carry_their_codes() {
         Err(Error::Invalid(_))
     ));
 
+    // Every route of the server's OpenAPI document is one the client calls, and no other.
+    let openapi = admin.openapi().await.unwrap();
+    let mut served: Vec<(String, String)> = openapi["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, methods)| {
+            methods
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|method| (method.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    served.sort();
+    let mut called: Vec<(String, String)> = gorgon_client::ROUTES
+        .iter()
+        .map(|(method, path)| ((*method).to_owned(), (*path).to_owned()))
+        .collect();
+    called.sort();
+    assert_eq!(
+        called, served,
+        "gorgon_client::ROUTES and /openapi.json differ"
+    );
+    assert_eq!(admin.health().await.unwrap(), json!({"status": "ok"}));
+    assert_eq!(admin.ready().await.unwrap(), json!({"status": "ready"}));
+    assert!(admin.metrics().await.unwrap().contains("# TYPE "));
+
     // Deletes.
     admin.delete_node("plant", "a", true).await.unwrap();
     admin.delete_topology("plant", None).await.unwrap();
