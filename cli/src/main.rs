@@ -102,10 +102,10 @@ enum Command {
         /// Only this node.
         node: Option<String>,
         /// Delete the node even if others receive from it (removing those edges).
-        #[arg(long)]
+        #[arg(long, requires = "node")]
         force: bool,
-        /// Delete only if the topology is at this rev.
-        #[arg(long)]
+        /// Delete the topology only if it is at this rev.
+        #[arg(long, conflicts_with = "node")]
         if_match: Option<u64>,
     },
     /// List a topology's nodes with their latest seq and status.

@@ -225,8 +225,8 @@ impl Follower {
         if !response.status().is_success() {
             return Err(answer_error(response).await);
         }
-        // Resuming named nodes is what the first connection's start asked; from now on the
-        // cursors say it.
+        // The start is the first connection's; from now on the cursors say where each node
+        // resumes (and a node the stream has not seen yet comes from history, from 1).
         if let Some(StartAt::Positions(positions)) = self.start.take() {
             self.cursors.extend(positions);
         }
