@@ -664,7 +664,7 @@ async fn apply(
     if json {
         return print_json(&applied);
     }
-    let changes = applied.created.len() + applied.updated.len() + applied.deleted.len();
+    let changes = applied.changes();
     let mut text = if dry_run {
         format!(
             "plan for {topology} at rev {} (dry run, nothing changed): {changes} change{}\n",
@@ -982,7 +982,7 @@ async fn tail(
     count: Option<u64>,
     json: bool,
 ) -> Outcome {
-    let mut outputs = client.subscribe(topology, node, start);
+    let mut outputs = client.subscribe(topology, node, start).await?;
     let mut seen = 0u64;
     let mut out = std::io::stdout();
     while count.is_none_or(|count| seen < count) {

@@ -27,7 +27,8 @@
 //! sources = ["readings"]
 //! "#;
 //! client.apply("sensors", &Document::toml(doc), Default::default()).await?;
-//! let mut outputs = client.subscribe("sensors", Some("count"), StartAt::Now);
+//! // Open before the inject: outputs made once `subscribe` returned all come.
+//! let mut outputs = client.subscribe("sensors", Some("count"), StartAt::Now).await?;
 //! client.inject("sensors", "readings", &serde_json::json!({"celsius": 21.5})).await?;
 //! while let Some(event) = outputs.next().await {
 //!     let event = event?;
@@ -62,7 +63,7 @@ use serde_json::{Map, Value};
 
 pub use error::{Error, Result};
 pub use protocol;
-pub use subscribe::{StartAt, Subscription};
+pub use subscribe::{Counters, StartAt, Subscription};
 
 /// Every route of web_face this client calls, as `(method, path)` in the OpenAPI document's
 /// spelling, each with a method of [`Client`]: a test compares it with the server's
@@ -807,9 +808,16 @@ impl Client {
     }
 
     /// The outputs of `topology` (every node, later ones too) or of one `node`, from
-    /// `start`, as a stream that reconnects by itself; see [`Subscription`].
-    pub fn subscribe(&self, topology: &str, node: Option<&str>, start: StartAt) -> Subscription {
-        Subscription::new(self.clone(), topology, node, start)
+    /// `start`, as a stream that reconnects by itself; see [`Subscription`]. It returns once
+    /// the notifier has taken the subscription (the first connection retried as reads are),
+    /// so an inject made after it is followed.
+    pub async fn subscribe(
+        &self,
+        topology: &str,
+        node: Option<&str>,
+        start: StartAt,
+    ) -> Result<Subscription> {
+        Subscription::open(self.clone(), topology, node, start).await
     }
 
     // ---- the wire ----

@@ -49,8 +49,12 @@ pub enum StartAt {
 /// either come as one [`Error::Gap`] item, and the stream goes on. A node deleted and made
 /// anew counts from 1 again, and the stream follows it from there.
 ///
-/// It ends (`None` after an `Err` item) only when the notifier refuses it for good: an unknown
-/// topology or node (`not_found`), a token it does not take (`unauthorized`), a bad request.
+/// [`Client::subscribe`] returns it once the notifier has taken the subscription (or with the
+/// error that kept it from doing so), so outputs made after that call returns all come. Once
+/// open, it keeps trying to reconnect for as long as it is polled; [`Counters`] say how it
+/// is going. It ends (`None` after an `Err` item) only when the notifier refuses it for good:
+/// an unknown topology or node (`not_found`), a token it does not take (`unauthorized`), a
+/// bad request. Dropping it closes the connection.
 pub struct Subscription {
     inner: BoxStream<'static, Result<OutputEvent>>,
     counters: Arc<Counters>,
@@ -60,6 +64,7 @@ pub struct Subscription {
 #[derive(Debug, Default)]
 pub struct Counters {
     connects: AtomicU64,
+    failed_connects: AtomicU64,
     filled: AtomicU64,
     repeats: AtomicU64,
 }
@@ -68,6 +73,12 @@ impl Counters {
     /// Connections opened (1 until the first reconnect).
     pub fn connects(&self) -> u64 {
         self.connects.load(Ordering::Relaxed)
+    }
+
+    /// Connections that failed (the notifier unreachable, or busy): the stream goes on
+    /// trying, waiting longer each time up to 5 s, and this says it is.
+    pub fn failed_connects(&self) -> u64 {
+        self.failed_connects.load(Ordering::Relaxed)
     }
 
     /// Outputs read from history to fill gaps.
@@ -82,14 +93,17 @@ impl Counters {
 }
 
 impl Subscription {
-    pub(crate) fn new(
+    /// Opens the first connection (retried as the client retries reads), so that once this
+    /// returns the notifier has taken the subscription: every output made from then on
+    /// reaches the stream.
+    pub(crate) async fn open(
         client: Client,
         topology: &str,
         node: Option<&str>,
         start: StartAt,
-    ) -> Subscription {
+    ) -> Result<Subscription> {
         let counters = Arc::new(Counters::default());
-        let follower = Follower {
+        let mut follower = Follower {
             client,
             topology: topology.to_owned(),
             node: node.map(str::to_owned),
@@ -103,12 +117,29 @@ impl Subscription {
             done: false,
             counters: counters.clone(),
         };
+        let retry = follower.client.retry;
+        let mut attempt = 1;
+        loop {
+            match follower.connect().await {
+                Ok(body) => {
+                    follower.body = Some(body);
+                    counters.connects.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(error) if attempt < retry.attempts && error.is_transient() => {
+                    counters.failed_connects.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(retry.wait(attempt, &error)).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         let inner = futures_util::stream::unfold(follower, |mut follower| async move {
             let item = follower.next().await?;
             Some((item, follower))
         })
         .boxed();
-        Subscription { inner, counters }
+        Ok(Subscription { inner, counters })
     }
 
     /// What it has done so far: connections, outputs filled from history, repeats dropped.
@@ -160,7 +191,12 @@ impl Follower {
                         self.counters.connects.fetch_add(1, Ordering::Relaxed);
                         self.body = Some(body);
                     }
-                    Err(error) if error.is_transient() => self.failures += 1,
+                    Err(error) if error.is_transient() => {
+                        self.counters
+                            .failed_connects
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.failures += 1;
+                    }
                     Err(error) => {
                         self.done = true;
                         return Some(Err(error));

@@ -390,7 +390,7 @@ sources = ["s1", "s2"]
         ("s2".to_owned(), per_source),
         ("total".to_owned(), 2 * per_source),
     ]);
-    let mut outputs = client.subscribe("plant", None, StartAt::Now);
+    let mut outputs = client.subscribe("plant", None, StartAt::Now).await.unwrap();
     let counters = outputs.counters();
     let reader = tokio::spawn(async move {
         let mut seqs: BTreeMap<String, Vec<u64>> = BTreeMap::new();

@@ -27,6 +27,11 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// How many nodes the change created, updated and deleted (0: it changed nothing).
+    pub fn changes(&self) -> usize {
+        self.created.len() + self.updated.len() + self.deleted.len()
+    }
+
     /// The API's answer for the store's `applied` change of `topology`.
     pub fn new(topology: &str, applied: crate::store::Applied) -> Applied {
         Applied {
