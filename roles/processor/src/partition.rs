@@ -288,9 +288,15 @@ impl Partition {
         }
         // Nothing else writes the outbox, so it holds something only when this batch (or one
         // before a failure, delivered by `recover`) appended to it.
-        if !plan.remote.is_empty() {
-            self.deliver_outbox().await?;
-        }
+        let delivered = if plan.remote.is_empty() {
+            Ok(())
+        } else {
+            self.deliver_outbox().await
+        };
+        // The batch is committed whatever became of its delivery (`recover`, or the next
+        // owner, delivers the outbox again), so its outputs go out live all the same: a node
+        // whose last outputs were never published would leave clients without them until
+        // its next output showed the gap.
         if !plan.outputs.is_empty() {
             // One live message per topology per batch: a JSON array of its output events.
             let mut by_topology: Vec<(String, Vec<&str>)> = Vec::new();
@@ -309,7 +315,7 @@ impl Partition {
                 tracing::debug!(partition = self.number, error = %err, "live outputs not published (they are archived all the same)");
             }
         }
-        Ok(())
+        delivered
     }
 
     /// The batch's one fenced write of everything its plan holds: node records and replay
