@@ -234,7 +234,10 @@ impl Queue {
             )
             .await?;
         match added {
-            -2 => Ok(PushedOnce::Repeated(record)),
+            // A repeat is acknowledged as the first push would have been: once the replicas
+            // have all the master has, the first push among it (that one may have failed
+            // its own wait).
+            -2 => replicated.map(|()| PushedOnce::Repeated(record)),
             added if added < 0 => Err(Error::Full {
                 name: self.name.clone(),
                 len: held,

@@ -6,11 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use redpill::testing::TestRedis;
-use redpill::{Acquired, Error, Lease, Queue, Tag};
+use redpill::{Acquired, Error, Lease, PushedOnce, Queue, Tag};
 
-/// With no replica, a push and a fenced commit fail as retryable, naming 0 of 1 replicas,
-/// after the wait (the commit after waiting five times); the write is on the master all the
-/// same. Once a replica follows the
+/// With no replica, a push, a keyed push and its repeat, and a fenced commit fail as retryable,
+/// naming 0 of 1 replicas, after the wait (the commit after waiting five times); the write is
+/// on the master all the same. Once a replica follows the
 /// master, the same calls succeed, and what they wrote is on the replica when they return.
 #[tokio::test]
 async fn writes_wait_for_their_replicas() {
@@ -37,6 +37,27 @@ async fn writes_wait_for_their_replicas() {
         1,
         "the push is on the master"
     );
+
+    // A push with a key, then its repeat: the repeat is answered from the key's record,
+    // acknowledged only once the replicas have what the master has (the first push among
+    // it), so without a replica it fails the same way.
+    let keyed = [("c", b"3".as_slice())];
+    for _ in 0..2 {
+        let pushed = queue
+            .push_once("k", Duration::from_secs(60), "the record", &keyed)
+            .await;
+        assert!(
+            matches!(
+                pushed,
+                Err(Error::Unreplicated {
+                    wanted: 1,
+                    got: 0,
+                    ..
+                })
+            ),
+            "{pushed:?}"
+        );
+    }
 
     let lease = Lease::new(&client, &tag, "owner");
     let Acquired::Granted(grant) = lease.acquire("me", Duration::from_secs(10)).await.unwrap()
@@ -85,11 +106,19 @@ async fn writes_wait_for_their_replicas() {
             .unwrap(),
         1
     );
-    // Acknowledged: on the replica already, nothing to wait for.
+    // Acknowledged: on the replica already, nothing to wait for; and the keyed push's
+    // repeat is answered from its record now that the replica has it.
     let waiting = client.keys().queue(&tag, "in");
     assert_eq!(
         replica.command(&["LRANGE", &waiting, "0", "-1"]),
-        "*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+        "*3\r\n$1\r\na\r\n$1\r\nc\r\n$1\r\nb\r\n"
+    );
+    assert_eq!(
+        queue
+            .push_once("k", Duration::from_secs(60), "the record", &keyed)
+            .await
+            .unwrap(),
+        PushedOnce::Repeated("the record".to_owned())
     );
     lease
         .fenced(&grant)
