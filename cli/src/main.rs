@@ -435,7 +435,7 @@ async fn run(cli: Cli) -> Outcome {
             )
         }
         Command::Nodes { topology, ids } => {
-            let list = client
+            let nodes = client
                 .nodes(
                     &topology,
                     &ListQuery {
@@ -445,21 +445,21 @@ async fn run(cli: Cli) -> Outcome {
                 )
                 .await?;
             if json {
-                return print_json(&list);
+                return print_json(&nodes);
             }
             let mut table = Table::new(&["ID", "FUNCTION", "SOURCES", "SEQ", "STATE", "DEAD"]);
-            for node in &list.nodes {
+            for node in &nodes.nodes {
                 table.row(vec![
                     node.id.clone(),
                     node.function.clone(),
-                    list_or_dash(&node.sources),
+                    list(&node.sources),
                     latest_seq(node),
                     state_of(node),
                     node.status.dead_letters.to_string(),
                 ]);
             }
             let mut text = table.render();
-            if let Some(missing) = list.missing.filter(|missing| !missing.is_empty()) {
+            if let Some(missing) = nodes.missing.filter(|missing| !missing.is_empty()) {
                 text.push_str(&format!("not in {topology}: {}\n", missing.join(", ")));
             }
             print(&text)
@@ -604,17 +604,10 @@ async fn run(cli: Cli) -> Outcome {
 }
 
 fn new_function(name: &str, dir: &Path, gorgon_path: Option<PathBuf>) -> Outcome {
+    // A name it cannot take is refused as invalid (4); anything else that keeps the crate
+    // from being written (not a checkout, a directory that exists, I/O) is 1.
+    new_function::validate_name(name).map_err(|error| Failure::Other(format!("{error:#}"), 4))?;
     let gorgon = gorgon_path.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
-    if !gorgon.join("roles/processor/Cargo.toml").is_file() {
-        return Err(Failure::Other(
-            format!(
-                "{} is not a Gorgon source checkout (no roles/processor); pass --gorgon-path \
-                 or set GORGON_SOURCE to one",
-                gorgon.display()
-            ),
-            4,
-        ));
-    }
     let made = new_function::generate(name, dir, &gorgon)
         .map_err(|error| Failure::Other(format!("{error:#}"), 1))?;
     print(&format!(
@@ -775,7 +768,7 @@ fn show_node(view: &NodeView, json: bool) -> Outcome {
     let mut rows = vec![
         ("id", view.id.clone()),
         ("function", view.function.clone()),
-        ("sources", list_or_dash(&view.sources)),
+        ("sources", list(&view.sources)),
         ("state", state_of(view)),
         ("dead letters", view.status.dead_letters.to_string()),
         ("attrs", compact(&Value::Object(view.attrs.clone()))),
@@ -788,10 +781,6 @@ fn show_node(view: &NodeView, json: bool) -> Outcome {
         rows.push(("last error", error.clone()));
     }
     print(&pairs(&rows))
-}
-
-fn list_or_dash(items: &[String]) -> String {
-    list(items)
 }
 
 fn latest_seq(view: &NodeView) -> String {

@@ -129,7 +129,7 @@ pub fn generate(name: &str, parent: &Path, gorgon: &Path) -> anyhow::Result<Path
 }
 
 /// Refuses a name that is not a slug, or that a built-in function already has.
-fn validate_name(name: &str) -> anyhow::Result<()> {
+pub fn validate_name(name: &str) -> anyhow::Result<()> {
     if let Err(error) = validate_slug(name) {
         bail!(
             "function name {:?} is not usable: {}; a function name must match {SLUG_PATTERN} \

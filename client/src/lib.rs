@@ -345,97 +345,76 @@ pub struct Topology {
 }
 
 /// A request on its way: method, path, query, body, and whether it may be repeated.
-struct Call<'a> {
+struct Call {
     method: Method,
     path: String,
-    query: Option<&'a (dyn erased::Query + Sync)>,
+    /// The query's fields, absent ones left out; reqwest encodes them.
+    query: Vec<(String, String)>,
     body: Option<(&'static str, String)>,
     headers: HeaderMap,
     retry: bool,
 }
 
-mod erased {
-    /// A query string's fields, whatever their type.
-    pub trait Query {
-        fn encode(&self) -> Result<String, String>;
-    }
-    impl<T: serde::Serialize> Query for T {
-        fn encode(&self) -> Result<String, String> {
-            let value = serde_json::to_value(self).map_err(|error| error.to_string())?;
-            let serde_json::Value::Object(fields) = value else {
-                return Err("a query must be a struct of fields".to_owned());
-            };
-            let mut pairs = Vec::new();
-            for (key, value) in fields {
-                let text = match value {
-                    serde_json::Value::Null => continue,
-                    serde_json::Value::String(text) => text,
-                    other => other.to_string(),
-                };
-                pairs.push(format!("{}={}", encode(&key), encode(&text)));
-            }
-            Ok(pairs.join("&"))
-        }
-    }
-
-    /// Percent-encodes all but unreserved characters.
-    pub fn encode(text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        for byte in text.bytes() {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                out.push(byte as char);
-            } else {
-                out.push_str(&format!("%{byte:02X}"));
-            }
-        }
-        out
-    }
+/// The fields of a query struct as name and text, leaving out those that are absent
+/// (`None`), as the server's query reader expects.
+fn query_pairs(query: &impl Serialize) -> Vec<(String, String)> {
+    let Ok(Value::Object(fields)) = serde_json::to_value(query) else {
+        unreachable!("every query of this crate is a struct of fields");
+    };
+    fields
+        .into_iter()
+        .filter_map(|(name, value)| match value {
+            Value::Null => None,
+            Value::String(text) => Some((name, text)),
+            other => Some((name, other.to_string())),
+        })
+        .collect()
 }
 
-impl<'a> Call<'a> {
-    fn new(method: Method, path: String) -> Call<'a> {
+impl Call {
+    fn new(method: Method, path: String) -> Call {
         let retry = method == Method::GET;
         Call {
             method,
             path,
-            query: None,
+            query: Vec::new(),
             body: None,
             headers: HeaderMap::new(),
             retry,
         }
     }
 
-    fn query(mut self, query: &'a (dyn erased::Query + Sync)) -> Call<'a> {
-        self.query = Some(query);
+    fn query(mut self, query: &impl Serialize) -> Call {
+        self.query = query_pairs(query);
         self
     }
 
-    fn json(mut self, body: &impl Serialize) -> Call<'a> {
+    fn json(mut self, body: &impl Serialize) -> Call {
         let text = serde_json::to_string(body).expect("a request body encodes");
         self.body = Some(("application/json", text));
         self
     }
 
-    fn body(mut self, content_type: &'static str, text: String) -> Call<'a> {
+    fn body(mut self, content_type: &'static str, text: String) -> Call {
         self.body = Some((content_type, text));
         self
     }
 
-    fn header(mut self, name: &'static str, value: &str) -> Result<Call<'a>> {
+    fn header(mut self, name: &'static str, value: &str) -> Result<Call> {
         let value = HeaderValue::from_str(value)
             .map_err(|_| Error::Invalid(format!("{value:?} cannot be sent as {name}")))?;
         self.headers.insert(name, value);
         Ok(self)
     }
 
-    fn if_match(self, rev: Option<u64>) -> Result<Call<'a>> {
+    fn if_match(self, rev: Option<u64>) -> Result<Call> {
         match rev {
             Some(rev) => self.header("if-match", &rev.to_string()),
             None => Ok(self),
         }
     }
 
-    fn retried(mut self) -> Call<'a> {
+    fn retried(mut self) -> Call {
         self.retry = true;
         self
     }
@@ -822,7 +801,7 @@ impl Client {
 
     // ---- the wire ----
 
-    async fn read<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
+    async fn read<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
         let response = self.send(call).await?;
         let url = response.url().to_string();
         let status = response.status().as_u16();
@@ -838,7 +817,7 @@ impl Client {
     }
 
     /// Sends `call`, retrying as [`Retry`] says when it may; a success, or the error.
-    async fn send(&self, call: Call<'_>) -> Result<Response> {
+    async fn send(&self, call: Call) -> Result<Response> {
         let attempts = if call.retry {
             self.retry.attempts.max(1)
         } else {
@@ -857,24 +836,20 @@ impl Client {
         }
     }
 
-    async fn send_once(&self, call: &Call<'_>) -> Result<Response> {
+    async fn send_once(&self, call: &Call) -> Result<Response> {
         // A path of the API, or the whole URL of another role's route.
-        let mut url = if call.path.starts_with('/') {
+        let url = if call.path.starts_with('/') {
             format!("{}{}", self.base, call.path)
         } else {
             call.path.clone()
         };
-        if let Some(query) = call.query {
-            let encoded = query.encode().map_err(Error::Invalid)?;
-            if !encoded.is_empty() {
-                url.push(if url.contains('?') { '&' } else { '?' });
-                url.push_str(&encoded);
-            }
-        }
         let mut request = self
             .request(call.method.clone(), &url)
             .timeout(self.timeout)
             .headers(call.headers.clone());
+        if !call.query.is_empty() {
+            request = request.query(&call.query);
+        }
         if let Some((content_type, text)) = &call.body {
             request = request
                 .header(CONTENT_TYPE, *content_type)
@@ -993,20 +968,22 @@ fn node_path(topology: &str, node: &str) -> Result<String> {
 mod tests {
     use super::*;
 
-    /// Query strings leave out absent fields and encode what needs it.
+    /// Queries leave out absent fields and give the others as text.
     #[test]
-    fn queries_encode() {
-        use erased::Query as _;
+    fn queries_leave_out_absent_fields() {
         let query = HistoryParams {
             after_seq: Some(4),
             from: Some("2026-12-05T10:00:00+01:00".into()),
             ..HistoryParams::default()
         };
         assert_eq!(
-            query.encode().unwrap(),
-            "after_seq=4&from=2026-12-05T10%3A00%3A00%2B01%3A00"
+            query_pairs(&query),
+            [
+                ("after_seq".to_owned(), "4".to_owned()),
+                ("from".to_owned(), "2026-12-05T10:00:00+01:00".to_owned())
+            ]
         );
-        assert_eq!(NodeQuery { node: None }.encode().unwrap(), "");
+        assert_eq!(query_pairs(&NodeQuery { node: None }), []);
     }
 
     /// The notifier's URL follows the API's host on port 8081 unless given; bad URLs and

@@ -13,15 +13,13 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
 use protocol::api::HistoryParams;
-use protocol::notify::{Resync, OUTPUT_EVENT, RESYNC_EVENT};
+use protocol::notify::{event_id, Resync, OUTPUT_EVENT, POSITIONS_EVENT, RESYNC_EVENT};
 use protocol::OutputEvent;
 use reqwest::header::{ACCEPT, AUTHORIZATION};
 
 use crate::sse::{SseEvent, SseReader};
 use crate::{answer_error, node_path, topology_path, Client, Error, Result};
 
-/// The notifier's first event on a stream: per node, the seq its outputs start after.
-const POSITIONS_EVENT: &str = "positions";
 /// The longest wait between reconnects.
 const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
@@ -250,7 +248,7 @@ impl Follower {
         if !resume_after.is_empty() {
             let id: Vec<String> = resume_after
                 .iter()
-                .map(|(node, seq)| format!("{node}:{seq}"))
+                .map(|(node, seq)| event_id(node, *seq))
                 .collect();
             request = request.header("last-event-id", id.join(","));
         }

@@ -503,7 +503,7 @@ async fn a_drained_queue_is_asked_again_only_after_a_push() {
     let redis = TestBackend::start();
     let config = redis
         .config()
-        .set_poll_interval(Duration::from_millis(300))
+        .set_poll_interval(Duration::from_secs(2))
         .set_reap_interval(Duration::from_secs(600))
         .set_retry_backoff(Duration::from_millis(50), Duration::from_millis(50));
     let client = common::client_with(config).await;
@@ -527,14 +527,16 @@ async fn a_drained_queue_is_asked_again_only_after_a_push() {
         "the push and the pull that took it; no empty pull before them"
     );
 
-    // A retry comes back from the delayed set without a hint: found after one poll interval.
+    // A retry comes back from the delayed set without a hint: found after one poll interval
+    // (2 s: long beside the push 100 ms after the wait began above, so a slow machine cannot
+    // make that wait poll before the push).
     queue.nack(&[&batch[0].id], "again").await.unwrap();
     let started = tokio::time::Instant::now();
     let batch = queue.pull_wait(10, Duration::from_secs(5)).await.unwrap();
     assert_eq!(texts(&batch), ["b"]);
     assert_eq!(batch[0].attempts, 1);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(4),
         "took {:?}",
         started.elapsed()
     );

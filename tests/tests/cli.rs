@@ -1,13 +1,13 @@
 //! The `gorgon` command against a real mesh: each command's exact output and exit code, the
 //! documented exit codes of refusals, and errors that say what to do.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use mesh_tests::mesh::Mesh;
 use mesh_tests::socketio::Notifier;
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt as _;
 
 /// What a run of the command gave: exit code, stdout, stderr.
 #[derive(Debug)]
@@ -36,36 +36,34 @@ impl Gorgon {
         self
     }
 
-    /// Runs `gorgon args...` with `stdin`, and waits for it (off the async runtime).
+    /// Runs `gorgon args...` with `stdin` and waits for it, at most 120 s (then it is killed).
     async fn run(&self, args: &[&str], stdin: &str) -> Ran {
-        let binary = mesh_tests::role_binary("gorgon");
-        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        let env = self.env.clone();
+        let mut child = tokio::process::Command::new(mesh_tests::role_binary("gorgon"))
+            .args(args)
+            .env_clear()
+            .envs(self.env.clone())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("gorgon starts");
+        let mut input = child.stdin.take().expect("stdin");
         let stdin = stdin.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut child = Command::new(binary)
-                .args(&args)
-                .env_clear()
-                .envs(env)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("gorgon starts");
-            let mut input = child.stdin.take().expect("stdin");
-            let writer = std::thread::spawn(move || {
-                let _ = input.write_all(stdin.as_bytes());
-            });
-            let output = child.wait_with_output().expect("gorgon ends");
-            writer.join().expect("stdin written");
-            Ran {
-                code: output.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        })
-        .await
-        .expect("the run finishes")
+        // Written beside the wait, so a command that reads slowly cannot block the test.
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(stdin.as_bytes()).await;
+        });
+        let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("gorgon {args:?} did not end within 120 s"))
+            .expect("gorgon ends");
+        writer.await.expect("stdin written");
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     /// Runs and expects exit 0 and nothing on stderr; the stdout.
@@ -175,7 +173,10 @@ async fn every_command_does_what_it_says() {
     // nodes and node, once all 2 501 are counted.
     mesh_tests::eventually(Duration::from_secs(60), "2 501 counted", || async {
         let nodes = gorgon.ok(&["nodes", "plant"]).await;
-        nodes.contains("2501  ok").then_some(())
+        nodes
+            .lines()
+            .any(|line| line.starts_with("total ") && line.contains(" 2501  ok"))
+            .then_some(())
     })
     .await;
     assert_eq!(
@@ -452,6 +453,53 @@ async fn refusals_exit_with_their_codes_and_say_what_to_do() {
     let usage = admin.run(&["nodes"], "").await;
     assert_eq!(usage.code, 2);
 
+    // new function: a crate made (its build and test are the cli crate's own test), a name
+    // that is not a slug refused as invalid, a checkout that is not one refused.
+    let crates = dir.path().to_str().unwrap();
+    let made = admin
+        .run(&["new", "function", "heat-index", "--dir", crates], "")
+        .await;
+    let crate_dir = dir.path().join("heat-index");
+    assert_eq!(
+        (made.code, made.stdout.as_str(), made.stderr.as_str()),
+        (
+            0,
+            format!(
+                "made {}\nnext: cd {} && cargo test, then put its Procfile line in place of \
+                 `processor`\n",
+                crate_dir.display(),
+                crate_dir.display()
+            )
+            .as_str(),
+            ""
+        )
+    );
+    assert!(crate_dir.join("src/lib.rs").is_file() && crate_dir.join("Procfile").is_file());
+    let bad_name = admin
+        .run(&["new", "function", "Heat", "--dir", crates], "")
+        .await;
+    assert_eq!(bad_name.code, 4, "{bad_name:?}");
+    assert!(
+        bad_name
+            .stderr
+            .starts_with("error: function name \"Heat\" is not usable: "),
+        "{}",
+        bad_name.stderr
+    );
+    let nowhere = admin
+        .with("GORGON_SOURCE", "/nowhere")
+        .run(&["new", "function", "other", "--dir", crates], "")
+        .await;
+    assert_eq!(nowhere.code, 1, "{nowhere:?}");
+    assert!(
+        nowhere
+            .stderr
+            .starts_with("error: /nowhere does not look like a Gorgon source checkout"),
+        "{}",
+        nowhere.stderr
+    );
+    let admin = Gorgon::new(&mesh, Some("adm"));
+
     // status: the roles, the partitions and the archive from the stats role.
     let port = redpill::testing::free_port().to_string();
     let stats = mesh.spawn_with("stats", &[("GORGON_STATS_PORT", port.as_str())]);
@@ -493,7 +541,12 @@ async fn refusals_exit_with_their_codes_and_say_what_to_do() {
     );
     let held: Vec<&str> = lines[owners + 1].split_whitespace().collect();
     assert!(held[0].starts_with("processor-"), "{status}");
-    assert_eq!(held[1..], ["8", "0", "0", "0", "0", "-"], "{status}");
+    let partitions = mesh_tests::mesh::PARTITIONS.to_string();
+    assert_eq!(
+        held[1..],
+        [partitions.as_str(), "0", "0", "0", "0", "-"],
+        "{status}"
+    );
     assert_eq!(lines[owners + 2], "", "{status}");
     assert!(status.ends_with("dead letters: 0\n"), "{status}");
     let refused = reader

@@ -66,6 +66,14 @@ async fn every_route_answers_typed_and_refusals_carry_their_codes() {
     let admin = Client::builder(&mesh.base).token("adm").build().unwrap();
     let doc = Document::toml(PLANT);
 
+    // The function registry, read into the server's own types.
+    let functions = admin.functions().await.unwrap();
+    let count = functions
+        .iter()
+        .find(|function| function.name == "count")
+        .expect("the built-in count");
+    assert!(!count.params.is_empty(), "{count:?}");
+
     // Topologies.
     let plan = admin
         .apply(

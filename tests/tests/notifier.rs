@@ -535,6 +535,7 @@ async fn streams_resume_by_last_event_id_and_resync() {
     assert_eq!(first.next().await.data, json!({"a": 34}));
     let second = http.get(&path).send().await.unwrap();
     assert_eq!(second.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(second.headers()["retry-after"], "1");
     let refused: Value = second.json().await.unwrap();
     assert_eq!(refused["error"]["code"], "too_many_connections");
     drop(first);

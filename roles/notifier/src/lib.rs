@@ -439,8 +439,7 @@ async fn check_origin(
                     protocol::ErrorCode::OriginNotAllowed,
                     "this Origin is not in GORGON_ALLOWED_ORIGINS",
                 );
-                let body = serde_json::json!({ "error": error });
-                return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+                return stream::refusal(error);
             }
         }
     }

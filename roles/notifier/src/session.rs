@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use axum::response::sse;
 use protocol::auth::Grants;
-use protocol::notify::{Ack, Resync, Subscription, OUTPUT_EVENT, RESYNC_EVENT};
+use protocol::notify::{
+    self, Ack, Resync, Subscription, OUTPUT_EVENT, POSITIONS_EVENT, RESYNC_EVENT,
+};
 use protocol::ErrorCode;
 use serde::Serialize;
 use socketioxide::extract::{AckSender, SocketRef};
@@ -37,11 +39,6 @@ const FULL_BUFFER_WAIT: Duration = Duration::from_millis(2);
 
 /// How long a catch-up waits before trying again while Redis is unreachable.
 const RETRY_WAIT: Duration = Duration::from_millis(250);
-
-/// The name of the first event of a Server-Sent Events stream: per node, the seq after
-/// which its outputs start (what a socket.io subscribe's acknowledgement gives as
-/// `positions`).
-pub const POSITIONS_EVENT: &str = "positions";
 
 /// What a socket's event handlers (or a stream's request) send its task.
 pub enum Command {
@@ -556,7 +553,7 @@ impl Session {
             Outlet::Stream(sender, _) => {
                 let sent = sse::Event::default()
                     .event(OUTPUT_EVENT)
-                    .id(format!("{}:{}", event.node, event.seq))
+                    .id(notify::event_id(&event.node, event.seq))
                     .data(event.raw.get());
                 self.send_stream(sender, sent).await?;
             }

@@ -143,8 +143,13 @@ async fn open(
             "the notifier is stopping; connect to another or try again",
         )
     })?;
-    if let Some(error) = ack.error.filter(|_| !ack.ok) {
-        return Err(error);
+    if !ack.ok {
+        return Err(ack.error.unwrap_or_else(|| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "the subscription was refused without a reason",
+            )
+        }));
     }
     // The session lives while its command queue is open: the body holds the sender, so the
     // session ends when the client goes (or at its next send, whichever it notices first).
@@ -188,10 +193,19 @@ fn resume_point(
         .transpose()
 }
 
-/// An error as the REST API answers it, with the status its code has.
-fn refusal(error: ApiError) -> Response {
-    let status = StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, Json(serde_json::json!({ "error": error }))).into_response()
+/// An error as the REST API answers it: the status its code has, and `Retry-After: 1` with a
+/// 503 (too many connections, Redis unreachable, the notifier stopping).
+pub(crate) fn refusal(error: ApiError) -> Response {
+    let status =
+        StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut answer = (status, Json(serde_json::json!({ "error": error }))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        answer.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    answer
 }
 
 #[cfg(test)]

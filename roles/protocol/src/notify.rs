@@ -21,6 +21,16 @@ use crate::store::ApiError;
 pub const OUTPUT_EVENT: &str = "output";
 /// The server event saying some outputs will not come; see [`Resync`].
 pub const RESYNC_EVENT: &str = "resync";
+/// The first event of a Server-Sent Events stream: per node, the seq after which its outputs
+/// start (what a socket.io subscribe's acknowledgement gives as `positions`).
+pub const POSITIONS_EVENT: &str = "positions";
+
+/// The id of a stream's output event, and what `Last-Event-ID` names to resume one node:
+/// `node:seq` (several joined by commas resume several nodes).
+pub fn event_id(node: &str, seq: u64) -> String {
+    format!("{node}:{seq}")
+}
+
 /// The client event starting a subscription.
 pub const SUBSCRIBE_EVENT: &str = "subscribe";
 /// The client event ending one.

@@ -2,14 +2,14 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use protocol::api::{DeadLetterList, DeadLetterView, Replayed};
+use protocol::api::{DeadLetterList, DeadLetterView, Injected, InjectedMany, Replayed};
 use protocol::{partition_of, Envelope, ErrorCode, Timestamp};
 use redpill::{DeadLetter, PushedOnce, Queue};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::{write_access, Path, Query};
@@ -36,7 +36,7 @@ const REPLAYED_HEADER: &str = "idempotent-replayed";
     params(("t" = String, Path, description = "topology id"), ("n" = String, Path, description = "node id")),
     request_body(content = Object, description = "a JSON message, or ndjson with one per line",
                  content_type = "application/json"),
-    responses((status = 202, description = r#"{"msg_id"} or {"msg_ids": [...]}"#, body = Object),
+    responses((status = 202, description = r#"{"msg_id"} for a JSON message, {"msg_ids": [...]} for ndjson"#, body = Injected),
               (status = 404, description = "not_found"), (status = 429, description = "backlog over the high-water mark")))]
 pub async fn inject(
     State(state): State<AppState>,
@@ -123,17 +123,25 @@ pub async fn inject(
         }
         Err(error) => return Err(error.into()),
     };
-    let body = match format {
-        Format::Ndjson => json!({ "msg_ids": ids }),
-        _ => json!({ "msg_id": ids.first() }),
+    let count = ids.len() as u64;
+    let mut answer = match format {
+        Format::Ndjson => {
+            (StatusCode::ACCEPTED, Json(InjectedMany { msg_ids: ids })).into_response()
+        }
+        _ => {
+            let msg_id = ids.into_iter().next().unwrap_or_default();
+            (StatusCode::ACCEPTED, Json(Injected { msg_id })).into_response()
+        }
     };
     if replayed {
         metrics::counter!("gorgon_inject_repeats_total").increment(1);
-        let headers = [(REPLAYED_HEADER, "true")];
-        return Ok((StatusCode::ACCEPTED, headers, Json(body)).into_response());
+        answer
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    } else {
+        metrics::counter!(protocol::stats::MESSAGES_INJECTED).increment(count);
     }
-    metrics::counter!(protocol::stats::MESSAGES_INJECTED).increment(ids.len() as u64);
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(answer)
 }
 
 /// The request's `Idempotency-Key`: 1 to 255 visible ASCII characters, else 400
